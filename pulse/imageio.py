@@ -1,0 +1,114 @@
+"""Reading, validating, converting and atomically writing images.
+
+Every problem with an input becomes a ``PulseError`` whose message names the input and the problem in one
+line, so a batch can report it and go on. Conversions that lose information (alpha, 16-bit, greyscale) warn.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .errors import PulseError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+MAX_PIXELS = 64_000_000  # refuse decompression bombs well before they exhaust memory
+
+
+def list_images(path) -> list[Path]:
+    """A file, or the images directly inside a folder (sorted; hidden files skipped)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.iterdir()
+                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    raise PulseError(f"{path}: no such file or folder")
+
+
+def _to_rgb(img: Image.Image, name: str) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB; alpha is composited on white, with a warning."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        warnings.warn(f"{name}: {img.mode} image reduced to 8 bits")
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I") and arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255 + 0.5, 0, 255).astype(np.uint8))
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        warnings.warn(f"{name}: alpha channel composited on white")
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    elif img.mode in ("L", "1"):
+        warnings.warn(f"{name}: greyscale image replicated to RGB")
+    return img.convert("RGB")
+
+
+def load_image(path) -> Image.Image:
+    """Open an image file as 8-bit RGB with EXIF orientation applied, or raise PulseError naming the file."""
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise PulseError(f"{name}: file not found")
+    if path.stat().st_size == 0:
+        raise PulseError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise PulseError(f"{name}: {img.width}x{img.height} is too large (limit {MAX_PIXELS} pixels)")
+                if getattr(img, "n_frames", 1) > 1:
+                    raise PulseError(f"{name}: animated or multi-frame image ({img.n_frames} frames); give one frame")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+    except PulseError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PulseError(f"{name}: refused as a decompression bomb (too many pixels)")
+    except Exception as err:  # Pillow raises many types for corrupt data
+        raise PulseError(f"{name}: not a readable image ({type(err).__name__}: {str(err)[:120]})")
+    return _to_rgb(img, name)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float() / 255
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """(3, H, W) float in [0, 1] -> RGB PIL image (rounded, clamped)."""
+    arr = (t.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def save_image(img: Image.Image, path) -> Path:
+    """Write atomically: a temp file in the same folder, then rename. Never leaves a partial image."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        img.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Atomic text write, for reports and JSON next to images."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
