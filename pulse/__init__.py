@@ -1,1 +1,11 @@
-"""pulse: face super-resolution by latent-space exploration (PULSE, Menon et al., CVPR 2020)."""
+"""pulse: face super-resolution by latent-space exploration (PULSE, Menon et al., CVPR 2020).
+
+It invents a plausible face that downscales to the input; it never recovers the true face. Do not use
+its output to identify anyone.
+"""
+
+from .api import Result, Upsampler, upsample
+from .errors import PulseError
+from .generator import Generator, GeneratorConfig, load_generator
+
+__all__ = ["upsample", "Upsampler", "Result", "load_generator", "Generator", "GeneratorConfig", "PulseError"]

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
 import click
+
+from .errors import PulseError
+
+# `pulse run` exit codes (also in README)
+EXIT_OK = 0  # every input processed, every sample within eps
+EXIT_INPUT_ERRORS = 1  # some inputs could not be processed (named on stderr and in the report)
+EXIT_USAGE = 2  # bad options, no inputs, no generator: nothing processed
+EXIT_NOT_CONSISTENT = 3  # every input processed, but some samples did not get within eps
+
+REPORT_NAME = "report.jsonl"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,3 +29,145 @@ def main():
     It invents a plausible face that downscales to the input; it does not recover the true face.
     Never use its output to identify anyone.
     """
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _output_names(stem: str, samples: int) -> list[str]:
+    return [f"{stem}.png"] if samples == 1 else [f"{stem}_{k}.png" for k in range(samples)]
+
+
+def _read_report(path: Path) -> dict[str, list[dict]]:
+    """Previous report lines by input, so a resumed run keeps the numbers of the work it skips."""
+    lines: dict[str, list[dict]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            lines.setdefault(entry.get("input", ""), []).append(entry)
+    return lines
+
+
+@main.command()
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help="An LR face image, or a folder of them (PNG, JPEG, WebP, BMP).")
+@click.option("--output", "output_dir", default="pulse_out", show_default=True, type=click.Path(path_type=Path),
+              help="Folder for the results and report.jsonl.")
+@click.option("--scale", default=8.0, show_default=True, type=float, help="Output size = input size x scale.")
+@click.option("--steps", default=100, show_default=True, type=int, help="Search steps per batch.")
+@click.option("--eps", default=2e-3, show_default=True, type=float,
+              help="Success threshold on the LR mean squared error (images in [0, 1]).")
+@click.option("--samples", default=1, show_default=True, type=int, help="Different faces per input.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Sample k of every input uses seed + k.")
+@click.option("--batch-size", default=8, show_default=True, type=int, help="Faces x samples searched at once.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--generator", default=None, help="Registry name or generator file (default: the bundled one).")
+@click.option("--loss", default="100*L2+0.05*GEOCROSS", show_default=True, help="Weighted loss terms: L2, L1, GEOCROSS.")
+@click.option("--learning-rate", default=0.4, show_default=True, type=float)
+@click.option("--noise", default="trainable", show_default=True, type=click.Choice(["trainable", "fixed", "zero"]))
+@click.option("--early-stop", is_flag=True, help="Stop a batch once every face in it is within eps.")
+@click.option("--save-intermediate", is_flag=True, help="Also write a frame every 10 steps into intermediate/.")
+@click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist (default: skip them).")
+def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, device, generator, loss,
+        learning_rate, noise, early_stop, save_intermediate, overwrite):
+    """Super-resolve aligned LR faces.
+
+    \b
+    Examples:
+      pulse run --input lr_faces/ --scale 8
+      pulse run --input face.png --output out/ --samples 4 --seed 7
+      pulse run --input lr_faces/ --generator ffhq-1024 --scale 64 --device cuda
+
+    Writes <name>.png (or <name>_<k>.png for samples), and report.jsonl with one line per output
+    (LR MSE, LR-PSNR, success, seed, seconds) or per failed input. Re-running skips finished inputs.
+    Exit codes: 0 all within eps; 1 some inputs failed; 2 usage/setup error; 3 some results not within eps.
+    """
+    from .api import Upsampler, check_lr, output_size, to_lr_tensor
+    from .imageio import list_images, save_image, write_text_atomic
+
+    try:
+        files = list_images(input_path)
+        if not files:
+            raise PulseError(f"{input_path}: no images (PNG, JPEG, WebP, BMP) in this folder")
+        if samples < 1 or steps < 1 or batch_size < 1:
+            raise PulseError("--samples, --steps and --batch-size must be >= 1")
+        upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size)
+    except PulseError as err:
+        _say(f"error: {err}")
+        sys.exit(EXIT_USAGE)
+
+    report_path = output_dir / REPORT_NAME
+    report = _read_report(report_path)
+    todo, failed, skipped = [], 0, 0
+    for path in files:
+        names = _output_names(path.stem, samples)
+        if not overwrite and all((output_dir / n).is_file() for n in names) and str(path) in report:
+            skipped += 1
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                lr = to_lr_tensor(path, str(path))
+                check_lr(lr, upsampler.resolution, str(path))
+                output_size(lr.shape[-1], scale, str(path))
+            except PulseError as err:
+                _say(f"error: {err}")
+                report[str(path)] = [{"input": str(path), "status": "error", "error": str(err)}]
+                failed += 1
+                continue
+        for w in caught:
+            _say(f"warning: {w.message}")
+        todo.append((path, lr))
+
+    def save_report():
+        write_text_atomic(report_path, "".join(json.dumps(e) + "\n" for entries in report.values() for e in entries))
+
+    per_call = max(1, batch_size // samples)
+    options = dict(steps=steps, eps=eps, loss=loss, learning_rate=learning_rate, noise=noise, early_stop=early_stop,
+                   frame_every=10 if save_intermediate else 0)
+    started = time.perf_counter()
+    with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
+                           item_show_func=lambda s: s) as bar:
+        for start in range(0, len(todo), per_call):
+            chunk = todo[start : start + per_call]
+            on_step = lambda step, total: bar.update(0, f"{chunk[0][0].name}: step {step}/{total}")  # noqa: E731
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    results = upsampler.run([lr for _, lr in chunk], scale=scale, samples=samples, seed=seed,
+                                            on_step=on_step, **options)
+                except PulseError as err:
+                    _say(f"error: {err}")
+                    sys.exit(EXIT_USAGE)
+            for w in {str(w.message) for w in caught}:
+                _say(f"\nwarning: {w}")
+            for (path, _), per_sample in zip(chunk, results):
+                entries = []
+                for res, name in zip(per_sample, _output_names(path.stem, samples)):
+                    save_image(res.image, output_dir / name)
+                    for j, frame in enumerate(res.frames):
+                        save_image(frame, output_dir / "intermediate" / Path(name).stem / f"step_{10 * j:04d}.png")
+                    entries.append({"input": str(path), "output": name, "status": "ok", "sample": res.sample,
+                                    "seed": res.seed, "lr_mse": res.lr_mse, "lr_psnr": round(res.lr_psnr, 3),
+                                    "success": res.success, "steps": res.steps, "best_step": res.best_step,
+                                    "seconds": round(res.seconds, 3)})
+                report[str(path)] = entries
+            save_report()
+            bar.update(len(chunk))
+    save_report()
+
+    ok_entries = [e for entries in report.values() for e in entries if e.get("status") == "ok"
+                  and e["input"] in {str(f) for f in files}]
+    below = [e for e in ok_entries if not e["success"]]
+    elapsed = time.perf_counter() - started
+    _say(f"{len(todo)} processed, {skipped} skipped (already done), {failed} failed; "
+         f"{len(ok_entries) - len(below)}/{len(ok_entries)} outputs within eps={eps:g}; "
+         f"{elapsed:.1f} s; report: {report_path}")
+    if failed:
+        sys.exit(EXIT_INPUT_ERRORS)
+    if below:
+        sys.exit(EXIT_NOT_CONSISTENT)

@@ -31,7 +31,7 @@ def list_images(path) -> list[Path]:
     raise PulseError(f"{path}: no such file or folder")
 
 
-def _to_rgb(img: Image.Image, name: str) -> Image.Image:
+def to_rgb(img: Image.Image, name: str) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB; alpha is composited on white, with a warning."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         warnings.warn(f"{name}: {img.mode} image reduced to 8 bits")
@@ -74,7 +74,7 @@ def load_image(path) -> Image.Image:
         raise PulseError(f"{name}: refused as a decompression bomb (too many pixels)")
     except Exception as err:  # Pillow raises many types for corrupt data
         raise PulseError(f"{name}: not a readable image ({type(err).__name__}: {str(err)[:120]})")
-    return _to_rgb(img, name)
+    return to_rgb(img, name)
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:

@@ -60,6 +60,7 @@ class SearchResult:
     seed: int
     steps: int
     best_step: int
+    latent: torch.Tensor  # the best step's latent on the sphere (n_styles or 1, dim), Gaussianised space
     frames: list[torch.Tensor] = field(default_factory=list)
 
     @property
@@ -142,6 +143,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
 
     res = model.generator.resolution
     best_image = torch.zeros(batch, 3, res, res, device=device)
+    best_latent = latent.detach().clone()
     best_mse = torch.full((batch,), float("inf"), device=device)
     best_total = torch.full((batch,), float("inf"), device=device)
     best_step = torch.zeros(batch, dtype=torch.long, device=device)
@@ -160,6 +162,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
             better = (key < torch.maximum(best_mse, eps_rows)) | (
                 (key == torch.maximum(best_mse, eps_rows)) & (parts["total"] < best_total))
             best_image = torch.where(better.view(-1, 1, 1, 1), shown, best_image)
+            best_latent = torch.where(better.view(-1, 1, 1), latent, best_latent)
             best_mse = torch.where(better, mse, best_mse)
             best_total = torch.where(better, parts["total"].detach(), best_total)
             best_step = torch.where(better, torch.full_like(best_step, step), best_step)
@@ -186,6 +189,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
             seed=int(seeds[row]),
             steps=steps_run,
             best_step=int(best_step[row]),
+            latent=best_latent[row].cpu(),
             frames=frames[row],
         )
         for row in range(batch)

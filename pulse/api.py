@@ -1,0 +1,204 @@
+"""What users call: ``Upsampler`` keeps a generator loaded and batches many faces; ``upsample`` is one call.
+
+Inputs are validated here (one ``PulseError`` line naming the input), turned into LR tensors, grouped by
+size into batches of (image, sample) rows for the search, and the results are delivered at input x scale,
+with their LR consistency measured again on the delivered 8-bit image: that number is the promise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import PulseError
+from .generator import LoadedGenerator, load_generator
+from .imageio import to_rgb, load_image, pil_to_tensor, tensor_to_pil
+from .resample import resize
+from .search import SearchOptions, psnr_from_mse, search
+
+ImageLike = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
+
+
+@dataclass
+class Result:
+    """One super-resolved sample of one input."""
+
+    image: Image.Image  # input size x scale
+    lr_mse: float  # MSE between the delivered image, downscaled, and the input
+    lr_psnr: float
+    success: bool  # lr_mse <= eps
+    seed: int
+    sample: int
+    steps: int
+    best_step: int
+    seconds: float
+    frames: list[Image.Image] = field(default_factory=list)  # intermediate steps, generator resolution
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else CPU; asking for CUDA without one is an error, not a silent CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PulseError("--device cuda asked for, but CUDA is not available here (use --device auto or cpu)")
+    return device
+
+
+def to_lr_tensor(img: ImageLike, name: str = "input") -> torch.Tensor:
+    """Any supported input -> (3, h, w) float32 in [0, 1]; raises PulseError naming ``name``."""
+    if isinstance(img, (str, os.PathLike)):
+        return pil_to_tensor(load_image(img))
+    if isinstance(img, Image.Image):
+        return pil_to_tensor(to_rgb(img, name))
+    if isinstance(img, np.ndarray):
+        if img.dtype == np.uint8:
+            arr = img
+        elif img.dtype == np.uint16:
+            arr = (img.astype(np.float64) / 257 + 0.5).astype(np.uint8)
+        else:
+            raise PulseError(f"{name}: numpy image must be uint8 or uint16 (H, W[, C]), got {img.dtype}")
+        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4)):
+            mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[1 if arr.ndim == 2 else arr.shape[2]]
+            return pil_to_tensor(to_rgb(Image.fromarray(arr.squeeze(-1) if mode == "L" and arr.ndim == 3 else arr, mode), name))
+        raise PulseError(f"{name}: numpy image must be (H, W) or (H, W, 1|2|3|4), got shape {arr.shape}")
+    if isinstance(img, torch.Tensor):
+        t = img.detach().cpu()
+        if t.dim() == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() != 3 or t.shape[0] not in (1, 3):
+            raise PulseError(f"{name}: tensor must be (3, H, W) or (1, H, W), got shape {tuple(img.shape)}")
+        if t.dtype == torch.uint8:
+            t = t.float() / 255
+        elif t.is_floating_point():
+            t = t.float()
+            if not torch.isfinite(t).all():
+                raise PulseError(f"{name}: tensor contains NaN or infinite values")
+            if t.min() < 0 or t.max() > 1:
+                raise PulseError(f"{name}: float tensor values must lie in [0, 1], got [{t.min():.3g}, {t.max():.3g}]")
+        else:
+            raise PulseError(f"{name}: tensor dtype must be float (values in [0, 1]) or uint8, got {t.dtype}")
+        return t.expand(3, -1, -1).contiguous()
+    raise PulseError(f"{name}: unsupported input type {type(img).__name__} (give a path, PIL image, array or tensor)")
+
+
+def output_size(lr_size: int, scale: float, name: str = "input") -> int:
+    """input size x scale, which must be a positive whole number of pixels."""
+    if not scale > 0:
+        raise PulseError(f"{name}: scale must be > 0, got {scale}")
+    size = lr_size * scale
+    if abs(size - round(size)) > 1e-6 or round(size) < 1:
+        raise PulseError(f"{name}: {lr_size} px x scale {scale} = {size:g} px is not a whole number of pixels")
+    return int(round(size))
+
+
+def check_lr(lr: torch.Tensor, resolution: int, name: str = "input") -> None:
+    """The search needs a square face no larger than the generator's output."""
+    h, w = lr.shape[-2:]
+    if h != w:
+        raise PulseError(f"{name}: {w}x{h} is not square; crop and align faces first with `pulse align`")
+    if h > resolution:
+        raise PulseError(f"{name}: {w}x{h} is larger than the generator's {resolution} px output; nothing to upsample")
+
+
+class Upsampler:
+    """A loaded generator plus the search: ``run`` many faces at once, batched over faces x samples."""
+
+    def __init__(self, generator: str | os.PathLike | LoadedGenerator | None = None, device="auto", batch_size: int = 8):
+        self.device = select_device(device)
+        if isinstance(generator, LoadedGenerator):
+            self.model = generator.to(self.device)
+        else:
+            from .weights import DEFAULT_GENERATOR, resolve_generator
+
+            self.model = load_generator(resolve_generator(generator or DEFAULT_GENERATOR), self.device)
+        if batch_size < 1:
+            raise PulseError(f"batch size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+
+    @property
+    def resolution(self) -> int:
+        return self.model.generator.resolution
+
+    def run(self, images: Sequence[ImageLike], scale: float = 8, samples: int = 1, seed: int = 0,
+            eps: float | Sequence[float] | None = None, on_step: Callable[[int, int], None] | None = None,
+            **options) -> list[list[Result]]:
+        """Super-resolve each image ``samples`` times; returns results[image][sample].
+
+        Sample k of every image starts from seed ``seed + k``. ``eps`` is one value or one per image;
+        other keywords are ``SearchOptions`` fields (steps, loss, learning_rate, noise, early_stop, ...).
+        """
+        if samples < 1:
+            raise PulseError(f"samples must be >= 1, got {samples}")
+        try:
+            opts = SearchOptions(**({"eps": eps} if isinstance(eps, (int, float)) else {}), **options)
+        except (TypeError, ValueError) as err:
+            raise PulseError(f"search options: {err}")
+        eps_per_image = [opts.eps] * len(images) if eps is None or isinstance(eps, (int, float)) else list(eps)
+        if len(eps_per_image) != len(images):
+            raise PulseError(f"eps: {len(eps_per_image)} values for {len(images)} images")
+
+        lrs = []
+        for i, img in enumerate(images):
+            name = str(img) if isinstance(img, (str, os.PathLike)) else f"image {i}"
+            lr = to_lr_tensor(img, name)
+            check_lr(lr, self.resolution, name)
+            output_size(lr.shape[-1], scale, name)
+            lrs.append(lr)
+        self._warn_past_native({output_size(lr.shape[-1], scale) for lr in lrs})
+
+        rows = [(i, k) for i in range(len(lrs)) for k in range(samples)]
+        by_size: dict[int, list[tuple[int, int]]] = {}
+        for i, k in rows:
+            by_size.setdefault(lrs[i].shape[-1], []).append((i, k))
+        results: list[list[Result | None]] = [[None] * samples for _ in lrs]
+        for size, size_rows in by_size.items():
+            for start in range(0, len(size_rows), self.batch_size):
+                chunk = size_rows[start : start + self.batch_size]
+                t0 = time.perf_counter()
+                found = search(self.model, torch.stack([lrs[i] for i, _ in chunk]), [seed + k for _, k in chunk],
+                               opts, eps=[eps_per_image[i] for i, _ in chunk], progress=on_step)
+                seconds = (time.perf_counter() - t0) / len(chunk)
+                for (i, k), res in zip(chunk, found):
+                    results[i][k] = self._deliver(res, lrs[i], scale, eps_per_image[i], k, seconds)
+        return results
+
+    def _deliver(self, res, lr: torch.Tensor, scale: float, eps: float, sample: int, seconds: float) -> Result:
+        """Resize to input x scale, quantise to 8 bits, and measure what the user actually receives."""
+        out = output_size(lr.shape[-1], scale)
+        image = tensor_to_pil(resize(res.image.unsqueeze(0), out)[0].clamp(0, 1))
+        mse = float((resize(pil_to_tensor(image).unsqueeze(0), lr.shape[-1])[0] - lr).pow(2).mean())
+        return Result(image=image, lr_mse=mse, lr_psnr=psnr_from_mse(mse), success=mse <= eps, seed=res.seed,
+                      sample=sample, steps=res.steps, best_step=res.best_step, seconds=seconds,
+                      frames=[tensor_to_pil(f) for f in res.frames])
+
+    def _warn_past_native(self, sizes) -> None:
+        past = sorted(s for s in sizes if s > self.resolution)
+        if past:
+            warnings.warn(f"output size {past[-1]} px is larger than the generator's {self.resolution} px: "
+                          "the result is upscaled past native resolution and will look soft")
+
+
+@lru_cache(maxsize=2)
+def _cached_upsampler(generator, device) -> Upsampler:
+    return Upsampler(generator=generator, device=device)
+
+
+def upsample(img: ImageLike, scale: float = 8, samples: int = 1, seed: int = 0, generator=None, device="auto",
+             **options) -> Image.Image | list[Image.Image]:
+    """Super-resolve one face. Returns a PIL image, or a list of ``samples`` images when samples > 1.
+
+    The generator stays loaded between calls with the same ``generator`` and ``device``.
+    Keywords: eps, steps, loss, learning_rate, schedule, noise, early_stop (see ``SearchOptions``).
+    """
+    upsampler = _cached_upsampler(None if generator is None else str(generator), str(device))
+    images = [r.image for r in upsampler.run([img], scale=scale, samples=samples, seed=seed, **options)[0]]
+    return images[0] if samples == 1 else images

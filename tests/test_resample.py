@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pulse.resample import resample_matrix, resize
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A 1024 px natural-looking image: smooth structure plus fine detail, as uint8 RGB."""
+    rng = np.random.default_rng(0)
+    coarse = Image.fromarray((rng.random((48, 48, 3)) * 255).astype(np.uint8)).resize((1024, 1024), Image.BICUBIC)
+    fine = rng.normal(0, 12, (1024, 1024, 3))
+    return Image.fromarray(np.clip(np.asarray(coarse) + fine, 0, 255).astype(np.uint8))
+
+
+def as_tensor(img):
+    return torch.from_numpy(np.asarray(img).astype(np.float64) / 255).permute(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize("out_size", [512, 341, 256, 128, 64, 16, 700, (300, 170)])
+def test_downscale_matches_pillow_bicubic(photo, out_size):
+    w, h = (out_size, out_size) if isinstance(out_size, int) else out_size
+    ref = np.asarray(photo.resize((w, h), Image.BICUBIC)).astype(np.float64) / 255
+    ours = resize(as_tensor(photo), (h, w))[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    assert np.abs(ours - ref).mean() < 0.5 / 255
+
+
+def test_upscale_matches_pillow_bicubic(photo):
+    small = photo.resize((16, 16), Image.BICUBIC)
+    ref = np.asarray(small.resize((128, 128), Image.BICUBIC)).astype(np.float64) / 255
+    ours = resize(as_tensor(small), 128)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    assert np.abs(ours - ref).mean() < 0.5 / 255
+
+
+def test_rows_are_normalised_and_batched():
+    m = resample_matrix(37, 5, dtype=torch.float64)
+    assert torch.allclose(m.sum(1), torch.ones(5, dtype=torch.float64))
+    x = torch.rand(4, 3, 37, 37, dtype=torch.float64)
+    batched = resize(x, 5)
+    assert batched.shape == (4, 3, 5, 5)
+    assert torch.allclose(batched[2], resize(x[2:3], 5)[0])
+    assert torch.allclose(resize(torch.ones(1, 1, 37, 23, dtype=torch.float64), (5, 9)), torch.ones(1, 1, 5, 9, dtype=torch.float64))
+
+
+def test_gradcheck():
+    x = torch.rand(2, 3, 12, 10, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: resize(t, (5, 3)), (x,))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_matches_cpu():
+    x = torch.rand(2, 3, 128, 128)
+    assert torch.allclose(resize(x.cuda(), 16).cpu(), resize(x, 16), atol=1e-5)

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from pulse.generator import LoadedGenerator, gaussian_fit
+from pulse.resample import resize
+from pulse.search import SearchOptions, _initial_state, search
+
+from conftest import make_tiny_generator
+
+
+@pytest.fixture(scope="module")
+def model():
+    g = make_tiny_generator(0)
+    fit = gaussian_fit(g.mapping, g.style_dim, samples=20_000)
+    return LoadedGenerator(g, fit["mean"], fit["std"], {}, "memory")
+
+
+def targets(model, n, seed=123):
+    """LR images that the generator can make exactly: D(G(w_true)) from random latents."""
+    g = model.generator
+    rng = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        hr = (g(z=torch.randn(n, g.style_dim, generator=rng), noise=g.random_noise(n, rng)) + 1) / 2
+    return resize(hr, 8)
+
+
+def test_recovers_every_image_of_a_batch(model):
+    lr = targets(model, 4)
+    results = search(model, lr, seeds=[10, 11, 12, 13], options=SearchOptions(steps=200))
+    assert [r.success for r in results] == [True] * 4, [r.lr_mse for r in results]
+    for r, target in zip(results, lr):
+        # each image judged on its own, on the returned (best) image
+        mse = (resize(r.image[None], 8)[0] - target).pow(2).mean().item()
+        assert mse == pytest.approx(r.lr_mse, rel=1e-4) and mse <= 2e-3
+
+
+def test_best_not_last_and_per_image_eps(model):
+    lr = targets(model, 2, seed=5)
+    loose, strict = search(model, lr, seeds=[1, 2], options=SearchOptions(steps=30), eps=[1.0, 1e-9])
+    assert loose.success and not strict.success
+    # with a huge eps every step qualifies; ties are broken by the lowest total loss, not the last step
+    assert 0 <= loose.best_step < 30
+
+
+def test_latents_stay_on_the_sphere(model):
+    lr = targets(model, 2, seed=4)
+    results = search(model, lr, seeds=[3, 4], options=SearchOptions(steps=20))
+    for r in results:
+        start = torch.randn(model.generator.n_styles, model.generator.style_dim,
+                            generator=torch.Generator().manual_seed(r.seed))
+        assert r.best_step > 0  # the latent has moved...
+        assert not torch.allclose(r.latent, start)
+        assert torch.allclose(r.latent.norm(dim=-1), start.norm(dim=-1), rtol=1e-4)  # ...but not off its sphere
+
+
+def test_same_seed_identical_and_samples_differ(model):
+    lr = targets(model, 1, seed=9).expand(2, -1, -1, -1)
+    a = search(model, lr, seeds=[7, 8], options=SearchOptions(steps=10))
+    b = search(model, lr, seeds=[7, 8], options=SearchOptions(steps=10))
+    assert torch.equal(a[0].image, b[0].image) and torch.equal(a[1].image, b[1].image)
+    assert not torch.equal(a[0].image, a[1].image)
+
+
+def test_early_stop_and_frames(model):
+    lr = targets(model, 2, seed=3)
+    results = search(model, lr, seeds=[0, 1], options=SearchOptions(steps=50, eps=1.0, early_stop=True, frame_every=1))
+    assert all(r.steps == 1 and r.success for r in results)
+    assert len(results[0].frames) == 1 and results[0].frames[0].shape == (3, 32, 32)
+
+
+def test_noise_modes(model):
+    for mode, n_trainable in (("trainable", 5), ("fixed", 0), ("zero", 0)):
+        _, noise, trainable = _initial_state(model, [1], SearchOptions(noise=mode), "cpu")
+        assert len(trainable) == n_trainable
+        assert torch.count_nonzero(noise[-1]) == 0  # finest layer zeroed, as the reference does
+        if mode == "zero":
+            assert all(torch.count_nonzero(n) == 0 for n in noise)
