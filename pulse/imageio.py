@@ -63,7 +63,7 @@ def load_image(path) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.width * img.height > MAX_PIXELS:
-                    raise PulseError(f"{name}: {img.width}x{img.height} is too large (limit {MAX_PIXELS} pixels)")
+                    raise PulseError(f"{name}: {img.width}x{img.height} is too large (limit {MAX_PIXELS} pixels: decompression bomb guard)")
                 if getattr(img, "n_frames", 1) > 1:
                     raise PulseError(f"{name}: animated or multi-frame image ({img.n_frames} frames); give one frame")
                 img.load()

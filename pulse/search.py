@@ -72,6 +72,11 @@ def psnr_from_mse(mse: float) -> float:
     return 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")
 
 
+def quantize(image: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to 8-bit levels, as the saved PNG will be."""
+    return torch.round(image.clamp(0, 1) * 255) / 255
+
+
 def lr_factor(step: int, steps: int, schedule: str = "linear1cycledrop") -> float:
     """Learning-rate multiplier at ``step``: linear1cycledrop goes 0.1 -> 1 (45 %) -> 0.1 (90 %) -> 0.001."""
     if schedule == "fixed":
@@ -156,7 +161,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
         parts = losses.total_loss(terms, resize(image, lr_size), target, ws, eps_rows)
         parts["total"].sum().backward()
         with torch.no_grad():
-            shown = image.clamp(0, 1)  # what the user gets; its downscale is what we promise
+            shown = quantize(image)  # what the user gets (8 bits); its downscale is what we promise
             mse = (resize(shown, lr_size) - target).pow(2).mean((1, 2, 3))
             key = torch.maximum(mse, eps_rows)
             better = (key < torch.maximum(best_mse, eps_rows)) | (

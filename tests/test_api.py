@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pulse
+from pulse.errors import PulseError
+from pulse.resample import resize
+
+STEPS = 15
+
+
+@pytest.fixture(scope="module")
+def upsampler(tiny_generator_file):
+    return pulse.Upsampler(generator=tiny_generator_file, device="cpu", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def lr_face(upsampler):
+    """An 8x8 LR face the tiny generator can explain, as a PIL image."""
+    g = upsampler.model.generator
+    with torch.no_grad():
+        hr = (g(z=torch.randn(1, g.style_dim, generator=torch.Generator().manual_seed(1))) + 1) / 2
+    arr = (resize(hr, 8)[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(arr)
+
+
+def test_upsample_accepts_pil_numpy_tensor_and_path(lr_face, tiny_generator_file, tmp_path):
+    path = tmp_path / "face.png"
+    lr_face.save(path)
+    inputs = [lr_face, np.asarray(lr_face), torch.from_numpy(np.asarray(lr_face)).permute(2, 0, 1).float() / 255, path]
+    outputs = [pulse.upsample(x, scale=4, generator=tiny_generator_file, device="cpu", steps=STEPS) for x in inputs]
+    assert all(isinstance(o, Image.Image) and o.size == (32, 32) for o in outputs)
+    # the same pixels in every form give the same face (same seed)
+    assert all(np.array_equal(np.asarray(outputs[0]), np.asarray(o)) for o in outputs[1:])
+
+
+def test_results_carry_numbers_and_downscale_back(upsampler, lr_face):
+    (res,) = upsampler.run([lr_face], scale=4, steps=200)[0]
+    assert res.success and res.lr_mse <= 2e-3
+    assert res.lr_psnr == pytest.approx(10 * np.log10(1 / res.lr_mse))
+    got = resize(torch.from_numpy(np.asarray(res.image)).permute(2, 0, 1)[None].float() / 255, 8)[0]
+    want = torch.from_numpy(np.asarray(lr_face)).permute(2, 0, 1).float() / 255
+    assert (got - want).pow(2).mean().item() == pytest.approx(res.lr_mse, rel=1e-4)
+    assert res.seed == 0 and res.steps == 200 and res.seconds > 0
+
+
+def test_samples_have_distinct_seeds_and_outputs(upsampler, lr_face):
+    results = upsampler.run([lr_face, lr_face], scale=4, samples=3, seed=5, steps=STEPS)
+    assert [r.seed for r in results[0]] == [5, 6, 7] == [r.seed for r in results[1]]
+    a, b = np.asarray(results[0][0].image), np.asarray(results[0][1].image)
+    assert not np.array_equal(a, b)
+    # batching does not change results: image 0 and image 1 are the same input
+    assert np.array_equal(a, np.asarray(results[1][0].image))
+    many = pulse.upsample(lr_face, scale=4, samples=2, generator=upsampler.model.source, device="cpu", steps=STEPS)
+    assert isinstance(many, list) and len(many) == 2
+
+
+def test_same_seed_gives_byte_identical_output(tiny_generator_file, lr_face):
+    one = pulse.Upsampler(tiny_generator_file, device="cpu").run([lr_face], scale=4, seed=3, steps=STEPS)[0][0]
+    two = pulse.Upsampler(tiny_generator_file, device="cpu").run([lr_face], scale=4, seed=3, steps=STEPS)[0][0]
+    assert one.image.tobytes() == two.image.tobytes()
+
+
+def test_output_size_follows_scale_with_warning_past_native(upsampler, lr_face):
+    small = upsampler.run([lr_face], scale=2, steps=3)[0][0]
+    assert small.image.size == (16, 16)
+    with pytest.warns(UserWarning, match="larger than the generator"):
+        big = upsampler.run([lr_face], scale=6, steps=3)[0][0]
+    assert big.image.size == (48, 48)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.full((3, 8, 8), float("nan")), "NaN"),
+    (torch.zeros(3, 8, 8, dtype=torch.int64), "dtype"),
+    (torch.full((3, 8, 8), 2.0), r"\[0, 1\]"),
+    (np.zeros((8, 8, 3), dtype=np.float64), "uint8"),
+    (np.zeros((8, 6, 3), dtype=np.uint8), "not square"),
+    (np.zeros((40, 40, 3), dtype=np.uint8), "larger than the generator"),
+    ("missing.png", "not found"),
+    (3.0, "unsupported input type"),
+])
+def test_bad_inputs_raise_one_line(upsampler, bad, message):
+    with pytest.raises(PulseError, match=message) as err:
+        upsampler.run([bad], scale=4, steps=1)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("scale, message", [(0, "scale must be > 0"), (-2, "scale must be > 0"), (3.3, "whole number")])
+def test_bad_scales(upsampler, lr_face, scale, message):
+    with pytest.raises(PulseError, match=message):
+        upsampler.run([lr_face], scale=scale, steps=1)
+
+
+def test_greyscale_and_rgba_inputs_are_converted(upsampler, lr_face):
+    with pytest.warns(UserWarning, match="greyscale"):
+        grey = upsampler.run([lr_face.convert("L")], scale=4, steps=2)[0][0]
+    with pytest.warns(UserWarning, match="alpha"):
+        rgba = upsampler.run([lr_face.convert("RGBA")], scale=4, steps=2)[0][0]
+    assert grey.image.mode == rgba.image.mode == "RGB"
+
+
+def test_cuda_device_errors_cleanly_without_cuda(tiny_generator_file):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(PulseError, match="CUDA is not available"):
+        pulse.Upsampler(tiny_generator_file, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_search_matches_cpu_quality(tiny_generator_file, lr_face):
+    cpu = pulse.Upsampler(tiny_generator_file, device="cpu").run([lr_face], scale=4, steps=200)[0][0]
+    gpu = pulse.Upsampler(tiny_generator_file, device="cuda").run([lr_face], scale=4, steps=200)[0][0]
+    assert gpu.success and abs(gpu.lr_psnr - cpu.lr_psnr) < 1.0

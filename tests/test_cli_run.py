@@ -1,0 +1,134 @@
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from pulse.cli import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_OK, EXIT_USAGE, main
+from pulse.generator import load_generator
+from pulse.resample import resize
+
+
+def lr_faces(generator_file, n):
+    """n 8x8 LR faces that the tiny generator can explain."""
+    g = load_generator(generator_file).generator
+    rng = torch.Generator().manual_seed(42)
+    with torch.no_grad():
+        hr = (g(z=torch.randn(n, g.style_dim, generator=rng)) + 1) / 2
+    lr = (resize(hr, 8).clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [Image.fromarray(a) for a in lr]
+
+
+def png_bomb(path, side=40_000):
+    """A valid PNG header declaring side x side pixels: a decompression bomb without the bytes."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+@pytest.fixture()
+def inputs(tmp_path, tiny_generator_file):
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    good = lr_faces(tiny_generator_file, 3)
+    good[0].save(folder / "a_rgb.png")
+    good[1].save(folder / "b_jpeg.jpg", quality=95)
+    good[2].convert("P").save(folder / "c_palette.png")
+    np16 = (np.asarray(good[0].convert("L")).astype(np.uint16) * 257)
+    Image.fromarray(np16).save(folder / "d_16bit.png")
+    good[1].convert("RGBA").save(folder / "e_rgba.png")
+    good[2].convert("LA").save(folder / "f_la.png")
+    good[0].convert("L").save(folder / "g_grey.bmp")
+    good[1].save(folder / "h_webp.webp", lossless=True)
+    bad = {
+        "x_corrupt.png": "not a readable image",
+        "x_empty.png": "empty file",
+        "x_text.jpg": "not a readable image",
+        "x_animated.png": "multi-frame",
+        "x_nonsquare.png": "not square",
+        "x_too_big.png": "larger than the generator",
+        "x_bomb.png": "decompression bomb",
+    }
+    (folder / "x_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (folder / "x_empty.png").write_bytes(b"")
+    (folder / "x_text.jpg").write_text("hello, I am not a JPEG")
+    good[0].save(folder / "x_animated.png", save_all=True, append_images=[good[1]])
+    Image.new("RGB", (8, 6)).save(folder / "x_nonsquare.png")
+    Image.new("RGB", (40, 40)).save(folder / "x_too_big.png")
+    png_bomb(folder / "x_bomb.png")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+    return folder, bad
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, ["run", *map(str, args)])
+
+
+def report(out):
+    return [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+
+
+def test_cli_end_to_end_with_bad_files_and_resume(inputs, tmp_path, tiny_generator_file):
+    folder, bad = inputs
+    out = tmp_path / "out"
+    result = run_cli("--input", folder, "--output", out, "--scale", 4, "--steps", 200, "--generator", tiny_generator_file,
+                     "--device", "cpu", "--batch-size", 8)
+    assert result.exit_code == EXIT_INPUT_ERRORS, result.output
+    lines = report(out)
+    ok = [e for e in lines if e["status"] == "ok"]
+    errors = {e["input"].rsplit("/", 1)[-1]: e["error"] for e in lines if e["status"] == "error"}
+    assert len(ok) == 8
+    for entry in ok:
+        img = Image.open(out / entry["output"])
+        assert img.size == (32, 32) and img.mode == "RGB"
+        assert entry["seed"] == 0 and entry["seconds"] > 0 and entry["lr_mse"] < 0.01
+        if entry["output"][0] in "aeh":  # lossless copies of a face the generator can make
+            assert entry["success"] and entry["lr_mse"] <= 2e-3
+    for name, problem in bad.items():
+        assert problem in errors[name]
+        assert name in result.output  # the one-line error names the file
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(e["output"] for e in ok)
+    assert not list(out.glob(".*tmp"))  # no temp files left behind
+    assert "alpha channel composited" in result.output and "greyscale image replicated" in result.output
+
+    # a second run redoes nothing but the failed inputs, and keeps the first run's numbers
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    again = run_cli("--input", folder, "--output", out, "--scale", 4, "--steps", 200, "--generator",
+                    tiny_generator_file, "--device", "cpu")
+    assert again.exit_code == EXIT_INPUT_ERRORS
+    assert "8 skipped" in again.output
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == mtimes
+    assert [e for e in report(out) if e["status"] == "ok"] == ok
+
+
+def test_cli_samples_overwrite_and_exit_codes(tmp_path, tiny_generator_file):
+    face = lr_faces(tiny_generator_file, 1)[0]
+    face.save(tmp_path / "face.png")
+    out = tmp_path / "out"
+    args = ["--input", tmp_path / "face.png", "--output", out, "--scale", 4, "--generator", tiny_generator_file,
+            "--device", "cpu"]
+    result = run_cli(*args, "--steps", 200, "--samples", 2, "--seed", 3, "--save-intermediate")
+    assert result.exit_code == EXIT_OK, result.output
+    assert [e["seed"] for e in report(out)] == [3, 4]
+    assert (out / "face_0.png").is_file() and (out / "face_1.png").is_file()
+    assert len(list((out / "intermediate" / "face_1").glob("step_*.png"))) == 20
+    # an eps nobody can meet: results are still written, exit code says they are not consistent
+    result = run_cli(*args, "--steps", 2, "--eps", 1e-12, "--overwrite")
+    assert result.exit_code == EXIT_NOT_CONSISTENT
+    assert (out / "face.png").is_file() and not report(out)[0]["success"]
+
+
+def test_cli_usage_errors(tmp_path, tiny_generator_file):
+    assert run_cli("--input", tmp_path / "nope", "--generator", tiny_generator_file).exit_code == EXIT_USAGE
+    (tmp_path / "empty").mkdir()
+    result = run_cli("--input", tmp_path / "empty", "--generator", tiny_generator_file)
+    assert result.exit_code == EXIT_USAGE and "no images" in result.output
+    Image.new("RGB", (8, 8)).save(tmp_path / "face.png")
+    result = run_cli("--input", tmp_path / "face.png", "--generator", tmp_path / "missing.pt")
+    assert result.exit_code == EXIT_USAGE and "missing.pt" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
