@@ -1,0 +1,68 @@
+"""Search speed: seconds per face and faces/s for 16 -> 128 px, 100 steps, at several batch sizes.
+
+Uses the bundled generator when installed, else a random one of the same (default compact) architecture:
+speed does not depend on the weights. Prints a markdown table; run it once per device.
+
+    python benchmarks/search_speed.py [--device cpu|cuda] [--batches 1,4,8,16] [--steps 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from pulse.api import select_device
+from pulse.errors import PulseError
+from pulse.generator import Generator, GeneratorConfig, LoadedGenerator, gaussian_fit, load_generator
+from pulse.search import SearchOptions, search
+
+
+def model_for(device) -> tuple[LoadedGenerator, str]:
+    try:
+        from pulse.weights import DEFAULT_GENERATOR, resolve_generator
+
+        return load_generator(resolve_generator(DEFAULT_GENERATOR), device), DEFAULT_GENERATOR
+    except PulseError:
+        g = Generator(GeneratorConfig()).eval().requires_grad_(False)
+        fit = gaussian_fit(g.mapping, g.style_dim, samples=10_000)
+        return LoadedGenerator(g, fit["mean"], fit["std"], {}, "random").to(device), "random compact 128 px"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batches", default="1,4,8,16")
+    parser.add_argument("--steps", type=int, default=100)
+    args = parser.parse_args()
+    device = select_device(args.device)
+    model, name = model_for(device)
+    params = sum(p.numel() for p in model.generator.parameters()) / 1e6
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"generator: {name}, {params:.2f} M parameters, {model.generator.resolution} px; device: {where}; "
+          f"{args.steps} steps, 16 -> {model.generator.resolution} px")
+    print("| batch | s / face | faces / s | ms / step | peak memory |")
+    print("|---:|---:|---:|---:|---:|")
+    options = SearchOptions(steps=args.steps)
+    for batch in map(int, args.batches.split(",")):
+        lr = torch.rand(batch, 3, 16, 16)
+        search(model, lr, seeds=list(range(batch)), options=SearchOptions(steps=2))  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        search(model, lr, seeds=list(range(batch)), options=options)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB GPU"
+        else:
+            peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
+        seconds = time.perf_counter() - t0
+        print(f"| {batch} | {seconds / batch:.2f} | {batch / seconds:.2f} | {1000 * seconds / args.steps:.0f} | {peak} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
