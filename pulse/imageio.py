@@ -32,7 +32,9 @@ def list_images(path) -> list[Path]:
 
 
 def to_rgb(img: Image.Image, name: str) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB; alpha is composited on white, with a warning."""
+    """Any Pillow mode -> 8-bit RGB (RGB returned as is); alpha is composited on white, with a warning."""
+    if img.mode == "RGB":
+        return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         warnings.warn(f"{name}: {img.mode} image reduced to 8 bits")
         arr = np.asarray(img, dtype=np.float64)
