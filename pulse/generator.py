@@ -193,17 +193,14 @@ class Synthesis(nn.Module):
 
     def __init__(self, config: GeneratorConfig):
         super().__init__()
-        blocks = {}
-        for level, ch in enumerate(config.channels, start=2):
+        ch = config.channels
+        blocks = {"4x4": InputBlock(ch[0], config.style_dim)}
+        for level in range(3, len(ch) + 2):
             res = 2**level
-            if level == 2:
-                blocks[f"{res}x{res}"] = InputBlock(ch, config.style_dim)
-            else:
-                fused = res >= config.fused_upsample_min_res
-                blocks[f"{res}x{res}"] = SynthesisBlock(prev, ch, config.style_dim, fused)
-            prev = ch
+            fused = res >= config.fused_upsample_min_res
+            blocks[f"{res}x{res}"] = SynthesisBlock(ch[level - 3], ch[level - 2], config.style_dim, fused)
         self.blocks = nn.ModuleDict(blocks)
-        self.torgb = EqualConv2d(prev, 3, 1, gain=1.0)
+        self.torgb = EqualConv2d(ch[-1], 3, 1, gain=1.0)
 
     def forward(self, ws, noise):
         x = None

@@ -15,7 +15,6 @@ they are located on disk without importing those packages, loaded once, and neve
 
 from __future__ import annotations
 
-import importlib.util
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +28,7 @@ from .errors import PulseError
 from .imageio import tensor_to_pil
 from .resample import resize
 from .search import psnr_from_mse
+from .weights import installed_package_file
 
 INSTALL_HINT = 'pip install "pulse[eval]"'
 LPIPS_PACKAGE, LPIPS_WEIGHTS = "stlpips_pytorch", "weights/vST0.0/alex_shift_tolerant.pth"
@@ -48,28 +48,18 @@ DLIB_SIZE = 256
 ALIGNED_FACE_BOX = (0.20, 0.31, 0.78, 0.88)  # left, top, right, bottom, as fractions of the side
 
 
-def _package_file(package: str, relative: str) -> Path | None:
-    """A data file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / relative
-        if path.is_file():
-            return path
-    return None
-
-
 def unavailable() -> dict[str, str]:
     """Metrics whose model files are missing here -> the PyPI package that provides them."""
     missing = {}
-    if _package_file(LPIPS_PACKAGE, LPIPS_WEIGHTS) is None:
+    if installed_package_file(LPIPS_PACKAGE, LPIPS_WEIGHTS) is None:
         missing["lpips"] = "stlpips-pytorch"
-    if any(_package_file(FACE_PACKAGE, f"models/{m}") is None for m in (RECOGNITION_MODEL, LANDMARKS_5_MODEL)):
+    if any(installed_package_file(FACE_PACKAGE, f"models/{m}") is None for m in (RECOGNITION_MODEL, LANDMARKS_5_MODEL)):
         missing["identity"] = "face-recognition-models"
     return missing
 
 
 def _required_file(package: str, relative: str, pypi_name: str, metric: str) -> Path:
-    path = _package_file(package, relative)
+    path = installed_package_file(package, relative)
     if path is None:
         raise PulseError(f"{metric} needs {relative.rsplit('/', 1)[-1]} from {pypi_name}: {INSTALL_HINT}")
     return path

