@@ -10,7 +10,12 @@ from pathlib import Path
 
 import click
 
+from .align import align_command
 from .errors import PulseError
+from .evaluate import eval_command
+from .restore import restore_command
+from .train_cli import sample_command, train_command
+from .weights import weights_cli
 
 # `pulse run` exit codes (also in README)
 EXIT_OK = 0  # every input processed, every sample within eps
@@ -29,6 +34,11 @@ def main():
     It invents a plausible face that downscales to the input; it does not recover the true face.
     Never use its output to identify anyone.
     """
+
+
+# Commands of other concepts live with their modules; `run` is the heart and lives here.
+for command in (align_command, restore_command, train_command, sample_command, eval_command, weights_cli):
+    main.add_command(command)
 
 
 def _say(message: str) -> None:

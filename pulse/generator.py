@@ -128,7 +128,7 @@ class NoiseInput(nn.Module):
         self.weight = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x, noise):
-        return x + self.weight.view(1, -1, 1, 1) * noise
+        return x + self.weight.view(1, -1, 1, 1).to(x.dtype) * noise.to(x.dtype)
 
 
 class StyleMod(nn.Module):

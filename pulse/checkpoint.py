@@ -1,0 +1,77 @@
+"""Training checkpoints: atomic files of tensors, dicts, lists, numbers and strings, and RNG state capture.
+
+A checkpoint must load with ``torch.load(weights_only=True)`` (no code runs when reading it), so random
+states are stored as tensors and plain numbers. It is written to a temp file in the run folder and renamed
+over ``latest.ckpt``: a crash or a full disk mid-save leaves the previous checkpoint as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import PulseError
+
+CHECKPOINT_FORMAT = "pulse-train-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def capture_rng(device: torch.device) -> dict:
+    """torch (CPU and the CUDA device), numpy and python random states, as weights-only-loadable values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+    }
+
+
+def restore_rng(state: dict, device: torch.device):
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state["cuda"].numel():
+        torch.cuda.set_rng_state(state["cuda"], device)
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"].tolist()), p["gauss_next"]))
+
+
+def save_checkpoint(path, payload: dict) -> Path:
+    """Write ``payload`` atomically; an OSError (disk full, permissions) becomes one PulseError line."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint was written"
+        raise PulseError(f"{path}: could not save checkpoint ({err.strerror or err}); {kept}")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """Read a training checkpoint without unpickling code, or raise PulseError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PulseError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, corrupt, or a pickle that needs code
+        raise PulseError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:160]})")
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise PulseError(f"{path}: not a pulse training checkpoint (a generator file? use it with --init)")
+    if payload.get("version", 0) > CHECKPOINT_VERSION:
+        raise PulseError(f"{path}: checkpoint version {payload['version']} is newer than this pulse supports")
+    return payload

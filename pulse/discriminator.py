@@ -1,0 +1,81 @@
+"""The DCGAN-style convolutional discriminator that trains the generator.
+
+It mirrors the generator's widths level by level (16 → 32 → ... → 256 for the compact 128-px generator) so
+it costs about as much as the generator: per level a 3×3 conv and a 4×4 stride-2 conv, LeakyReLU(0.2),
+then a minibatch-stddev feature at 4×4 (lets D see a lack of variety, a guard against mode collapse) and a
+linear head giving one logit per image. Weights use the equalised learning rate, like the generator's, so
+both networks can share Adam settings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .generator import LRELU_SLOPE, EqualLinear
+
+MBSTD_GROUP = 4
+
+
+@dataclass
+class DiscriminatorConfig:
+    resolution: int
+    channels: list[int]  # one width per level, 4 px first: the generator's list
+
+
+class ScaledConv2d(nn.Module):
+    """Conv with equalised learning rate (weights ~ N(0, 1), scaled at run time) and optional stride."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, gain: float = math.sqrt(2)):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.scale = gain / math.sqrt(in_ch * kernel_size**2)
+        self.stride = stride
+        self.padding = (kernel_size - 1) // 2 if stride == 1 else (kernel_size - stride) // 2
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight * self.scale, self.bias, self.stride, self.padding)
+
+
+class DownBlock(nn.Sequential):
+    """Same-size 3×3 conv, then a 4×4 stride-2 conv to half the size, each with LeakyReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(ScaledConv2d(in_ch, in_ch, 3), nn.LeakyReLU(LRELU_SLOPE),
+                         ScaledConv2d(in_ch, out_ch, 4, stride=2), nn.LeakyReLU(LRELU_SLOPE))
+
+
+def minibatch_stddev(x: torch.Tensor, group: int = MBSTD_GROUP) -> torch.Tensor:
+    """Append one channel: the average feature stddev over groups of consecutive samples."""
+    n, c, h, w = x.shape
+    g = math.gcd(group, n)
+    y = x.float().view(-1, g, c, h, w)
+    y = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # one value per group
+    y = y.repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, h, w).to(x.dtype)
+    return torch.cat([x, y], dim=1)
+
+
+class Discriminator(nn.Module):
+    """Image in [-1, 1] (B, 3, res, res) -> realness logit (B,)."""
+
+    def __init__(self, config: DiscriminatorConfig):
+        super().__init__()
+        self.config = config
+        widths = list(reversed(config.channels))  # res, res/2, ..., 4
+        if 4 * 2 ** (len(widths) - 1) != config.resolution:
+            raise ValueError(f"{len(widths)} widths do not fit resolution {config.resolution}")
+        self.from_rgb = nn.Sequential(ScaledConv2d(3, widths[0], 1), nn.LeakyReLU(LRELU_SLOPE))
+        self.blocks = nn.Sequential(*(DownBlock(a, b) for a, b in zip(widths[:-1], widths[1:])))
+        top = widths[-1]
+        self.head_conv = nn.Sequential(ScaledConv2d(top + 1, top, 3), nn.LeakyReLU(LRELU_SLOPE))
+        self.head = nn.Sequential(EqualLinear(top * 16, top), nn.LeakyReLU(LRELU_SLOPE), EqualLinear(top, 1, gain=1.0))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.from_rgb(images))
+        x = self.head_conv(minibatch_stddev(x))
+        return self.head(x.flatten(1)).squeeze(1)

@@ -1,0 +1,517 @@
+"""The generator trainer: pulse's StyleGAN-like ``Generator`` against a DCGAN-style ``Discriminator``.
+
+Recipe (StyleGAN2-ADA's, minus what a ~6 M-parameter generator on ~35k faces does not need): the
+non-saturating logistic loss; a lazy R1 penalty on real images every ``R1_INTERVAL`` D steps (scaled by the
+interval); an exponential moving average of G with a half-life in kimg, ramped up early so the first sample
+grids already move; DiffAugment on everything D sees, real and fake; style mixing; bf16 autocast and
+channels_last on CUDA; gradient accumulation; data parallelism over torchrun processes. ``--batch`` is the
+images per optimiser step over all processes and micro-batches, so hyper-parameters mean the same on one
+CPU and on eight GPUs.
+
+A run folder holds ``latest.ckpt`` (always a complete checkpoint), ``log.jsonl``, sample grids from G_ema
+with fixed latents, and at the end ``generator.pt`` (the generator file the search uses).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import distributed
+from .augment import diff_augment, parse_policy
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .dataset import DataOrder, FaceData
+from .discriminator import Discriminator, DiscriminatorConfig
+from .distributed import Processes
+from .errors import PulseError
+from .generator import (Generator, GeneratorConfig, LoadedGenerator, compact_channels, gaussian_fit, load_generator,
+                        save_generator)
+from .imageio import save_image, write_text_atomic
+from .sampling import image_grid, sample_images
+
+R1_INTERVAL = 16  # lazy regularisation: the R1 penalty every 16th D step, weighted 16x
+EMA_RAMPUP = 0.05  # the EMA half-life is at most 5 % of the images shown so far
+ADAM_BETAS = (0.0, 0.99)
+GRID_FACES, GRID_SEED = 16, 0
+LATEST, GENERATOR_FILE, LOG_FILE = "latest.ckpt", "generator.pt", "log.jsonl"
+ARCHITECTURE = ("resolution", "style_dim", "mapping_layers", "channels")
+LICENCE = "non-commercial research (inherits CelebA/CelebA-HQ/All-Age-Faces terms)"
+STATS = ("loss_g", "loss_d", "r1", "r1_steps", "real_logit", "fake_logit")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Stored in each checkpoint, so ``--resume`` alone continues it."""
+
+    data: list[str]
+    out: str
+    resolution: int = 128
+    style_dim: int = 512
+    mapping_layers: int = 8
+    channels: list[int] | None = None  # one width per level from 4 px; None: compact_channels(resolution)
+    kimg: float = 2000.0  # training length in thousands of real images shown to D
+    batch: int = 32  # images per optimiser step, over all processes and micro-batches
+    grad_accum: int = 1  # micro-batches per process and step
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    r1_gamma: float | None = None  # None: StyleGAN2-ADA's heuristic 0.0002 * resolution² / batch
+    ema_kimg: float = 10.0  # half-life of G_ema's average
+    mixing_prob: float = 0.9
+    augment: str = "color,translation,cutout"
+    seed: int = 0
+    checkpoint_every: float = 50.0  # kimg
+    log_every: float = 1.0  # kimg
+    device: str = "auto"
+    cache_gb: float = 8.0  # decode the data into memory when this process's share fits
+    fit_samples: int = 1_000_000  # latents for the Gaussian fit of the exported generator
+
+    def __post_init__(self):
+        self.data = [str(p) for p in self.data]
+        self.out = str(self.out)
+        if self.channels is None:
+            self.channels = compact_channels(self.resolution) if self.resolution >= 4 else []
+        self.channels = [int(c) for c in self.channels]
+        self.generator_config()  # a bad resolution or channel list fails here, before any data is read
+        if self.r1_gamma is None:
+            self.r1_gamma = 0.0002 * self.resolution**2 / self.batch
+        checks = [("kimg", self.kimg > 0), ("batch", self.batch > 0), ("grad_accum", self.grad_accum > 0),
+                  ("g_lr", self.g_lr > 0), ("d_lr", self.d_lr > 0), ("r1_gamma", self.r1_gamma >= 0),
+                  ("ema_kimg", self.ema_kimg >= 0), ("mixing_prob", 0 <= self.mixing_prob <= 1),
+                  ("checkpoint_every", self.checkpoint_every > 0), ("log_every", self.log_every > 0),
+                  ("cache_gb", self.cache_gb >= 0), ("fit_samples", self.fit_samples > 0),
+                  ("device", self.device in ("auto", "cpu", "cuda"))]
+        for name, ok in checks:
+            if not ok:
+                raise PulseError(f"--{name.replace('_', '-')} {getattr(self, name)}: out of range")
+        try:
+            parse_policy(self.augment)
+        except ValueError as err:
+            raise PulseError(f"--augment {self.augment}: {err}")
+
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(resolution=self.resolution, style_dim=self.style_dim,
+                               mapping_layers=self.mapping_layers, channels=list(self.channels))
+
+
+def resolve_config(given: dict, checkpoint: dict | None = None, init_config: dict | None = None,
+                   origin: str = "") -> TrainConfig:
+    """The run's config: options given explicitly, over a resumed checkpoint's config or an init file's shape.
+
+    An architecture option that contradicts the checkpoint or generator file is an error, not an override.
+    """
+    given = {k: v for k, v in given.items() if v is not None}
+    if checkpoint:
+        base = dict(checkpoint["config"])
+    else:
+        base = {k: init_config[k] for k in ARCHITECTURE} if init_config else {}
+    for key in ARCHITECTURE:
+        if key in given and key in base and given[key] != base[key]:
+            raise PulseError(f"{origin}: made with {key}={_show(base[key])}, but this run asks for {_show(given[key])}")
+    merged = {**base, **given}
+    unknown = set(merged) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise PulseError(f"{origin or 'config'}: unknown training options {', '.join(sorted(unknown))}")
+    for required in ("data", "out"):
+        if not merged.get(required):
+            raise PulseError(f"--{required} is required")
+    return TrainConfig(**merged)
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def pick_device(choice: str, processes: Processes) -> torch.device:
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise PulseError("--device cuda: no CUDA device is available")
+    return torch.device("cuda", processes.local_rank) if choice == "cuda" else torch.device("cpu")
+
+
+def _seed_process(seed: int, rank: int):
+    """Different latents and augmentations in each process, reproducible from the run's seed."""
+    key = (seed * 1_000_003 + rank + 1) % 2**32
+    torch.manual_seed(key)
+    np.random.seed(key)
+    random.seed(key)
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+    return after // every > before // every
+
+
+def _logged_by(line: str, step: int) -> bool:
+    """Whether a log line is complete and from step ``step`` or before."""
+    try:
+        return json.loads(line)["step"] <= step
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+
+
+class Progress:
+    """The status line on stderr and ``log.jsonl``: kimg, img/s, losses, R1, wall time (rank 0 only)."""
+
+    def __init__(self, out: Path, total_img: int, nimg: int, step: int, wall_before: float, enabled: bool):
+        self.log_path, self.total_img, self.enabled = out / LOG_FILE, total_img, enabled
+        if enabled and self.log_path.exists():  # a resumed run: drop lines logged after its checkpoint
+            write_text_atomic(self.log_path, "".join(
+                line for line in self.log_path.read_text().splitlines(keepends=True) if _logged_by(line, step)))
+        self.tty = enabled and sys.stderr.isatty()
+        self.started = self.last_time = self.last_draw = time.monotonic()
+        self.wall_before, self.last_nimg, self.excluded = wall_before, nimg, 0.0
+        self.losses = ""
+
+    def wall(self) -> float:
+        return self.wall_before + time.monotonic() - self.started
+
+    def exclude(self, seconds: float):
+        """Leave checkpoint and grid writing out of the next img/s figure."""
+        self.excluded += seconds
+
+    def tick(self, nimg: int):
+        if self.tty and time.monotonic() - self.last_draw > 0.5:
+            self.last_draw = time.monotonic()
+            rate = (nimg - self.last_nimg) / max(self.last_draw - self.last_time - self.excluded, 1e-9)
+            self._draw(nimg, rate, end="")
+
+    def record(self, nimg: int, step: int, stats: dict) -> dict:
+        now = time.monotonic()
+        rate = (nimg - self.last_nimg) / max(now - self.last_time - self.excluded, 1e-9)
+        self.last_time, self.last_nimg, self.excluded = now, nimg, 0.0
+        entry = {"kimg": round(nimg / 1000, 3), "step": step, **stats, "img_per_s": round(rate, 2),
+                 "wall_s": round(self.wall(), 1)}
+        if self.enabled:
+            with open(self.log_path, "a") as log:
+                log.write(json.dumps(entry) + "\n")
+            r1 = "-" if stats["r1"] is None else f"{stats['r1']:.4f}"
+            self.losses = f"G {stats['loss_g']:.3f}  D {stats['loss_d']:.3f}  R1 {r1}"
+            self._draw(nimg, rate, end="" if self.tty else "\n")
+        return entry
+
+    def _draw(self, nimg: int, rate: float, end: str):
+        left = (self.total_img - nimg) / max(rate, 1e-9)
+        eta = f"{left / 3600:.1f} h" if left >= 3600 else f"{left / 60:.0f} min"
+        line = (f"kimg {nimg / 1000:.2f}/{self.total_img / 1000:g}  {rate:.1f} img/s  {self.losses}  "
+                f"eta {eta}")
+        print(("\r\033[K" if self.tty else "") + line, end=end, file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.tty:
+            print(file=sys.stderr)
+
+
+class Trainer:
+    """One process's share of a training run: networks, optimisers, data stream and the step."""
+
+    def __init__(self, config: TrainConfig, checkpoint: dict | None = None, init: LoadedGenerator | None = None,
+                 processes: Processes = Processes(), command: str = "", report=lambda line: None):
+        """``checkpoint`` (from ``load_checkpoint``) continues a run; ``init`` starts G and G_ema from a generator."""
+        if checkpoint is not None and init is not None:
+            raise PulseError("--init and --resume cannot be combined: a checkpoint already holds G")
+        self.config, self.processes, self.report = config, processes, report
+        self.device = pick_device(config.device, processes)
+        micro, rest = divmod(config.batch, processes.world * config.grad_accum)
+        if rest or not micro:
+            raise PulseError(f"--batch {config.batch}: must be a multiple of processes x --grad-accum "
+                             f"({processes.world} x {config.grad_accum})")
+        self.micro_batch = micro
+        self.policy = parse_policy(config.augment)
+        self.cuda = self.device.type == "cuda"
+        self.amp = self.cuda and torch.cuda.is_bf16_supported()
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+        gen_config = (init.generator.config if init else
+                      GeneratorConfig(**checkpoint["generator_config"]) if checkpoint else config.generator_config())
+        torch.manual_seed(config.seed)  # the same initial weights in every process
+        self.G = Generator(gen_config)
+        self.D = Discriminator(DiscriminatorConfig(gen_config.resolution, list(gen_config.channels)))
+        if init is not None:
+            self.G.load_state_dict(init.generator.state_dict())
+        for net in (self.G, self.D):
+            net.to(self.device).requires_grad_(False)
+            if self.cuda:
+                net.to(memory_format=torch.channels_last)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.g_lr, betas=ADAM_BETAS, eps=1e-8,
+                                      fused=self.cuda or None)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.d_lr, betas=ADAM_BETAS, eps=1e-8,
+                                      fused=self.cuda or None)
+
+        self.data = FaceData(config.data, gen_config.resolution, int(config.cache_gb * 2**30),
+                             processes.rank, processes.world, report)
+        if self.data.cached:
+            self.data.to(self.device)
+        self.order = DataOrder(len(self.data), config.seed, processes.rank)
+        self.nimg = self.step = 0
+        self.wall_before = 0.0
+        self.run_info = {"name": Path(config.out).name, "data": self.data.description, "command": command,
+                         "init": init.source if init else ""}
+        _seed_process(config.seed, processes.rank)
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        else:
+            for net in (self.G, self.D, self.G_ema):
+                distributed.broadcast_weights(net, processes)
+        self._stats = torch.zeros(len(STATS), device=self.device)
+        self._stat_steps = 0
+        report(self.data.summary())
+
+    # --- the step -------------------------------------------------------------------------------------
+
+    def _latents(self, n: int) -> torch.Tensor:
+        """W+ latents for ``n`` images; with probability ``mixing_prob`` the later layers take a second z."""
+        G = self.G
+        ws = G.mapping(torch.randn(n, G.style_dim, device=self.device)).unsqueeze(1).repeat(1, G.n_styles, 1)
+        if self.config.mixing_prob > 0:
+            other = G.mapping(torch.randn(n, G.style_dim, device=self.device)).unsqueeze(1)
+            cut = torch.randint(1, G.n_styles, (n,), device=self.device)
+            cut = torch.where(torch.rand(n, device=self.device) < self.config.mixing_prob, cut, G.n_styles)
+            later = torch.arange(G.n_styles, device=self.device).view(1, -1, 1) >= cut.view(-1, 1, 1)
+            ws = torch.where(later, other, ws)
+        return ws
+
+    def _fakes(self, n: int) -> torch.Tensor:
+        noise = [torch.randn(n, 1, h, w, device=self.device) for h, w in self.G.noise_shapes()]
+        return self.G(ws=self._latents(n), noise=noise)
+
+    def _reals(self, n: int) -> torch.Tensor:
+        images = self.data.take(self.order, n, self.device).float() / 127.5 - 1
+        return images.contiguous(memory_format=torch.channels_last) if self.cuda else images
+
+    def _autocast(self, enabled: bool = True):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp and enabled)
+
+    def train_step(self):
+        """One G step and one D step (R1 every ``R1_INTERVAL``th), then the EMA update."""
+        cfg, n, accum = self.config, self.micro_batch, self.config.grad_accum
+        stats = torch.zeros(len(STATS), device=self.device)
+
+        self.G.requires_grad_(True)
+        for _ in range(accum):
+            with self._autocast():
+                logits = self.D(diff_augment(self._fakes(n), self.policy)).float()
+            loss_g = F.softplus(-logits).mean()
+            (loss_g / accum).backward()
+            stats[0] += loss_g.detach() / accum
+        self.G.requires_grad_(False)
+        distributed.average_gradients(self.G, self.processes)
+        self.opt_G.step()
+        self.opt_G.zero_grad(set_to_none=True)
+
+        self.D.requires_grad_(True)
+        with_r1 = self.step % R1_INTERVAL == 0 and cfg.r1_gamma > 0
+        for _ in range(accum):
+            with torch.no_grad(), self._autocast():
+                fakes = self._fakes(n)
+            reals = self._reals(n).detach().requires_grad_(with_r1)
+            with self._autocast():
+                fake_logits = self.D(diff_augment(fakes, self.policy)).float()
+            with self._autocast(enabled=not with_r1):  # the penalty's double backward runs in float32
+                real_logits = self.D(diff_augment(reals, self.policy)).float()
+            loss_d = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+            total = loss_d
+            if with_r1:
+                grad, = torch.autograd.grad(real_logits.sum(), reals, create_graph=True)
+                r1 = grad.square().sum(dim=(1, 2, 3)).mean()
+                total = total + r1 * (cfg.r1_gamma / 2 * R1_INTERVAL)
+                stats[2] += r1.detach() / accum
+            (total / accum).backward()
+            stats[1] += loss_d.detach() / accum
+            stats[4] += real_logits.detach().mean() / accum
+            stats[5] += fake_logits.detach().mean() / accum
+        stats[3] = float(with_r1)
+        self.D.requires_grad_(False)
+        distributed.average_gradients(self.D, self.processes)
+        self.opt_D.step()
+        self.opt_D.zero_grad(set_to_none=True)
+
+        self._update_ema()
+        self.nimg += cfg.batch
+        self.step += 1
+        self._stats += stats
+        self._stat_steps += 1
+
+    @torch.no_grad()
+    def _update_ema(self):
+        half_life = min(self.config.ema_kimg * 1000, self.nimg * EMA_RAMPUP)
+        keep = 0.5 ** (self.config.batch / half_life) if half_life > 0 else 0.0
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - keep)
+        for avg, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            avg.copy_(b)
+
+    def take_stats(self) -> dict:
+        """Mean losses since the last call, over all processes (this waits for the device)."""
+        values = distributed.average(self._stats / max(self._stat_steps, 1), self.processes).tolist()
+        self._stats.zero_()
+        self._stat_steps = 0
+        stats = dict(zip(STATS, values))
+        r1_share = stats.pop("r1_steps")
+        stats["r1"] = stats["r1"] / r1_share if r1_share > 0 else None
+        return {k: (round(v, 6) if v is not None else None) for k, v in stats.items()}
+
+    # --- checkpoints ------------------------------------------------------------------------------------
+
+    def save(self, path) -> Path | None:
+        """Write a checkpoint (rank 0), with every process's random and data-order state."""
+        states = distributed.gather({"rng": capture_rng(self.device), "data": self.order.state_dict()},
+                                    self.processes)
+        if not self.processes.is_main:
+            return None
+        return save_checkpoint(path, {
+            "config": asdict(self.config),
+            "generator_config": asdict(self.G.config),
+            "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "progress": {"nimg": self.nimg, "step": self.step, "wall_s": self.wall_before},
+            "processes": states,
+            "run": self.run_info,
+        })
+
+    def _restore(self, checkpoint: dict):
+        try:
+            for name, net in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
+                net.load_state_dict(checkpoint[name])
+            self.opt_G.load_state_dict(checkpoint["opt_G"])
+            self.opt_D.load_state_dict(checkpoint["opt_D"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise PulseError(f"checkpoint does not fit this run ({str(err).splitlines()[0][:160]})")
+        progress = checkpoint["progress"]
+        self.nimg, self.step, self.wall_before = progress["nimg"], progress["step"], progress["wall_s"]
+        self.run_info["init"] = checkpoint["run"]["init"]
+        states = checkpoint["processes"]
+        if len(states) == self.processes.world:
+            own = states[self.processes.rank]
+            restore_rng(own["rng"], self.device)
+            if own["data"]["size"] != len(self.data):
+                self.report(f"note: this process now has {len(self.data):,} images, {own['data']['size']:,} at the "
+                            f"checkpoint: the data order starts a new epoch")
+            self.order.load_state_dict(own["data"])
+        else:
+            self.report(f"note: checkpoint was made by {len(states)} process(es), this run has "
+                        f"{self.processes.world}: training continues, but not step-for-step as it would have")
+            _seed_process(self.config.seed + self.step, self.processes.rank)
+
+    def write_grid(self) -> Path:
+        """Faces from G_ema at fixed latents: the same faces at every checkpoint, to watch them form."""
+        images = sample_images(self.G_ema, GRID_FACES, seed=GRID_SEED)
+        return save_image(image_grid(images), Path(self.config.out) / f"samples-{self.nimg / 1000:010.3f}kimg.png")
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def run(self) -> Path | None:
+        """Train to ``kimg``, checkpointing and logging on the way; export ``generator.pt`` at the end."""
+        cfg, main = self.config, self.processes.is_main
+        out = Path(cfg.out)
+        total = round(cfg.kimg * 1000)
+        log_every = max(1, round(cfg.log_every * 1000))
+        checkpoint_every = max(1, round(cfg.checkpoint_every * 1000))
+        if main and self.nimg == 0:
+            self.write_grid()
+        progress = Progress(out, total, self.nimg, self.step, self.wall_before, enabled=main)
+        while self.nimg < total:
+            before = self.nimg
+            self.train_step()
+            progress.tick(self.nimg)
+            done = self.nimg >= total
+            if _crossed(before, self.nimg, log_every) or done:
+                entry = progress.record(self.nimg, self.step, self.take_stats())
+                if not all(math.isfinite(entry[k]) for k in ("loss_g", "loss_d")):
+                    raise PulseError(f"training diverged at {self.nimg / 1000:.1f} kimg (G loss {entry['loss_g']}, "
+                                     f"D loss {entry['loss_d']}); {out / LATEST} holds the last good state; "
+                                     f"try lower --g-lr/--d-lr or a higher --r1-gamma")
+            if _crossed(before, self.nimg, checkpoint_every) or done:
+                started = time.monotonic()
+                self.wall_before = progress.wall()
+                self.save(out / LATEST)
+                if main:
+                    self.write_grid()
+                progress.exclude(time.monotonic() - started)
+        progress.close()
+        path = None
+        if main:
+            path = write_generator_file(self.G_ema, out / GENERATOR_FILE, generator_metadata(self.run_info, self.nimg),
+                                        fit_samples=cfg.fit_samples)
+        distributed.barrier(self.processes)
+        return path
+
+
+# --- export ----------------------------------------------------------------------------------------------
+
+def generator_metadata(run_info: dict, nimg: int) -> dict:
+    """What a generator file says about where it came from (shown by the model card and `pulse weights`)."""
+    return {
+        "name": run_info["name"],
+        "data": run_info["data"],
+        "kimg": round(nimg / 1000, 3),
+        "alignment": "ffhq",
+        "licence": LICENCE,
+        "training_command": run_info["command"],
+        "fine_tuned_from": run_info["init"],
+        "trainer": "pulse train: non-saturating loss, lazy R1, G EMA, DiffAugment (color, translation, cutout)",
+    }
+
+
+def write_generator_file(generator: Generator, out, metadata: dict, half: bool = False,
+                         fit_samples: int = 1_000_000) -> Path:
+    """A generator file with a fresh Gaussian fit of its mapping output (what the search samples from)."""
+    fit = gaussian_fit(generator.mapping, generator.style_dim, samples=fit_samples)
+    metadata = {**metadata, "resolution": generator.resolution}
+    try:
+        save_generator(out, generator, fit, metadata, half=half)
+    except OSError as err:
+        raise PulseError(f"{out}: could not write the generator file ({err.strerror or err})")
+    return Path(out)
+
+
+def export_checkpoint(checkpoint_path, out, half: bool = False, fit_samples: int = 1_000_000,
+                      device: str = "auto") -> Path:
+    """The generator file for a checkpoint's G_ema (``pulse train export``)."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    generator = Generator(GeneratorConfig(**checkpoint["generator_config"]))
+    generator.load_state_dict(checkpoint["G_ema"])
+    generator.to(pick_device(device, Processes())).eval().requires_grad_(False)
+    return write_generator_file(generator, out, generator_metadata(checkpoint["run"], checkpoint["progress"]["nimg"]),
+                                half=half, fit_samples=fit_samples)
+
+
+def train(given: dict, resume=None, init=None, command: str = "", report=lambda line: None) -> Path | None:
+    """Run (or continue) a training run from explicitly given options; returns the generator file (rank 0)."""
+    if resume and init:
+        raise PulseError("--init and --resume cannot be combined: a checkpoint already holds G")
+    checkpoint = load_checkpoint(resume) if resume else None
+    loaded = load_generator(init) if init else None
+    config = resolve_config(given, checkpoint, asdict(loaded.generator.config) if loaded else None,
+                            origin=str(resume or init or ""))
+    out = Path(config.out)
+    if checkpoint is None and (out / LATEST).exists():
+        raise PulseError(f"{out}: already holds a training run; continue it with --resume {out / LATEST} "
+                         f"or choose another --out")
+    processes = distributed.start(pick_device(config.device, Processes()).type)
+    try:
+        if processes.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        report = report if processes.is_main else (lambda line: None)
+        trainer = Trainer(config, checkpoint, loaded, processes, command, report)
+        report(f"training {sum(p.numel() for p in trainer.G.parameters()) / 1e6:.2f} M-parameter G, "
+               f"{sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f} M-parameter D at "
+               f"{config.resolution} px on {trainer.device} x {processes.world}; batch {config.batch} "
+               f"({trainer.micro_batch} x {config.grad_accum} per process), R1 gamma {config.r1_gamma:g}, "
+               f"from {trainer.nimg / 1000:g} to {config.kimg:g} kimg")
+        return trainer.run()
+    except OSError as err:  # a full disk while writing the log or a grid, a shard that vanished mid-run
+        raise PulseError(f"{err.filename or out}: {err.strerror or err}")
+    finally:
+        distributed.stop(processes)

@@ -1,0 +1,142 @@
+"""Click commands ``pulse train`` (with ``pulse train export``) and ``pulse sample``; registered in cli.py.
+
+Training options default to None here so that ``--resume`` can tell what was given on this command line
+(overrides) from what should come from the checkpoint; the documented defaults live in ``TrainConfig``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from .distributed import Processes
+from .errors import PulseError
+from .generator import load_generator
+from .imageio import save_image
+from .sampling import image_grid, sample_images
+from .train import TrainConfig, export_checkpoint, pick_device, train
+
+DEFAULTS = TrainConfig(data=["-"], out="-")
+
+
+def _channels(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        widths = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers")
+    if not widths or min(widths) < 1:
+        raise click.BadParameter(f"{value!r}: give one positive width per level, 4 px first")
+    return widths
+
+
+def _say(line: str):
+    click.echo(line, err=True)
+
+
+def _default(name: str) -> str:
+    return f"[default: {getattr(DEFAULTS, name)}]"
+
+
+@click.group("train", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data", multiple=True, type=click.Path(),
+              help="Folder of images (searched recursively, zip shards included), a zip shard, or an image; "
+                   "repeat for several.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder: checkpoints, log, sample grids.")
+@click.option("--resolution", type=int, help=f"Image size, a power of two {_default('resolution')}")
+@click.option("--kimg", type=float, help=f"Training length in thousands of real images {_default('kimg')}")
+@click.option("--batch", type=int, help=f"Images per optimiser step over all GPUs {_default('batch')}")
+@click.option("--grad-accum", type=int, help=f"Micro-batches per step and process {_default('grad_accum')}")
+@click.option("--g-lr", type=float, help=f"Generator learning rate {_default('g_lr')}")
+@click.option("--d-lr", type=float, help=f"Discriminator learning rate {_default('d_lr')}")
+@click.option("--r1-gamma", type=float, help="R1 penalty weight [default: 0.0002 * resolution^2 / batch]")
+@click.option("--ema-kimg", type=float, help=f"Half-life of G's moving average, kimg {_default('ema_kimg')}")
+@click.option("--mixing-prob", type=float, help=f"Style-mixing probability {_default('mixing_prob')}")
+@click.option("--augment", help=f"DiffAugment operations, or 'none' {_default('augment')}")
+@click.option("--seed", type=int, help=f"Random seed {_default('seed')}")
+@click.option("--channels", callback=_channels, help="Generator widths per level from 4 px, comma-separated "
+                                                     "[default: compact_channels(resolution)]")
+@click.option("--style-dim", type=int, help=f"Latent and style width {_default('style_dim')}")
+@click.option("--mapping-layers", type=int, help=f"Dense layers in the mapping {_default('mapping_layers')}")
+@click.option("--checkpoint-every", type=float, help=f"kimg between checkpoints {_default('checkpoint_every')}")
+@click.option("--log-every", type=float, help=f"kimg between log lines {_default('log_every')}")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[default: auto]")
+@click.option("--cache-gb", type=float, help=f"Memory for decoded images per process {_default('cache_gb')}")
+@click.option("--fit-samples", type=int, help=f"Latents for the exported Gaussian fit {_default('fit_samples')}")
+@click.option("--resume", type=click.Path(dir_okay=False),
+              help="Continue exactly from a checkpoint (runs/NAME/latest.ckpt); its options apply unless given.")
+@click.option("--init", type=click.Path(dir_okay=False),
+              help="Fine-tune: start G and G_ema from this generator file (D starts fresh).")
+@click.pass_context
+def train_command(ctx, resume, init, **options):
+    """Train a generator on aligned faces (DCGAN-style: non-saturating loss, R1, EMA, DiffAugment).
+
+    \b
+    Examples:
+      pulse train --data ../shared/data/faces128 --resolution 128 --out runs/faces128
+      pulse train --resume runs/faces128/latest.ckpt
+      pulse train --init generator.pt --data my_faces/ --kimg 200 --out runs/finetune
+      torchrun --nproc_per_node=8 -m pulse train --data faces/ --batch 256 --out runs/big
+      pulse train export runs/faces128/latest.ckpt --out faces128.pt --half
+
+    The run folder gets latest.ckpt (always complete), log.jsonl, a sample grid per checkpoint and, at the
+    end, generator.pt for `pulse run`. Faces must be FFHQ-aligned (`pulse align`).
+    """
+    if ctx.invoked_subcommand is not None:
+        if resume or init or any(v not in (None, ()) for v in options.values()):
+            raise click.UsageError("training options go with `pulse train`, not before a subcommand")
+        return
+    options["data"] = list(options["data"]) or None
+    if not (options["data"] or resume):
+        raise click.UsageError("Missing option '--data' (or --resume a run)")
+    command = "pulse " + shlex.join(sys.argv[1:])
+    try:
+        path = train(options, resume=resume, init=init, command=command, report=_say)
+    except PulseError as err:
+        raise click.ClickException(str(err))
+    if path is not None:
+        _say(f"generator: {path}")
+
+
+@train_command.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Generator file to write.")
+@click.option("--half", is_flag=True, help="Store weights as float16 (half the size).")
+@click.option("--fit-samples", type=int, default=1_000_000, show_default=True,
+              help="Latents for the Gaussian fit the search samples from.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def export_command(checkpoint, out, half, fit_samples, device):
+    """Write the generator file (G_ema, a fresh Gaussian fit, metadata) of a training checkpoint."""
+    try:
+        path = export_checkpoint(checkpoint, out, half=half, fit_samples=fit_samples, device=device)
+    except PulseError as err:
+        raise click.ClickException(str(err))
+    _say(f"generator: {path}")
+
+
+@click.command("sample")
+@click.option("--generator", "generator_path", required=True, type=click.Path(dir_okay=False),
+              help="A pulse generator file.")
+@click.option("--n", type=click.IntRange(1, 1024), default=16, show_default=True, help="How many faces.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same faces.")
+@click.option("--columns", type=click.IntRange(1), help="Faces per row [default: about square].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Grid image to write (PNG, JPEG).")
+def sample_command(generator_path, n, seed, columns, device, out):
+    """Random faces from a generator file, as one grid image.
+
+    \b
+    Example:
+      pulse sample --generator runs/faces128/generator.pt --n 16 --seed 0 --out grid.png
+    """
+    try:
+        model = load_generator(generator_path, device=pick_device(device, Processes()))
+        path = save_image(image_grid(sample_images(model.generator, n, seed=seed), columns), out)
+    except PulseError as err:
+        raise click.ClickException(str(err))
+    except OSError as err:
+        raise click.ClickException(f"{out}: could not write the grid ({err.strerror or err})")
+    _say(f"{n} faces: {path}")

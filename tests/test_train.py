@@ -1,0 +1,282 @@
+"""The trainer on tiny synthetic faces: steps, exact resume, export, fine-tuning, torchrun, bad input."""
+
+import errno
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import TINY
+from pulse import checkpoint as checkpoint_module
+from pulse.augment import diff_augment, parse_policy
+from pulse.checkpoint import load_checkpoint, save_checkpoint
+from pulse.dataset import DataOrder, FaceData
+from pulse.discriminator import Discriminator, DiscriminatorConfig
+from pulse.errors import PulseError
+from pulse.generator import load_generator, read_generator_file
+from pulse.train import TrainConfig, Trainer, train
+from pulse.train_cli import sample_command, train_command
+
+ARCH = dict(TINY, style_dim=32, channels=[32, 16, 16, 8])  # smaller than conftest's TINY: steps are the cost
+STEPS_KIMG = 0.08  # 20 steps of 4 images
+OPTIONS = dict(ARCH, batch=4, kimg=STEPS_KIMG, checkpoint_every=0.04, log_every=0.004, fit_samples=2000,
+               device="cpu", seed=3)
+LOSSES = ("loss_g", "loss_d", "r1", "real_logit", "fake_logit")
+
+
+def blob(rng, size=32, mode="RGB") -> Image.Image:
+    """A coloured disc on a flat background: enough structure for D to tell real from noise."""
+    y, x = np.mgrid[0:size, 0:size]
+    cy, cx = rng.uniform(size / 4, 3 * size / 4, 2)
+    inside = ((y - cy) ** 2 + (x - cx) ** 2 < rng.uniform(size / 8, size / 3) ** 2)[..., None]
+    pixels = np.where(inside, rng.integers(0, 256, 3), rng.integers(0, 256, 3)).astype(np.uint8)
+    return Image.fromarray(pixels).convert(mode)
+
+
+def jpeg_bytes(img: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """24 PNGs in nested folders and a stored zip shard of 8 JPEGs named like the real shards."""
+    root = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        folder = root / f"part{i % 2}"
+        folder.mkdir(exist_ok=True)
+        blob(rng).save(folder / f"face{i:02d}.png")
+    with zipfile.ZipFile(root / "train-00.zip", "w", zipfile.ZIP_STORED) as shard:
+        for i in range(8):
+            shard.writestr(f"celeba_{i:06d}.jpg", jpeg_bytes(blob(rng)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def full_run(faces, tmp_path_factory):
+    """20 uninterrupted steps (the run folder); the checkpoint after 10 of them is kept as halfway.ckpt beside it.
+
+    One trainer runs to 0.04 kimg, then on to 0.08: its state never leaves memory, so this is the uninterrupted
+    run, and the copy of its step-10 checkpoint is what a resume starts from.
+    """
+    runs = tmp_path_factory.mktemp("runs")
+    trainer = Trainer(TrainConfig(**dict(OPTIONS, data=[str(faces)], out=str(runs / "full"), kimg=STEPS_KIMG / 2)))
+    trainer.run()
+    shutil.copy(runs / "full" / "latest.ckpt", runs / "halfway.ckpt")
+    trainer.config.kimg = STEPS_KIMG
+    trainer.run()
+    return runs / "full"
+
+
+def read_log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_twenty_steps_give_finite_losses_and_move_g_ema(faces, full_run):
+    log = read_log(full_run)
+    assert [entry["step"] for entry in log] == list(range(1, 21))
+    assert all(np.isfinite(entry[k]) for entry in log for k in ("loss_g", "loss_d", "real_logit", "fake_logit"))
+    assert [entry["r1"] is not None for entry in log].count(True) == 2  # lazy R1: steps 0 and 16
+    trained = load_checkpoint(full_run / "latest.ckpt")
+    assert (trained["progress"]["nimg"], trained["progress"]["step"]) == (80, 20)
+    start = Trainer(TrainConfig(**dict(OPTIONS, data=[str(faces)], out=str(full_run)))).G_ema.state_dict()
+    moved = [k for k, v in trained["G_ema"].items() if v.is_floating_point() and not torch.equal(v, start[k])]
+    assert len(moved) > len(start) // 2
+    grids = sorted(p.name for p in full_run.glob("samples-*.png"))
+    assert grids == ["samples-000000.000kimg.png", "samples-000000.040kimg.png", "samples-000000.080kimg.png"]
+
+
+def test_resume_reproduces_the_uninterrupted_run(full_run, tmp_path):
+    out = tmp_path / "resumed"
+    out.mkdir()
+    # as if the run had crashed after logging step 20 but before its checkpoint: lines past step 10 go
+    (out / "log.jsonl").write_text((full_run / "log.jsonl").read_text() + '{"kimg": 0.0')
+    train({"kimg": STEPS_KIMG, "out": str(out)}, resume=full_run.parent / "halfway.ckpt")  # the rest: checkpoint's
+    resumed, full = read_log(out), read_log(full_run)
+    assert [e["step"] for e in resumed] == list(range(1, 21))
+    assert [[e[k] for k in LOSSES] for e in resumed[10:]] == [[e[k] for k in LOSSES] for e in full[10:]]
+    a, b = load_checkpoint(out / "latest.ckpt"), load_checkpoint(full_run / "latest.ckpt")
+    assert all(torch.equal(a["G_ema"][k], b["G_ema"][k]) for k in a["G_ema"])
+
+
+def test_export_writes_a_generator_that_renders_and_upsamples(full_run, tmp_path):
+    result = CliRunner().invoke(train_command, ["export", str(full_run / "latest.ckpt"), "--out",
+                                                str(tmp_path / "g.pt"), "--half", "--fit-samples", "3000"])
+    assert result.exit_code == 0, result.output
+    payload = read_generator_file(tmp_path / "g.pt")
+    assert payload["state_dict"]["synthesis.torgb.weight"].dtype == torch.float16
+    assert payload["gaussian_fit"]["samples"] == 3000
+    meta = payload["metadata"]
+    assert (meta["alignment"], meta["resolution"], meta["kimg"]) == ("ffhq", 32, STEPS_KIMG)
+    assert "non-commercial research" in meta["licence"] and "32 images" in meta["data"]
+    model = load_generator(tmp_path / "g.pt")
+    image = model.generator(z=torch.randn(2, ARCH["style_dim"]))
+    assert image.shape == (2, 3, 32, 32) and torch.isfinite(image).all()
+    assert load_generator(full_run / "generator.pt").metadata["kimg"] == STEPS_KIMG  # written at the end
+
+    from pulse.api import Upsampler
+
+    results = Upsampler(generator=tmp_path / "g.pt", device="cpu").run([Image.new("RGB", (8, 8), (120, 90, 80))],
+                                                                       scale=4, steps=5)
+    assert results[0][0].image.size == (32, 32) and np.isfinite(results[0][0].lr_mse)
+
+
+def test_init_starts_g_and_g_ema_from_the_generator_file(faces, tiny_generator_file, tmp_path):
+    loaded = load_generator(tiny_generator_file)
+    trainer = Trainer(TrainConfig(**dict(OPTIONS, data=[str(faces)], out=str(tmp_path))), init=loaded)
+    file_state = loaded.generator.state_dict()
+    for net in (trainer.G, trainer.G_ema):
+        assert all(torch.equal(v, file_state[k]) for k, v in net.state_dict().items())
+    trainer.train_step()
+    assert not torch.equal(trainer.G.synthesis.torgb.weight, file_state["synthesis.torgb.weight"])
+    with pytest.raises(PulseError, match="channels=64,32,16,8.*8,8,8,8"):
+        train(dict(data=[str(faces)], out=str(tmp_path / "x"), channels=[8, 8, 8, 8]), init=tiny_generator_file)
+
+
+def test_torchrun_two_processes_train_and_only_rank_zero_writes(faces, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "pulse",
+               "train", "--data", str(faces), "--out", str(out), "--device", "cpu", "--kimg", "0.016",
+               "--batch", "8", "--grad-accum", "2", "--log-every", "0.008", "--checkpoint-every", "0.008",
+               "--fit-samples", "1000", "--resolution", "32", "--style-dim", "32", "--mapping-layers", "2",
+               "--channels", "32,16,16,8"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("training ") == 1  # one process reports
+    assert sorted(p.name for p in out.iterdir()) == ["generator.pt", "latest.ckpt", "log.jsonl",
+                                                     "samples-000000.000kimg.png", "samples-000000.008kimg.png",
+                                                     "samples-000000.016kimg.png"]
+    assert [e["step"] for e in read_log(out)] == [1, 2]
+    state = load_checkpoint(out / "latest.ckpt")
+    assert len(state["processes"]) == 2 and state["progress"]["nimg"] == 16
+    ranks = [s["rng"]["torch"] for s in state["processes"]]
+    assert not torch.equal(*ranks)  # each process draws its own latents and augmentations
+
+
+def test_corrupt_shard_members_are_skipped_with_a_count(tmp_path):
+    rng = np.random.default_rng(1)
+    good = jpeg_bytes(blob(rng))
+    with zipfile.ZipFile(tmp_path / "train-00.zip", "w", zipfile.ZIP_STORED) as shard:
+        for i in range(3):
+            shard.writestr(f"aaf_{i}.jpg", jpeg_bytes(blob(rng)))
+        shard.writestr("aaf_truncated.jpg", good[: len(good) // 3])
+        shard.writestr("aaf_garbage.jpg", b"not an image at all")
+    cached = FaceData([tmp_path / "train-00.zip"], 32, cache_bytes=2**30)
+    assert cached.cached and len(cached) == 3 and cached.counts.corrupt == 2
+    assert "2 corrupt skipped" in cached.summary()
+    streamed = FaceData([tmp_path], 32, cache_bytes=0)  # over budget: decoded batch by batch
+    order = DataOrder(len(streamed), seed=0)
+    batch = streamed.take(order, 8, "cpu")
+    assert batch.shape == (8, 3, 32, 32) and batch.dtype == torch.uint8
+    assert streamed.counts.corrupt == 2
+
+
+def test_mixed_sizes_and_modes_become_rgb_at_the_resolution(tmp_path):
+    rng = np.random.default_rng(2)
+    blob(rng, 64).save(tmp_path / "big.png")
+    blob(rng, 40, "L").save(tmp_path / "grey.png")
+    blob(rng, 48, "RGBA").crop((0, 0, 48, 32)).save(tmp_path / "wide_alpha.png")
+    blob(rng, 32, "P").save(tmp_path / "palette.png")
+    data = FaceData([tmp_path], 32, cache_bytes=2**30)
+    batch = data.take(DataOrder(len(data), seed=0), 4, "cpu")
+    assert batch.shape == (4, 3, 32, 32)
+    # 64 and 40 px resized; 48x32 cropped to 32x32 (no resize); L, RGBA and P converted
+    assert (data.counts.resized, data.counts.cropped, data.counts.converted) == (2, 1, 3)
+
+
+def test_data_order_is_a_permutation_per_epoch_and_resumes_exactly():
+    order = DataOrder(10, seed=5)
+    first, _ = order.next(10)
+    assert sorted(first.tolist()) == list(range(10))
+    order.next(3)
+    saved = order.state_dict()
+    expected, flips = order.next(12)
+    again = DataOrder(10, seed=5)
+    again.load_state_dict(saved)
+    got, got_flips = again.next(12)
+    assert torch.equal(got, expected) and torch.equal(got_flips, flips)
+
+
+def test_augmentation_keeps_shape_and_passes_gradients():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 32, 32, requires_grad=True)
+    y = diff_augment(x, parse_policy("color,translation,cutout"))
+    assert y.shape == x.shape
+    y.square().sum().backward()
+    assert x.grad.abs().sum() > 0
+    cut = diff_augment(torch.ones(64, 3, 32, 32), ("cutout",))
+    assert 0.15 < (cut == 0).float().mean() < 0.3  # a 16x16 hole, partly outside the image
+    with pytest.raises(ValueError, match="unknown augmentation rotate"):
+        parse_policy("color,rotate")
+
+
+def test_discriminator_mirrors_the_generator_widths():
+    d = Discriminator(DiscriminatorConfig(32, [64, 32, 16, 8]))
+    assert d.from_rgb[0].weight.shape[0] == 8 and d.head[-1].weight.shape == (1, 64)
+    assert d(torch.randn(6, 3, 32, 32)).shape == (6,)
+
+
+def test_checkpoint_save_that_fails_keeps_the_previous_one(full_run, tmp_path, monkeypatch):
+    latest = tmp_path / "latest.ckpt"
+    latest.write_bytes((full_run / "latest.ckpt").read_bytes())
+    before = latest.read_bytes()
+
+    def disk_full(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", disk_full)
+    with pytest.raises(PulseError, match="No space left on device.*previous checkpoint is intact"):
+        save_checkpoint(latest, {"progress": {}})
+    assert latest.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["latest.ckpt"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{faces}", "--resolution", "100"], "power of two"),
+    (["--data", "{empty}"], "no training images found"),
+    (["--data", "{missing}"], "no such data folder"),
+    (["--data", "{faces}", "--batch", "6", "--grad-accum", "4"], "must be a multiple"),
+    (["--resume", "{generator}"], "not a pulse training checkpoint"),
+    (["--resume", "{checkpoint}", "--channels", "64,32,16,16"], "made with channels=32,16,16,8"),
+    (["--data", "{faces}", "--out", "{run}"], "already holds a training run"),
+])
+def test_bad_input_is_one_clear_line(args, message, faces, full_run, tiny_generator_file, tmp_path):
+    (tmp_path / "empty").mkdir()
+    paths = dict(faces=faces, empty=tmp_path / "empty", missing=tmp_path / "nope", generator=tiny_generator_file,
+                 checkpoint=full_run / "latest.ckpt", run=full_run)
+    given = [a.format(**paths) for a in args]
+    base = ["--out", str(tmp_path / "run"), "--device", "cpu", "--kimg", "0.004", "--batch", "4"]
+    if "--resume" not in given:
+        base += ["--resolution", "32", "--style-dim", "32", "--mapping-layers", "2", "--channels", "32,16,16,8"]
+    result = CliRunner().invoke(train_command, base + given)
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and message in lines[-1]
+
+
+def test_sample_writes_the_same_grid_for_the_same_seed(tiny_generator_file, tmp_path):
+    def grid(seed, name):
+        args = ["--generator", str(tiny_generator_file), "--n", "6", "--seed", str(seed), "--device", "cpu",
+                "--out", str(tmp_path / name)]
+        result = CliRunner().invoke(sample_command, args)
+        assert result.exit_code == 0, result.output
+        return Image.open(tmp_path / name)
+
+    a, b, c = grid(0, "a.png"), grid(0, "b.png"), grid(1, "c.png")
+    assert a.size == (3 * 34 + 2, 2 * 34 + 2)  # 3 columns x 2 rows of 32 px with 2 px gaps
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
+    missing = CliRunner().invoke(sample_command, ["--generator", str(tmp_path / "no.pt"), "--out", "x.png"])
+    assert missing.exit_code == 1 and "generator file not found" in missing.output
