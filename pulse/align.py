@@ -20,7 +20,7 @@ import click
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .errors import PulseError
+from .errors import EXIT_INPUT_ERRORS, EXIT_USAGE, PulseError
 from .imageio import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil, to_rgb, write_text_atomic
 from .resample import resize
 from .weights import installed_package_file, resolve_file
@@ -412,12 +412,9 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
     batch goes on. Exit codes: 0 every photo gave a face; 1 some photo failed (unreadable, no face);
     2 usage error.
     """
-    from .cli import EXIT_INPUT_ERRORS, EXIT_USAGE
 
     try:
         files = list_images(input_path)
-        if not files:
-            raise PulseError(f"{input_path}: no images (PNG, JPEG, WebP, BMP) in this folder")
         shape_predictor()
         if detector == "cnn":
             cnn_detector_path()

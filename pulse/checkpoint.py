@@ -7,7 +7,6 @@ over ``latest.ckpt``: a crash or a full disk mid-save leaves the previous checkp
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from .errors import PulseError
+from .files import atomic_path, load_payload
 
 CHECKPOINT_FORMAT = "pulse-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -48,30 +48,17 @@ def restore_rng(state: dict, device: torch.device):
 def save_checkpoint(path, payload: dict) -> Path:
     """Write ``payload`` atomically; an OSError (disk full, permissions) becomes one PulseError line."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
     except OSError as err:
         kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint was written"
         raise PulseError(f"{path}: could not save checkpoint ({err.strerror or err}); {kept}")
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
 def load_checkpoint(path) -> dict:
     """Read a training checkpoint without unpickling code, or raise PulseError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise PulseError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, corrupt, or a pickle that needs code
-        raise PulseError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:160]})")
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise PulseError(f"{path}: not a pulse training checkpoint (a generator file? use it with --init)")
-    if payload.get("version", 0) > CHECKPOINT_VERSION:
-        raise PulseError(f"{path}: checkpoint version {payload['version']} is newer than this pulse supports")
-    return payload
+    return load_payload(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "training checkpoint",
+                        " (a generator file? use it with --init)")

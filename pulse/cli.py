@@ -11,17 +11,11 @@ from pathlib import Path
 import click
 
 from .align import align_command
-from .errors import PulseError
+from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError
 from .evaluate import eval_command
 from .restore import restore_command
 from .train_cli import sample_command, train_command
 from .weights import weights_cli
-
-# `pulse run` exit codes (also in README)
-EXIT_OK = 0  # every input processed, every sample within eps
-EXIT_INPUT_ERRORS = 1  # some inputs could not be processed (named on stderr and in the report)
-EXIT_USAGE = 2  # bad options, no inputs, no generator: nothing processed
-EXIT_NOT_CONSISTENT = 3  # every input processed, but some samples did not get within eps
 
 REPORT_NAME = "report.jsonl"
 
@@ -101,8 +95,6 @@ def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, de
 
     try:
         files = list_images(input_path)
-        if not files:
-            raise PulseError(f"{input_path}: no images (PNG, JPEG, WebP, BMP) in this folder")
         if samples < 1 or steps < 1 or batch_size < 1:
             raise PulseError("--samples, --steps and --batch-size must be >= 1")
         upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size)

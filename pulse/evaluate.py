@@ -26,7 +26,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import metrics
-from .errors import PulseError
+from .errors import EXIT_INPUT_ERRORS, EXIT_USAGE, PulseError
 from .imageio import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil, write_text_atomic
 from .resample import resize
 from .search import psnr_from_mse, quantize
@@ -270,7 +270,6 @@ def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, r
     `pip install "pulse[eval]"`; without it they are n/a. Exit codes: 0 done; 1 some faces could not be
     read (named on stderr); 2 usage or setup error.
     """
-    from .cli import EXIT_INPUT_ERRORS, EXIT_USAGE
 
     say = lambda message: click.echo(message, err=True)  # noqa: E731
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
@@ -278,8 +277,6 @@ def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, r
         if not chosen or set(chosen) - set(METHODS):
             raise PulseError(f"--methods must list some of {', '.join(METHODS)}, got {methods!r}")
         files = list_images(data_dir)[:limit]
-        if not files:
-            raise PulseError(f"{data_dir}: no images (PNG, JPEG, WebP, BMP) in this folder")
         upsampler = None
         if "pulse" in chosen:
             from .api import Upsampler

@@ -13,16 +13,15 @@ output that the search needs, and metadata (resolution, alignment convention, da
 from __future__ import annotations
 
 import math
-import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import PulseError
+from .files import atomic_path, load_payload
 
 FILE_FORMAT = "pulse-generator"
 FILE_VERSION = 1
@@ -303,14 +302,8 @@ def save_generator(path, generator: Generator, fit: dict, metadata: dict | None 
         "gaussian_fit": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in fit.items()},
         "metadata": dict(metadata or {}),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -331,18 +324,7 @@ class LoadedGenerator:
 
 def read_generator_file(path) -> dict:
     """Load and validate a generator file without unpickling arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise PulseError(f"{path}: generator file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated, or a pickle that needs code
-        raise PulseError(f"{path}: not a readable generator file ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise PulseError(f"{path}: not a pulse generator file (no '{FILE_FORMAT}' header)")
-    if payload.get("version", 0) > FILE_VERSION:
-        raise PulseError(f"{path}: generator file version {payload['version']} is newer than this pulse supports")
-    return payload
+    return load_payload(path, FILE_FORMAT, FILE_VERSION, "generator file", f" (no '{FILE_FORMAT}' header)")
 
 
 def load_generator(path, device="cpu") -> LoadedGenerator:

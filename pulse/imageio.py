@@ -6,7 +6,6 @@ line, so a batch can report it and go on. Conversions that lose information (alp
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -15,20 +14,24 @@ import torch
 from PIL import Image, ImageOps
 
 from .errors import PulseError
+from .files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_PIXELS = 64_000_000  # refuse decompression bombs well before they exhaust memory
 
 
 def list_images(path) -> list[Path]:
-    """A file, or the images directly inside a folder (sorted; hidden files skipped)."""
+    """A file, or the images directly inside a folder (sorted; hidden files skipped); none is an error."""
     path = Path(path)
     if path.is_file():
         return [path]
-    if path.is_dir():
-        return sorted(p for p in path.iterdir()
-                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    raise PulseError(f"{path}: no such file or folder")
+    if not path.is_dir():
+        raise PulseError(f"{path}: no such file or folder")
+    found = sorted(p for p in path.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not found:
+        raise PulseError(f"{path}: no images (PNG, JPEG, WebP, BMP) in this folder")
+    return found
 
 
 def to_rgb(img: Image.Image, name: str) -> Image.Image:
@@ -92,25 +95,13 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
 
 def save_image(img: Image.Image, path) -> Path:
     """Write atomically: a temp file in the same folder, then rename. Never leaves a partial image."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        img.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_path(path) as tmp:
+        img.save(tmp, format=Image.registered_extensions().get(Path(path).suffix.lower(), "PNG"))
+    return Path(path)
 
 
 def write_text_atomic(path, text: str) -> Path:
     """Atomic text write, for reports and JSON next to images."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)

@@ -24,7 +24,7 @@ from PIL import Image
 from .align import (AlignedFace, MIN_SCORE, align_faces, cnn_detector_path, detection_options, paste_back,
                     scale_quad, shape_predictor)
 from .api import Result, Upsampler
-from .errors import PulseError
+from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError
 from .imageio import MAX_PIXELS, list_images, load_image, pil_to_tensor, save_image, tensor_to_pil, to_rgb, \
     write_text_atomic
 from .resample import resize
@@ -146,12 +146,9 @@ def restore_command(input_path, output_dir, scale, grid, generator, steps, seed,
     stderr and the batch goes on. Exit codes: 0 every face restored within eps; 1 some photo failed
     (unreadable, too large, no face); 2 usage/setup error; 3 some face did not get within eps.
     """
-    from .cli import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE
 
     try:
         files = list_images(input_path)
-        if not files:
-            raise PulseError(f"{input_path}: no images (PNG, JPEG, WebP, BMP) in this folder")
         upsampler = Upsampler(generator=generator, device=device)
         lr_size = lr_size_for(upsampler.resolution, scale)
         shape_predictor()

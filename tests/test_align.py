@@ -17,7 +17,8 @@ from pulse import align
 from pulse.align import (DetectedFace, align_face, align_to_quad, detect_faces, ffhq_quad, paste_back,
                          photo_to_aligned, scale_quad)
 from pulse.api import Upsampler
-from pulse.cli import EXIT_INPUT_ERRORS, EXIT_USAGE, main
+from pulse.cli import main
+from pulse.errors import EXIT_INPUT_ERRORS, EXIT_USAGE
 from pulse.errors import PulseError
 from pulse.imageio import pil_to_tensor, tensor_to_pil
 from pulse.resample import resize

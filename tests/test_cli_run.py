@@ -8,7 +8,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from pulse.cli import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_OK, EXIT_USAGE, main
+from pulse.cli import main
+from pulse.errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_OK, EXIT_USAGE
 from pulse.generator import load_generator
 from pulse.resample import resize
 
