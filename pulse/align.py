@@ -94,6 +94,13 @@ def landmark_model_path() -> Path:
                          f"`pulse weights download dlib-68-landmarks --no-verify` ({str(err)[:100]})") from None
 
 
+def require_models(detector: str) -> None:
+    """Fail before any work if the landmark model (or the CNN detector asked for) is missing."""
+    shape_predictor()
+    if detector == "cnn":
+        cnn_detector_path()
+
+
 def cnn_detector_path() -> Path:
     found = installed_package_file("face_recognition_models", f"models/{CNN_DETECTOR_MODEL}")
     if not found:
@@ -412,12 +419,9 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
     batch goes on. Exit codes: 0 every photo gave a face; 1 some photo failed (unreadable, no face);
     2 usage error.
     """
-
     try:
         files = list_images(input_path)
-        shape_predictor()
-        if detector == "cnn":
-            cnn_detector_path()
+        require_models(detector)
     except PulseError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE)

@@ -1,4 +1,4 @@
-"""The one exception users see: a short sentence naming the input and the problem."""
+"""How things go wrong for users: one exception with a one-line message, and the exit codes of batch commands."""
 
 
 class PulseError(Exception):

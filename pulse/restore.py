@@ -21,8 +21,7 @@ import click
 import numpy as np
 from PIL import Image
 
-from .align import (AlignedFace, MIN_SCORE, align_faces, cnn_detector_path, detection_options, paste_back,
-                    scale_quad, shape_predictor)
+from .align import AlignedFace, MIN_SCORE, align_faces, detection_options, paste_back, require_models, scale_quad
 from .api import Result, Upsampler
 from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError
 from .imageio import MAX_PIXELS, list_images, load_image, pil_to_tensor, save_image, tensor_to_pil, to_rgb, \
@@ -146,14 +145,11 @@ def restore_command(input_path, output_dir, scale, grid, generator, steps, seed,
     stderr and the batch goes on. Exit codes: 0 every face restored within eps; 1 some photo failed
     (unreadable, too large, no face); 2 usage/setup error; 3 some face did not get within eps.
     """
-
     try:
         files = list_images(input_path)
         upsampler = Upsampler(generator=generator, device=device)
         lr_size = lr_size_for(upsampler.resolution, scale)
-        shape_predictor()
-        if detector == "cnn":
-            cnn_detector_path()
+        require_models(detector)
     except PulseError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE)
