@@ -90,24 +90,30 @@ def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, de
     (LR MSE, LR-PSNR, success, seed, seconds) or per failed input. Re-running skips finished inputs.
     Exit codes: 0 all within eps; 1 some inputs failed; 2 usage/setup error; 3 some results not within eps.
     """
-    from .api import Upsampler, check_lr, output_size, to_lr_tensor
+    from . import distributed
+    from .api import Upsampler, check_lr, output_size, select_device, to_lr_tensor
     from .imageio import list_images, save_image, write_text_atomic
 
     try:
         files = list_images(input_path)
         if samples < 1 or steps < 1 or batch_size < 1:
             raise PulseError("--samples, --steps and --batch-size must be >= 1")
+        device = select_device(device)
+        processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
+        if device.type == "cuda":
+            device = f"cuda:{processes.local_rank}"
         upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size)
     except PulseError as err:
         _say(f"error: {err}")
         sys.exit(EXIT_USAGE)
 
     report_path = output_dir / REPORT_NAME
-    report = _read_report(report_path)
-    todo, failed, skipped = [], 0, 0
-    for path in files:
+    previous = _read_report(report_path)
+    mine: dict[str, list[dict]] = {}  # this process's new report lines, by input
+    todo, skipped = [], 0
+    for path in files[processes.rank :: processes.world]:
         names = _output_names(path.stem, samples)
-        if not overwrite and all((output_dir / n).is_file() for n in names) and str(path) in report:
+        if not overwrite and all((output_dir / n).is_file() for n in names) and str(path) in previous:
             skipped += 1
             continue
         with warnings.catch_warnings(record=True) as caught:
@@ -118,22 +124,23 @@ def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, de
                 output_size(lr.shape[-1], scale, str(path))
             except PulseError as err:
                 _say(f"error: {err}")
-                report[str(path)] = [{"input": str(path), "status": "error", "error": str(err)}]
-                failed += 1
+                mine[str(path)] = [{"input": str(path), "status": "error", "error": str(err)}]
                 continue
         for w in caught:
             _say(f"warning: {w.message}")
         todo.append((path, lr))
 
-    def save_report():
-        write_text_atomic(report_path, "".join(json.dumps(e) + "\n" for entries in report.values() for e in entries))
+    def write_report(entries: dict[str, list[dict]], path: Path):
+        write_text_atomic(path, "".join(json.dumps(e) + "\n" for lines in entries.values() for e in lines))
 
+    # one process: the report itself is kept current; several: each keeps its own part until the merge
+    partial = report_path if processes.world == 1 else output_dir / f".{REPORT_NAME}.rank{processes.rank}"
     per_call = max(1, batch_size // samples)
     options = dict(steps=steps, eps=eps, loss=loss, learning_rate=learning_rate, noise=noise, early_stop=early_stop,
                    frame_every=10 if save_intermediate else 0)
     started = time.perf_counter()
     with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
-                           item_show_func=lambda s: s) as bar:
+                           item_show_func=lambda s: s, hidden=not processes.is_main) as bar:
         for start in range(0, len(todo), per_call):
             chunk = todo[start : start + per_call]
             on_step = lambda step, total: bar.update(0, f"{chunk[0][0].name}: step {step}/{total}")  # noqa: E731
@@ -157,18 +164,30 @@ def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, de
                                     "seed": res.seed, "lr_mse": res.lr_mse, "lr_psnr": round(res.lr_psnr, 3),
                                     "success": res.success, "steps": res.steps, "best_step": res.best_step,
                                     "seconds": round(res.seconds, 3)})
-                report[str(path)] = entries
-            save_report()
+                mine[str(path)] = entries
+            write_report({**previous, **mine} if processes.world == 1 else mine, partial)
             bar.update(len(chunk))
-    save_report()
 
-    ok_entries = [e for entries in report.values() for e in entries if e.get("status") == "ok"
-                  and e["input"] in {str(f) for f in files}]
-    below = [e for e in ok_entries if not e["success"]]
-    elapsed = time.perf_counter() - started
-    _say(f"{len(todo)} processed, {skipped} skipped (already done), {failed} failed; "
-         f"{len(ok_entries) - len(below)}/{len(ok_entries)} outputs within eps={eps:g}; "
-         f"{elapsed:.1f} s; report: {report_path}")
+    report = dict(previous)
+    for part in distributed.gather(mine, processes):
+        report.update(part)
+    if processes.is_main:
+        write_report(report, report_path)
+    distributed.barrier(processes)
+    if processes.world > 1:
+        partial.unlink(missing_ok=True)
+    counts = [sum(c) for c in zip(*distributed.gather((len(todo), skipped), processes))]
+    distributed.stop(processes)
+
+    inputs = {str(f) for f in files}
+    lines = [e for entries in report.values() for e in entries if e["input"] in inputs]
+    failed = sum(e["status"] == "error" for e in lines)
+    ok_lines = [e for e in lines if e["status"] == "ok"]
+    below = sum(not e["success"] for e in ok_lines)
+    if processes.is_main:
+        _say(f"{counts[0]} processed, {counts[1]} skipped (already done), {failed} failed; "
+             f"{len(ok_lines) - below}/{len(ok_lines)} outputs within eps={eps:g}; "
+             f"{time.perf_counter() - started:.1f} s; report: {report_path}")
     if failed:
         sys.exit(EXIT_INPUT_ERRORS)
     if below:

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 import struct
 import zlib
 
@@ -133,3 +136,23 @@ def test_cli_usage_errors(tmp_path, tiny_generator_file):
     result = run_cli("--input", tmp_path / "face.png", "--generator", tmp_path / "missing.pt")
     assert result.exit_code == EXIT_USAGE and "missing.pt" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_torchrun_shares_inputs_between_processes_and_merges_the_report(tmp_path, tiny_generator_file):
+    folder, out = tmp_path / "lr", tmp_path / "out"
+    folder.mkdir()
+    for i, face in enumerate(lr_faces(tiny_generator_file, 5)):
+        face.save(folder / f"face{i}.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "pulse", "run", "--input", str(folder), "--output", str(out), "--scale", "4", "--steps", "20",
+               "--generator", str(tiny_generator_file), "--device", "cpu", "--eps", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == EXIT_INPUT_ERRORS, done.stderr[-2000:]
+    lines = report(out)
+    # every input exactly once, whichever process did it; no per-process leftovers
+    assert sorted(e["input"].rsplit("/", 1)[-1] for e in lines) == ["broken.png"] + [f"face{i}.png" for i in range(5)]
+    assert sorted(p.name for p in out.glob("*.png")) == [f"face{i}.png" for i in range(5)]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert done.stderr.count("5 processed, 0 skipped") == 1  # one summary, from rank 0
