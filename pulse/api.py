@@ -161,15 +161,31 @@ class Upsampler:
             by_size.setdefault(lrs[i].shape[-1], []).append((i, k))
         results: list[list[Result | None]] = [[None] * samples for _ in lrs]
         for size, size_rows in by_size.items():
-            for start in range(0, len(size_rows), self.batch_size):
+            start = 0
+            while start < len(size_rows):  # batch_size may drop on the way (out of GPU memory)
                 chunk = size_rows[start : start + self.batch_size]
+                start += len(chunk)
                 t0 = time.perf_counter()
-                found = search(self.model, torch.stack([lrs[i] for i, _ in chunk]), [seed + k for _, k in chunk],
-                               opts, eps=[eps_per_image[i] for i, _ in chunk], progress=on_step)
+                found = self._search(torch.stack([lrs[i] for i, _ in chunk]), [seed + k for _, k in chunk],
+                                     opts, [eps_per_image[i] for i, _ in chunk], on_step)
                 seconds = (time.perf_counter() - t0) / len(chunk)
                 for (i, k), res in zip(chunk, found):
                     results[i][k] = self._deliver(res, lrs[i], scale, eps_per_image[i], k, seconds)
         return results
+
+    def _search(self, lr, seeds, opts, eps, on_step):
+        """One batch of the search; out of GPU memory, it halves the batch (for good) and carries on."""
+        try:
+            return search(self.model, lr, seeds, opts, eps=eps, progress=on_step)
+        except torch.cuda.OutOfMemoryError:
+            if len(seeds) == 1:
+                raise PulseError(f"out of GPU memory for a single face on {self.device}; use --device cpu") from None
+            torch.cuda.empty_cache()
+            half = len(seeds) // 2
+            self.batch_size = min(self.batch_size, half)
+            warnings.warn(f"CUDA out of memory with {len(seeds)} faces at once: batch size lowered to {half}")
+            return (self._search(lr[:half], seeds[:half], opts, eps[:half], on_step)
+                    + self._search(lr[half:], seeds[half:], opts, eps[half:], on_step))
 
     def _deliver(self, res, lr: torch.Tensor, scale: float, eps: float, sample: int, seconds: float) -> Result:
         """Resize to input x scale, quantise to 8 bits, and measure what the user actually receives."""

@@ -112,3 +112,30 @@ def test_cuda_search_matches_cpu_quality(tiny_generator_file, lr_face):
     cpu = pulse.Upsampler(tiny_generator_file, device="cpu").run([lr_face], scale=4, steps=200)[0][0]
     gpu = pulse.Upsampler(tiny_generator_file, device="cuda").run([lr_face], scale=4, steps=200)[0][0]
     assert gpu.success and abs(gpu.lr_psnr - cpu.lr_psnr) < 1.0
+
+
+def test_out_of_gpu_memory_halves_the_batch_and_carries_on(tiny_generator_file, lr_face, monkeypatch):
+    import pulse.api
+
+    real_search = pulse.api.search
+    sizes = []
+
+    def search_with_little_memory(model, lr, seeds, *args, **kwargs):
+        sizes.append(len(seeds))
+        if len(seeds) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_search(model, lr, seeds, *args, **kwargs)
+
+    plain = pulse.Upsampler(tiny_generator_file, device="cpu", batch_size=8)
+    expected = plain.run([lr_face] * 3, scale=4, samples=2, steps=STEPS)
+    monkeypatch.setattr(pulse.api, "search", search_with_little_memory)
+    up = pulse.Upsampler(tiny_generator_file, device="cpu", batch_size=8)
+    with pytest.warns(UserWarning, match="batch size lowered to 3"):
+        got = up.run([lr_face] * 3, scale=4, samples=2, steps=STEPS)
+    assert sizes[:3] == [6, 3, 1] and up.batch_size == 1
+    up.run([lr_face] * 2, scale=4, steps=1)
+    assert sizes[-2:] == [1, 1]  # later batches keep the lowered size
+    assert [[r.seed for r in per] for per in got] == [[r.seed for r in per] for per in expected]
+    for per_got, per_expected in zip(got, expected):
+        for a, b in zip(per_got, per_expected):
+            assert np.abs(np.asarray(a.image, dtype=float) - np.asarray(b.image, dtype=float)).max() <= 1
