@@ -74,10 +74,12 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
 @click.option("--learning-rate", default=0.4, show_default=True, type=float)
 @click.option("--noise", default="trainable", show_default=True, type=click.Choice(["trainable", "fixed", "zero"]))
 @click.option("--early-stop", is_flag=True, help="Stop a batch once every face in it is within eps.")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
+              help="bf16: the generator runs under autocast (faster on recent GPUs); losses stay fp32.")
 @click.option("--save-intermediate", is_flag=True, help="Also write a frame every 10 steps into intermediate/.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist (default: skip them).")
 def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, device, generator, loss,
-        learning_rate, noise, early_stop, save_intermediate, overwrite):
+        learning_rate, noise, early_stop, precision, save_intermediate, overwrite):
     """Super-resolve aligned LR faces.
 
     \b
@@ -137,7 +139,7 @@ def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, de
     partial = report_path if processes.world == 1 else output_dir / f".{REPORT_NAME}.rank{processes.rank}"
     per_call = max(1, batch_size // samples)
     options = dict(steps=steps, eps=eps, loss=loss, learning_rate=learning_rate, noise=noise, early_stop=early_stop,
-                   frame_every=10 if save_intermediate else 0)
+                   precision=precision, frame_every=10 if save_intermediate else 0)
     started = time.perf_counter()
     with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s, hidden=not processes.is_main) as bar:

@@ -21,6 +21,7 @@ from .resample import resize
 
 SCHEDULES = ("linear1cycledrop", "linear1cycle", "fixed")
 NOISE_MODES = ("trainable", "fixed", "zero")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -37,6 +38,7 @@ class SearchOptions:
     tile_latent: bool = False
     early_stop: bool = False
     frame_every: int = 0  # keep an intermediate frame every N steps (0: none)
+    precision: str = "fp32"  # "bf16": the generator runs under autocast; losses and latents stay fp32
 
     def __post_init__(self):
         losses.parse_loss(self.loss)
@@ -48,6 +50,8 @@ class SearchOptions:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 @dataclass
@@ -157,7 +161,8 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     for step in range(options.steps):
         optimizer.zero_grad(set_to_none=True)
         ws = latent_to_w(model, latent)
-        image = (model.generator.synthesis(ws, noise) + 1) / 2
+        with torch.autocast(device.type, torch.bfloat16, enabled=options.precision == "bf16"):
+            image = (model.generator.synthesis(ws, noise).float() + 1) / 2
         parts = losses.total_loss(terms, resize(image, lr_size), target, ws, eps_rows)
         parts["total"].sum().backward()
         with torch.no_grad():

@@ -75,3 +75,15 @@ def test_noise_modes(model):
         assert torch.count_nonzero(noise[-1]) == 0  # finest layer zeroed, as the reference does
         if mode == "zero":
             assert all(torch.count_nonzero(n) == 0 for n in noise)
+
+
+def test_bf16_autocast_reaches_the_same_quality(model):
+    lr = targets(model, 2, seed=8)
+    fp32 = search(model, lr, seeds=[1, 2], options=SearchOptions(steps=200))
+    bf16 = search(model, lr, seeds=[1, 2], options=SearchOptions(steps=200, precision="bf16"))
+    for a, b in zip(fp32, bf16):
+        assert b.success and torch.isfinite(b.image).all()
+        assert abs(a.lr_psnr - b.lr_psnr) < 1.0
+        assert b.image.dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        SearchOptions(precision="fp8")
