@@ -82,8 +82,7 @@ def restore(photo: Image.Image, scale: int = 8, upsampler=None, seed: int = 0, f
     loss, ...) go to ``run``. Faces too small to align are skipped, and a photo without a face is only
     upscaled, each with a warning naming ``name``.
     """
-    if photo.mode != "RGB":
-        photo = to_rgb(photo, name)
+    photo = to_rgb(photo, name)
     upsampler = Upsampler() if upsampler is None else upsampler
     lr_size = lr_size_for(upsampler.resolution, scale)
     if photo.width * photo.height * scale * scale > MAX_OUTPUT_PIXELS:

@@ -168,9 +168,9 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
         with torch.no_grad():
             shown = quantize(image)  # what the user gets (8 bits); its downscale is what we promise
             mse = (resize(shown, lr_size) - target).pow(2).mean((1, 2, 3))
-            key = torch.maximum(mse, eps_rows)
-            better = (key < torch.maximum(best_mse, eps_rows)) | (
-                (key == torch.maximum(best_mse, eps_rows)) & (parts["total"] < best_total))
+            # lower LR error first (anything within eps counts as equal), then lower total loss
+            key, best_key = torch.maximum(mse, eps_rows), torch.maximum(best_mse, eps_rows)
+            better = (key < best_key) | ((key == best_key) & (parts["total"] < best_total))
             best_image = torch.where(better.view(-1, 1, 1, 1), shown, best_image)
             best_latent = torch.where(better.view(-1, 1, 1), latent, best_latent)
             best_mse = torch.where(better, mse, best_mse)
