@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .errors import PulseError
-from .imageio import IMAGE_SUFFIXES, MAX_PIXELS
+from .imageio import IMAGE_SUFFIXES, MAX_PIXELS, to_rgb
 
 ZIP_SUFFIX = ".zip"
 
@@ -143,7 +144,9 @@ class ImageDecoder:
                 img.draft("RGB", (res, res))  # JPEG: decode large images at a reduced scale, much faster
                 if img.mode != "RGB":
                     changes.append("converted")
-                img = ImageOps.exif_transpose(img).convert("RGB")
+                with warnings.catch_warnings():  # recorded in ``changes``; a warning per image would drown the log
+                    warnings.simplefilter("ignore")
+                    img = to_rgb(ImageOps.exif_transpose(img), str(source))  # as at inference: alpha on white, 16-bit scaled
         except Exception:  # truncated data, bad CRC, unknown format: Pillow and zipfile raise many types
             return None, ("corrupt",)
         if img.width != img.height:

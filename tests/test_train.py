@@ -22,6 +22,7 @@ from pulse.checkpoint import load_checkpoint, save_checkpoint
 from pulse.dataset import DataOrder, FaceData
 from pulse.discriminator import Discriminator, DiscriminatorConfig
 from pulse.errors import PulseError
+from pulse.imageio import load_image
 from pulse.generator import load_generator, read_generator_file
 from pulse.train import TrainConfig, Trainer, train
 from pulse.train_cli import sample_command, train_command
@@ -194,6 +195,21 @@ def test_mixed_sizes_and_modes_become_rgb_at_the_resolution(tmp_path):
     assert batch.shape == (4, 3, 32, 32)
     # 64 and 40 px resized; 48x32 cropped to 32x32 (no resize); L, RGBA and P converted
     assert (data.counts.resized, data.counts.cropped, data.counts.converted) == (2, 1, 3)
+
+
+def test_training_decodes_images_exactly_as_inference_does(tmp_path):
+    """Alpha on white and 16-bit scaling must match load_image, or G learns faces users never give it."""
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
+    rgba[..., 3] = np.linspace(0, 255, 32, dtype=np.uint8)  # a real gradient of transparency
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    Image.fromarray(rng.integers(0, 65536, (32, 32), dtype=np.uint16)).save(tmp_path / "deep.png")
+    data = FaceData([tmp_path], 32, cache_bytes=2**30)
+    assert data.cached and data.counts.converted == 2
+    for source, pixels in zip(data.sources, data._images):
+        with pytest.warns(UserWarning):
+            expected = np.asarray(load_image(source.container))
+        assert np.array_equal(pixels.permute(1, 2, 0).numpy(), expected), source
 
 
 def test_data_order_is_a_permutation_per_epoch_and_resumes_exactly():
