@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .errors import EXIT_INPUT_ERRORS, EXIT_USAGE, PulseError
-from .imageio import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil, to_rgb, write_text_atomic
+from .imageio import list_images, load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil, to_rgb, write_text_atomic
 from .resample import resize
 from .weights import installed_package_file, resolve_file
 
@@ -427,6 +427,7 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
         sys.exit(EXIT_USAGE)
 
     failed = written = 0
+    stems = output_stems(files)
     for path in files:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -443,13 +444,13 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
         for w in caught:
             click.echo(f"warning: {w.message}", err=True)
         for k, face in enumerate(faces):
-            entry = {"source": str(path), "source_size": list(photo.size), "image": f"{path.stem}_{k}.png",
+            entry = {"source": str(path), "source_size": list(photo.size), "image": f"{stems[path]}_{k}.png",
                      **face.report()}
             save_image(face.image, output_dir / entry["image"])
             if lr_size:
-                entry["lr_image"], entry["lr_size"] = f"{path.stem}_{k}_lr.png", lr_size
+                entry["lr_image"], entry["lr_size"] = f"{stems[path]}_{k}_lr.png", lr_size
                 save_image(tensor_to_pil(resize(pil_to_tensor(face.image), lr_size)), output_dir / entry["lr_image"])
-            write_text_atomic(output_dir / f"{path.stem}_{k}.json", json.dumps(entry, indent=1) + "\n")
+            write_text_atomic(output_dir / f"{stems[path]}_{k}.json", json.dumps(entry, indent=1) + "\n")
             written += 1
     click.echo(f"{len(files)} photos, {written} faces aligned, {failed} failed; output: {output_dir}", err=True)
     if failed:

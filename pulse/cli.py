@@ -88,13 +88,14 @@ def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, de
       pulse run --input face.png --output out/ --samples 4 --seed 7
       pulse run --input lr_faces/ --generator ffhq-1024 --scale 64 --device cuda
 
-    Writes <name>.png (or <name>_<k>.png for samples), and report.jsonl with one line per output
+    Writes <name>.png (or <name>_<k>.png for samples; <name> is the input's stem, or stem.ext when
+    inputs share a stem), and report.jsonl with one line per output
     (LR MSE, LR-PSNR, success, seed, seconds) or per failed input. Re-running skips finished inputs.
     Exit codes: 0 all within eps; 1 some inputs failed; 2 usage/setup error; 3 some results not within eps.
     """
     from . import distributed
     from .api import Upsampler, check_lr, output_size, select_device, to_lr_tensor
-    from .imageio import list_images, save_image, write_text_atomic
+    from .imageio import list_images, output_stems, save_image, write_text_atomic
 
     try:
         files = list_images(input_path)
@@ -113,8 +114,9 @@ def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, de
     previous = _read_report(report_path)
     mine: dict[str, list[dict]] = {}  # this process's new report lines, by input
     todo, skipped = [], 0
+    stems = output_stems(files)  # over all inputs, so every rank names outputs alike
     for path in files[processes.rank :: processes.world]:
-        names = _output_names(path.stem, samples)
+        names = _output_names(stems[path], samples)
         if not overwrite and all((output_dir / n).is_file() for n in names) and str(path) in previous:
             skipped += 1
             continue
@@ -158,7 +160,7 @@ def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, de
                 _say(f"\nwarning: {w}")
             for (path, _), per_sample in zip(chunk, results):
                 entries = []
-                for res, name in zip(per_sample, _output_names(path.stem, samples)):
+                for res, name in zip(per_sample, _output_names(stems[path], samples)):
                     save_image(res.image, output_dir / name)
                     for j, frame in enumerate(res.frames):
                         save_image(frame, output_dir / "intermediate" / Path(name).stem / f"step_{10 * j:04d}.png")

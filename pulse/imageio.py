@@ -34,6 +34,13 @@ def list_images(path) -> list[Path]:
     return found
 
 
+def output_stems(paths) -> dict[Path, str]:
+    """A distinct output name per input: the stem, or stem.ext where stems clash (face.png and face.jpg)."""
+    paths = list(paths)
+    clashing = {s for s in {p.stem for p in paths} if sum(p.stem == s for p in paths) > 1}
+    return {p: p.name if p.stem in clashing else p.stem for p in paths}
+
+
 def to_rgb(img: Image.Image, name: str) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB (RGB returned as is); alpha is composited on white, with a warning."""
     if img.mode == "RGB":

@@ -24,8 +24,8 @@ from PIL import Image
 from .align import AlignedFace, MIN_SCORE, align_faces, detection_options, paste_back, require_models, scale_quad
 from .api import Result, Upsampler
 from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError
-from .imageio import MAX_PIXELS, list_images, load_image, pil_to_tensor, save_image, tensor_to_pil, to_rgb, \
-    write_text_atomic
+from .imageio import (MAX_PIXELS, list_images, load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil,
+                      to_rgb, write_text_atomic)
 from .resample import resize
 
 MIN_LR_SIZE = 4  # below this an LR "face" is a few blotches and any face explains it
@@ -154,6 +154,7 @@ def restore_command(input_path, output_dir, scale, grid, generator, steps, seed,
         sys.exit(EXIT_USAGE)
 
     failed, inconsistent, started = 0, 0, time.perf_counter()
+    stems = output_stems(files)
     for path in files:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -167,12 +168,13 @@ def restore_command(input_path, output_dir, scale, grid, generator, steps, seed,
                 continue
         for w in caught:
             click.echo(f"warning: {w.message}", err=True)
-        save_image(restored.image, output_dir / f"{path.stem}.png")
+        stem = stems[path]
+        save_image(restored.image, output_dir / f"{stem}.png")
         if grid:
-            save_image(before_after(restored.upscaled, restored.image), output_dir / f"{path.stem}_grid.png")
-        report = {"source": str(path), "scale": scale, "lr_size": lr_size, "image": f"{path.stem}.png",
+            save_image(before_after(restored.upscaled, restored.image), output_dir / f"{stem}_grid.png")
+        report = {"source": str(path), "scale": scale, "lr_size": lr_size, "image": f"{stem}.png",
                   "faces": [face.report() for face in restored.faces]}
-        write_text_atomic(output_dir / f"{path.stem}.json", json.dumps(report, indent=1) + "\n")
+        write_text_atomic(output_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
         failed += not restored.faces
         inconsistent += sum(not face.result.success for face in restored.faces)
         psnrs = ", ".join(f"{face.result.lr_psnr:.1f}" for face in restored.faces)

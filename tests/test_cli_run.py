@@ -127,6 +127,20 @@ def test_cli_samples_overwrite_and_exit_codes(tmp_path, tiny_generator_file):
     assert (out / "face.png").is_file() and not report(out)[0]["success"]
 
 
+def test_inputs_sharing_a_stem_get_distinct_outputs(tmp_path, tiny_generator_file):
+    folder, out = tmp_path / "lr", tmp_path / "out"
+    folder.mkdir()
+    faces = lr_faces(tiny_generator_file, 3)
+    faces[0].save(folder / "face.png")
+    faces[1].save(folder / "face.jpg", quality=95)
+    faces[2].save(folder / "other.png")
+    result = run_cli("--input", folder, "--output", out, "--scale", 4, "--steps", 2, "--eps", 1,
+                     "--generator", tiny_generator_file, "--device", "cpu")
+    assert result.exit_code == EXIT_OK, result.output
+    assert {e["output"] for e in report(out)} == {"face.jpg.png", "face.png.png", "other.png"}
+    assert sorted(p.name for p in out.glob("*.png")) == ["face.jpg.png", "face.png.png", "other.png"]
+
+
 def test_cli_usage_errors(tmp_path, tiny_generator_file):
     assert run_cli("--input", tmp_path / "nope", "--generator", tiny_generator_file).exit_code == EXIT_USAGE
     (tmp_path / "empty").mkdir()
