@@ -7,7 +7,9 @@ over ``latest.ckpt``: a crash or a full disk mid-save leaves the previous checkp
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +58,17 @@ def save_checkpoint(path, payload: dict) -> Path:
         kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint was written"
         raise PulseError(f"{path}: could not save checkpoint ({err.strerror or err}); {kept}")
     return path
+
+
+def keep_copy(src, dst) -> Path:
+    """Keep ``src`` as ``dst`` for good: a hard link (free; ``src`` is later replaced, not rewritten), else a copy."""
+    dst = Path(dst)
+    try:
+        os.link(src, dst)
+    except OSError:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    return dst
 
 
 def load_checkpoint(path) -> dict:

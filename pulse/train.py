@@ -8,8 +8,9 @@ channels_last on CUDA; gradient accumulation; data parallelism over torchrun pro
 images per optimiser step over all processes and micro-batches, so hyper-parameters mean the same on one
 CPU and on eight GPUs.
 
-A run folder holds ``latest.ckpt`` (always a complete checkpoint), ``log.jsonl``, sample grids from G_ema
-with fixed latents, and at the end ``generator.pt`` (the generator file the search uses).
+A run folder holds ``latest.ckpt`` (always a complete checkpoint), ``snapshot-*kimg.ckpt`` (checkpoints kept
+for good, to export or resume from later), ``log.jsonl``, sample grids from G_ema with fixed latents, and at the
+end ``generator.pt`` (the generator file the search uses).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 
 from . import distributed
 from .augment import diff_augment, parse_policy
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import capture_rng, keep_copy, load_checkpoint, restore_rng, save_checkpoint
 from .dataset import DataOrder, FaceData
 from .discriminator import Discriminator, DiscriminatorConfig
 from .distributed import Processes
@@ -70,6 +71,7 @@ class TrainConfig:
     augment: str = "color,translation,cutout"
     seed: int = 0
     checkpoint_every: float = 50.0  # kimg
+    snapshot_every: float = 500.0  # kimg between checkpoints kept for good (latest.ckpt is overwritten); 0: none
     log_every: float = 1.0  # kimg
     device: str = "auto"
     cache_gb: float = 8.0  # decode the data into memory when this process's share fits
@@ -87,7 +89,8 @@ class TrainConfig:
         checks = [("kimg", self.kimg > 0), ("batch", self.batch > 0), ("grad_accum", self.grad_accum > 0),
                   ("g_lr", self.g_lr > 0), ("d_lr", self.d_lr > 0), ("r1_gamma", self.r1_gamma >= 0),
                   ("ema_kimg", self.ema_kimg >= 0), ("mixing_prob", 0 <= self.mixing_prob <= 1),
-                  ("checkpoint_every", self.checkpoint_every > 0), ("log_every", self.log_every > 0),
+                  ("checkpoint_every", self.checkpoint_every > 0), ("snapshot_every", self.snapshot_every >= 0),
+                  ("log_every", self.log_every > 0),
                   ("cache_gb", self.cache_gb >= 0), ("fit_samples", self.fit_samples > 0),
                   ("device", self.device in ("auto", "cpu", "cuda"))]
         for name, ok in checks:
@@ -418,6 +421,7 @@ class Trainer:
         total = round(cfg.kimg * 1000)
         log_every = max(1, round(cfg.log_every * 1000))
         checkpoint_every = max(1, round(cfg.checkpoint_every * 1000))
+        snapshot_every = round(cfg.snapshot_every * 1000)
         if main and self.nimg == 0:
             self.write_grid()
         progress = Progress(out, total, self.nimg, self.step, self.wall_before, enabled=main)
@@ -432,12 +436,15 @@ class Trainer:
                     raise PulseError(f"training diverged at {self.nimg / 1000:.1f} kimg (G loss {entry['loss_g']}, "
                                      f"D loss {entry['loss_d']}); {out / LATEST} holds the last good state; "
                                      f"try lower --g-lr/--d-lr or a higher --r1-gamma")
-            if _crossed(before, self.nimg, checkpoint_every) or done:
+            snapshot = snapshot_every > 0 and _crossed(before, self.nimg, snapshot_every)
+            if _crossed(before, self.nimg, checkpoint_every) or done or snapshot:
                 started = time.monotonic()
                 self.wall_before = progress.wall()
                 self.save(out / LATEST)
                 if main:
                     self.write_grid()
+                    if snapshot:
+                        keep_copy(out / LATEST, out / f"snapshot-{self.nimg / 1000:010.3f}kimg.ckpt")
                 progress.exclude(time.monotonic() - started)
         progress.close()
         path = None

@@ -62,6 +62,8 @@ def _default(name: str) -> str:
 @click.option("--style-dim", type=int, help=f"Latent and style width {_default('style_dim')}")
 @click.option("--mapping-layers", type=int, help=f"Dense layers in the mapping {_default('mapping_layers')}")
 @click.option("--checkpoint-every", type=float, help=f"kimg between checkpoints {_default('checkpoint_every')}")
+@click.option("--snapshot-every", type=float,
+              help=f"kimg between checkpoints kept for good, 0 for none {_default('snapshot_every')}")
 @click.option("--log-every", type=float, help=f"kimg between log lines {_default('log_every')}")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[default: auto]")
 @click.option("--cache-gb", type=float, help=f"Memory for decoded images per process {_default('cache_gb')}")
@@ -82,8 +84,8 @@ def train_command(ctx, resume, init, **options):
       torchrun --nproc_per_node=8 -m pulse train --data faces/ --batch 256 --out runs/big
       pulse train export runs/faces128/latest.ckpt --out faces128.pt --half
 
-    The run folder gets latest.ckpt (always complete), log.jsonl, a sample grid per checkpoint and, at the
-    end, generator.pt for `pulse run`. Faces must be FFHQ-aligned (`pulse align`).
+    The run folder gets latest.ckpt (always complete), snapshot-*kimg.ckpt (kept for good), log.jsonl, a
+    sample grid per checkpoint and, at the end, generator.pt for `pulse run`. Faces must be FFHQ-aligned (`pulse align`).
     """
     if ctx.invoked_subcommand is not None:
         if resume or init or any(v not in (None, ()) for v in options.values()):

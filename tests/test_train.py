@@ -29,8 +29,8 @@ from pulse.train_cli import sample_command, train_command
 
 ARCH = dict(TINY, style_dim=32, channels=[32, 16, 16, 8])  # smaller than conftest's TINY: steps are the cost
 STEPS_KIMG = 0.08  # 20 steps of 4 images
-OPTIONS = dict(ARCH, batch=4, kimg=STEPS_KIMG, checkpoint_every=0.04, log_every=0.004, fit_samples=2000,
-               device="cpu", seed=3)
+OPTIONS = dict(ARCH, batch=4, kimg=STEPS_KIMG, checkpoint_every=0.04, snapshot_every=0.032, log_every=0.004,
+               fit_samples=2000, device="cpu", seed=3)
 LOSSES = ("loss_g", "loss_d", "r1", "real_logit", "fake_logit")
 
 
@@ -95,7 +95,17 @@ def test_twenty_steps_give_finite_losses_and_move_g_ema(faces, full_run):
     moved = [k for k, v in trained["G_ema"].items() if v.is_floating_point() and not torch.equal(v, start[k])]
     assert len(moved) > len(start) // 2
     grids = sorted(p.name for p in full_run.glob("samples-*.png"))
-    assert grids == ["samples-000000.000kimg.png", "samples-000000.040kimg.png", "samples-000000.080kimg.png"]
+    assert grids == ["samples-000000.000kimg.png", "samples-000000.032kimg.png", "samples-000000.040kimg.png",
+                     "samples-000000.064kimg.png", "samples-000000.080kimg.png"]
+
+
+def test_snapshots_are_kept_while_latest_moves_on(full_run):
+    snapshots = sorted(full_run.glob("snapshot-*.ckpt"))
+    assert [p.name for p in snapshots] == ["snapshot-000000.032kimg.ckpt", "snapshot-000000.064kimg.ckpt"]
+    kept = [load_checkpoint(p) for p in snapshots]
+    assert [k["progress"]["nimg"] for k in kept] == [32, 64]
+    latest = load_checkpoint(full_run / "latest.ckpt")
+    assert not torch.equal(kept[0]["G_ema"]["synthesis.torgb.weight"], latest["G_ema"]["synthesis.torgb.weight"])
 
 
 def test_resume_reproduces_the_uninterrupted_run(full_run, tmp_path):
