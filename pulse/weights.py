@@ -31,7 +31,16 @@ except ImportError:  # Windows: no advisory locks; concurrent downloads of one f
     fcntl = None
 
 DEFAULT_GENERATOR = "pulse-faces-128"
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def _weights_dir() -> Path:
+    """A checkout's weights/ (clone, editable install), else the copy a wheel ships as pulse/_weights."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / "weights"
+    return checkout if (checkout / "registry.toml").is_file() else package / "_weights"
+
+
+WEIGHTS_DIR = _weights_dir()
 REGISTRY_PATH = WEIGHTS_DIR / "registry.toml"
 CACHE_ENV = "PULSE_CACHE"
 KINDS = ("generator", "stylegan1-official", "landmarks")
@@ -142,7 +151,7 @@ def _cached(cache: Path, model: Model, filename: str) -> Path:
 
 
 def _shipped(wfile: WeightsFile) -> Path:
-    return _inside(WEIGHTS_DIR.parent, wfile.path)
+    return _inside(WEIGHTS_DIR, wfile.path)
 
 
 def _converted(cache: Path, model: Model) -> Path:
@@ -355,8 +364,8 @@ def _locate_file(model: Model, wfile: WeightsFile, cache: Path, *, download_miss
 
 def _missing_message(model: Model, wfile: WeightsFile, target: Path, downloadable: bool) -> str:
     if wfile.path and not downloadable:
-        return (f"the bundled generator {model.name} is not installed ({wfile.path} missing): pass --generator "
-                f"PATH (a file made by `pulse train export`) or import one with {model.import_command}")
+        return (f"the bundled generator {model.name} is not installed (weights/{wfile.path} missing): pass "
+                f"--generator PATH (a file made by `pulse train export`) or import one with {model.import_command}")
     if downloadable:
         flag = "" if wfile.sha256 else " --no-verify"
         return f"{model.name} is not installed ({target} missing): run `pulse weights download {model.name}{flag}`"

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -408,7 +409,7 @@ def test_shipped_registry_parses_and_records_what_is_unknown():
     assert {"pulse-faces-128", "ffhq-1024", "dlib-68-landmarks"} <= set(models)
     assert weights.DEFAULT_GENERATOR == "pulse-faces-128"
     bundled = models["pulse-faces-128"].files[0]
-    assert bundled.path == "weights/pulse-faces-128.pt" and not bundled.urls
+    assert bundled.path == "pulse-faces-128.pt" and not bundled.urls
     assert [f.name for f in models["ffhq-1024"].files] == ["synthesis.pt", "mapping.pt"]
     assert models["dlib-68-landmarks"].files[0].sha256 is None  # unknown: downloads need --no-verify
 
@@ -576,3 +577,24 @@ def test_official_import_refuses_what_it_cannot_account_for(tmp_path):
     with pytest.raises(PulseError, match=r"dense0.weight has shape \(3, 3\), expected \(512, 512\)"):
         weights.import_official_stylegan1([tmp_path / "shape.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_a_wheel_carries_the_registry_and_the_bundled_generator(tmp_path):
+    """Installed from a wheel (no checkout around it), pulse still finds weights/ as pulse/_weights."""
+    pytest.importorskip("setuptools")
+    root = Path(__file__).resolve().parent.parent
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(root)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("pulse-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    probe = ("import pulse.weights as w; print(w.resolve_generator('pulse-faces-128')); "
+             "print(len(w.load_registry()))")
+    env = {**os.environ, "PYTHONPATH": str(site), "PULSE_CACHE": str(tmp_path / "cache")}
+    found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr[-2000:]
+    generator, models = found.stdout.split()
+    assert Path(generator) == site / "pulse" / "_weights" / "pulse-faces-128.pt" and int(models) >= 3
+    assert Path(generator).read_bytes() == (root / "weights" / "pulse-faces-128.pt").read_bytes()
