@@ -15,11 +15,14 @@ end ``generator.pt`` (the generator file the search uses).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -148,6 +151,27 @@ def _seed_process(seed: int, rank: int):
     torch.manual_seed(key)
     np.random.seed(key)
     random.seed(key)
+
+
+@contextlib.contextmanager
+def _stop_requests(enabled: bool):
+    """Ctrl-C / SIGTERM ask the loop to stop after the current step (truthy when asked), so the checkpoint
+    saved then resumes exactly; a second Ctrl-C interrupts at once. Several processes: torchrun's business."""
+    asked: list[int] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
+
+    def ask(signum, frame):
+        asked.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _crossed(before: int, after: int, every: int) -> bool:
@@ -418,14 +442,31 @@ class Trainer:
         """Train to ``kimg``, checkpointing and logging on the way; export ``generator.pt`` at the end."""
         cfg, main = self.config, self.processes.is_main
         out = Path(cfg.out)
+        if main and self.nimg == 0:
+            self.write_grid()
+        progress = Progress(out, round(cfg.kimg * 1000), self.nimg, self.step, self.wall_before, enabled=main)
+        with _stop_requests(self.processes.world == 1) as stop:
+            self._loop(progress, stop)
+        progress.close()
+        if stop:
+            self.wall_before = progress.wall()
+            self.save(out / LATEST)
+            raise PulseError(f"interrupted at {self.nimg / 1000:.3f} kimg; the state is saved: continue with "
+                             f"--resume {out / LATEST}")
+        path = None
+        if main:
+            path = write_generator_file(self.G_ema, out / GENERATOR_FILE, generator_metadata(self.run_info, self.nimg),
+                                        fit_samples=cfg.fit_samples)
+        distributed.barrier(self.processes)
+        return path
+
+    def _loop(self, progress: Progress, stop: list):
+        cfg, main, out = self.config, self.processes.is_main, Path(self.config.out)
         total = round(cfg.kimg * 1000)
         log_every = max(1, round(cfg.log_every * 1000))
         checkpoint_every = max(1, round(cfg.checkpoint_every * 1000))
         snapshot_every = round(cfg.snapshot_every * 1000)
-        if main and self.nimg == 0:
-            self.write_grid()
-        progress = Progress(out, total, self.nimg, self.step, self.wall_before, enabled=main)
-        while self.nimg < total:
+        while self.nimg < total and not stop:
             before = self.nimg
             self.train_step()
             progress.tick(self.nimg)
@@ -446,13 +487,6 @@ class Trainer:
                     if snapshot:
                         keep_copy(out / LATEST, out / f"snapshot-{self.nimg / 1000:010.3f}kimg.ckpt")
                 progress.exclude(time.monotonic() - started)
-        progress.close()
-        path = None
-        if main:
-            path = write_generator_file(self.G_ema, out / GENERATOR_FILE, generator_metadata(self.run_info, self.nimg),
-                                        fit_samples=cfg.fit_samples)
-        distributed.barrier(self.processes)
-        return path
 
 
 # --- export ----------------------------------------------------------------------------------------------

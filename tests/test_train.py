@@ -5,8 +5,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 
 import numpy as np
@@ -174,6 +176,29 @@ def test_torchrun_two_processes_train_and_only_rank_zero_writes(faces, tmp_path)
     assert len(state["processes"]) == 2 and state["progress"]["nimg"] == 16
     ranks = [s["rng"]["torch"] for s in state["processes"]]
     assert not torch.equal(*ranks)  # each process draws its own latents and augmentations
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(faces, tmp_path):
+    out = tmp_path / "stopped"
+    command = [sys.executable, "-m", "pulse", "train", "--data", str(faces), "--out", str(out), "--device", "cpu",
+               "--kimg", "100", "--batch", "4", "--log-every", "0.004", "--checkpoint-every", "50",
+               "--resolution", "32", "--style-dim", "32", "--mapping-layers", "2", "--channels", "32,16,16,8"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not ((out / "log.jsonl").is_file() and len(read_log(out)) >= 3) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 1 and "interrupted at" in stderr and "--resume" in stderr, stderr[-2000:]
+    state = load_checkpoint(out / "latest.ckpt")
+    logged = read_log(out)
+    assert state["progress"]["step"] == logged[-1]["step"] >= 3  # saved after the last finished step
+    assert not (out / "generator.pt").exists()
+    resumed = CliRunner().invoke(train_command, ["--resume", str(out / "latest.ckpt"), "--kimg",
+                                                 str((state["progress"]["nimg"] + 8) / 1000), "--fit-samples", "1000"])
+    assert resumed.exit_code == 0, resumed.output
+    assert read_log(out)[-1]["step"] == state["progress"]["step"] + 2 and (out / "generator.pt").is_file()
 
 
 def test_corrupt_shard_members_are_skipped_with_a_count(tmp_path):
