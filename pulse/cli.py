@@ -65,6 +65,8 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
 @click.option("--steps", default=100, show_default=True, type=int, help="Search steps per batch.")
 @click.option("--eps", default=2e-3, show_default=True, type=float,
               help="Success threshold on the LR mean squared error (images in [0, 1]).")
+@click.option("--eps-margin", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="The loss aims at (1 - margin) x eps so delivered images land within eps; 0 = reference PULSE.")
 @click.option("--samples", default=1, show_default=True, type=int, help="Different faces per input.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Sample k of every input uses seed + k.")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Faces x samples searched at once.")
@@ -78,7 +80,7 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
               help="bf16: the generator runs under autocast (faster on recent GPUs); losses stay fp32.")
 @click.option("--save-intermediate", is_flag=True, help="Also write a frame every 10 steps into intermediate/.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist (default: skip them).")
-def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, device, generator, loss,
+def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, batch_size, device, generator, loss,
         learning_rate, noise, early_stop, precision, save_intermediate, overwrite):
     """Super-resolve aligned LR faces.
 
@@ -140,8 +142,8 @@ def run(input_path, output_dir, scale, steps, eps, samples, seed, batch_size, de
     # one process: the report itself is kept current; several: each keeps its own part until the merge
     partial = report_path if processes.world == 1 else output_dir / f".{REPORT_NAME}.rank{processes.rank}"
     per_call = max(1, batch_size // samples)
-    options = dict(steps=steps, eps=eps, loss=loss, learning_rate=learning_rate, noise=noise, early_stop=early_stop,
-                   precision=precision, frame_every=10 if save_intermediate else 0)
+    options = dict(steps=steps, eps=eps, eps_margin=eps_margin, loss=loss, learning_rate=learning_rate, noise=noise,
+                   early_stop=early_stop, precision=precision, frame_every=10 if save_intermediate else 0)
     started = time.perf_counter()
     with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s, hidden=not processes.is_main) as bar:

@@ -26,10 +26,14 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class SearchOptions:
-    """Knobs of the search; defaults are the reference implementation's (eps 2e-3, 100 steps, lr 0.4)."""
+    """Knobs of the search; defaults are the reference implementation's (eps 2e-3, 100 steps, lr 0.4), but for
+    ``eps_margin``: the L2/L1 terms stop pulling at (1 - eps_margin) * eps, not at eps. The reference's clamp at
+    eps leaves many results a hair above it once delivered as 8-bit images; aiming 10 % inside lands them within
+    (measured: 47/48 vs 44/48 held-out faces, +0.4 dB LR-PSNR). ``eps_margin=0`` is the reference."""
 
     steps: int = 100
     eps: float = 2e-3
+    eps_margin: float = 0.1
     loss: str = losses.DEFAULT_LOSS
     learning_rate: float = 0.4
     schedule: str = "linear1cycledrop"
@@ -46,6 +50,8 @@ class SearchOptions:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if not self.eps > 0:
             raise ValueError(f"eps must be > 0, got {self.eps}")
+        if not 0 <= self.eps_margin < 1:
+            raise ValueError(f"eps_margin must be in [0, 1), got {self.eps_margin}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.noise not in NOISE_MODES:
@@ -142,6 +148,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     lr_size = tuple(target.shape[-2:])
     eps_rows = torch.as_tensor(options.eps if eps is None else eps, dtype=torch.float32, device=device)
     eps_rows = eps_rows.expand(batch).clone()
+    aim_rows = eps_rows * (1 - options.eps_margin)  # where the consistency terms stop pulling
     terms = losses.parse_loss(options.loss)
 
     latent, noise, trainable = _initial_state(model, seeds, options, device)
@@ -163,7 +170,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
         ws = latent_to_w(model, latent)
         with torch.autocast(device.type, torch.bfloat16, enabled=options.precision == "bf16"):
             image = (model.generator.synthesis(ws, noise).float() + 1) / 2
-        parts = losses.total_loss(terms, resize(image, lr_size), target, ws, eps_rows)
+        parts = losses.total_loss(terms, resize(image, lr_size), target, ws, aim_rows)
         parts["total"].sum().backward()
         with torch.no_grad():
             shown = quantize(image)  # what the user gets (8 bits); its downscale is what we promise

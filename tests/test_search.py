@@ -42,6 +42,17 @@ def test_best_not_last_and_per_image_eps(model):
     assert 0 <= loose.best_step < 30
 
 
+def test_the_loss_aims_inside_eps_by_the_margin(model):
+    lr = targets(model, 4, seed=7)
+    runs = {m: search(model, lr, seeds=[1, 2, 3, 4], options=SearchOptions(eps=4e-3, eps_margin=m)) for m in (0, 0.5)}
+    assert all(r.success for rs in runs.values() for r in rs)
+    # the reference clamp (margin 0) settles just under eps; a margin of 0.5 settles near eps / 2
+    assert all(2.4e-3 < r.lr_mse <= 4e-3 for r in runs[0]), [r.lr_mse for r in runs[0]]
+    assert all(r.lr_mse < 2.2e-3 for r in runs[0.5]), [r.lr_mse for r in runs[0.5]]
+    with pytest.raises(ValueError, match="eps_margin"):
+        SearchOptions(eps_margin=1.0)
+
+
 def test_latents_stay_on_the_sphere(model):
     lr = targets(model, 2, seed=4)
     results = search(model, lr, seeds=[3, 4], options=SearchOptions(steps=20))
