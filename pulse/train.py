@@ -156,7 +156,8 @@ def _seed_process(seed: int, rank: int):
 @contextlib.contextmanager
 def _stop_requests(enabled: bool):
     """Ctrl-C / SIGTERM ask the loop to stop after the current step (truthy when asked), so the checkpoint
-    saved then resumes exactly; a second Ctrl-C interrupts at once. Several processes: torchrun's business."""
+    saved then resumes exactly; a second Ctrl-C interrupts at once. Several processes: torchrun's business.
+    A signal ignored when the run started (nohup, a background job) stays ignored."""
     asked: list[int] = []
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield asked
@@ -166,7 +167,8 @@ def _stop_requests(enabled: bool):
         asked.append(signum)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(sig) is not signal.SIG_IGN}  # nohup'ed or background runs keep ignoring
     try:
         yield asked
     finally:

@@ -184,9 +184,14 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(faces, tmp_path):
                "--kimg", "100", "--batch", "4", "--log-every", "0.004", "--checkpoint-every", "50",
                "--resolution", "32", "--style-dim", "32", "--mapping-layers", "2", "--channels", "32,16,16,8"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 120
-    while not ((out / "log.jsonl").is_file() and len(read_log(out)) >= 3) and time.monotonic() < deadline:
+    # as from a terminal, whatever launched pytest (a background job starts with SIGINT ignored)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while not ((out / "log.jsonl").is_file() and len(read_log(out)) >= 3):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail(f"training did not log 3 steps: {process.communicate()[1][-2000:]}")
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     stderr = process.communicate(timeout=120)[1]
