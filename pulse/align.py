@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .errors import EXIT_INPUT_ERRORS, EXIT_USAGE, PulseError
-from .imageio import list_images, load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil, to_rgb, write_text_atomic
+from .imageio import (list_images, load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil, to_rgb,
+                      write_text_atomic)
 from .resample import resize
 from .weights import installed_package_file, resolve_file
 

@@ -144,9 +144,9 @@ class ImageDecoder:
                 img.draft("RGB", (res, res))  # JPEG: decode large images at a reduced scale, much faster
                 if img.mode != "RGB":
                     changes.append("converted")
-                with warnings.catch_warnings():  # recorded in ``changes``; a warning per image would drown the log
+                with warnings.catch_warnings():  # counted in ``changes``: a warning per image would drown the log
                     warnings.simplefilter("ignore")
-                    img = to_rgb(ImageOps.exif_transpose(img), str(source))  # as at inference: alpha on white, 16-bit scaled
+                    img = to_rgb(ImageOps.exif_transpose(img), str(source))  # exactly as inference reads inputs
         except Exception:  # truncated data, bad CRC, unknown format: Pillow and zipfile raise many types
             return None, ("corrupt",)
         if img.width != img.height:

@@ -446,11 +446,12 @@ class Trainer:
         out = Path(cfg.out)
         if main and self.nimg == 0:
             self.write_grid()
-        progress = Progress(out, round(cfg.kimg * 1000), self.nimg, self.step, self.wall_before, enabled=main)
+        total = round(cfg.kimg * 1000)
+        progress = Progress(out, total, self.nimg, self.step, self.wall_before, enabled=main)
         with _stop_requests(self.processes.world == 1) as stop:
             self._loop(progress, stop)
         progress.close()
-        if stop:
+        if stop and self.nimg < total:
             self.wall_before = progress.wall()
             self.save(out / LATEST)
             raise PulseError(f"interrupted at {self.nimg / 1000:.3f} kimg; the state is saved: continue with "

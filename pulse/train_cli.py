@@ -85,7 +85,8 @@ def train_command(ctx, resume, init, **options):
       pulse train export runs/faces128/latest.ckpt --out faces128.pt --half
 
     The run folder gets latest.ckpt (always complete), snapshot-*kimg.ckpt (kept for good), log.jsonl, a
-    sample grid per checkpoint and, at the end, generator.pt for `pulse run`. Faces must be FFHQ-aligned (`pulse align`).
+    sample grid per checkpoint and, at the end, generator.pt for `pulse run`. Faces must be FFHQ-aligned
+    (`pulse align`). Ctrl-C stops after the current step and saves latest.ckpt first.
     """
     if ctx.invoked_subcommand is not None:
         if resume or init or any(v not in (None, ()) for v in options.values()):
