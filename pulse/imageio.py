@@ -7,6 +7,7 @@ line, so a batch can report it and go on. Conversions that lose information (alp
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,8 @@ def list_images(path) -> list[Path]:
 def output_stems(paths) -> dict[Path, str]:
     """A distinct output name per input: the stem, or stem.ext where stems clash (face.png and face.jpg)."""
     paths = list(paths)
-    clashing = {s for s in {p.stem for p in paths} if sum(p.stem == s for p in paths) > 1}
-    return {p: p.name if p.stem in clashing else p.stem for p in paths}
+    counts = Counter(p.stem for p in paths)  # linear: folders may hold many thousands of faces
+    return {p: p.name if counts[p.stem] > 1 else p.stem for p in paths}
 
 
 def to_rgb(img: Image.Image, name: str) -> Image.Image:
