@@ -286,14 +286,15 @@ class Trainer:
         self.order = DataOrder(len(self.data), config.seed, processes.rank)
         self.nimg = self.step = 0
         self.wall_before = 0.0
-        self.run_info = {"name": Path(config.out).name, "data": self.data.description, "command": command,
-                         "init": init.source if init else ""}
+        self.run_info = {"name": Path(config.out).name, "data": self.data.description,
+                         "commands": [], "init": init.source if init else ""}
         _seed_process(config.seed, processes.rank)
         if checkpoint is not None:
             self._restore(checkpoint)
         else:
             for net in (self.G, self.D, self.G_ema):
                 distributed.broadcast_weights(net, processes)
+        self.run_info["commands"].append({"from_kimg": self.nimg / 1000, "command": command})
         self._stats = torch.zeros(len(STATS), device=self.device)
         self._stat_steps = 0
         report(self.data.summary())
@@ -420,6 +421,7 @@ class Trainer:
         progress = checkpoint["progress"]
         self.nimg, self.step, self.wall_before = progress["nimg"], progress["step"], progress["wall_s"]
         self.run_info["init"] = checkpoint["run"]["init"]
+        self.run_info["commands"] = _command_history(checkpoint["run"])
         states = checkpoint["processes"]
         if len(states) == self.processes.world:
             own = states[self.processes.rank]
@@ -494,6 +496,11 @@ class Trainer:
 
 # --- export ----------------------------------------------------------------------------------------------
 
+def _command_history(run_info: dict) -> list[dict]:
+    """Every command that trained a checkpoint, oldest first (older checkpoints kept only the last one)."""
+    return run_info.get("commands") or [{"from_kimg": 0.0, "command": run_info["command"]}]
+
+
 def generator_metadata(run_info: dict, nimg: int) -> dict:
     """What a generator file says about where it came from (shown by the model card and `pulse weights`)."""
     return {
@@ -502,7 +509,7 @@ def generator_metadata(run_info: dict, nimg: int) -> dict:
         "kimg": round(nimg / 1000, 3),
         "alignment": "ffhq",
         "licence": LICENCE,
-        "training_command": run_info["command"],
+        "training_commands": run_info["commands"],
         "fine_tuned_from": run_info["init"],
         "trainer": "pulse train: non-saturating loss, lazy R1, G EMA, DiffAugment (color, translation, cutout)",
     }

@@ -115,12 +115,16 @@ def test_resume_reproduces_the_uninterrupted_run(full_run, tmp_path):
     out.mkdir()
     # as if the run had crashed after logging step 20 but before its checkpoint: lines past step 10 go
     (out / "log.jsonl").write_text((full_run / "log.jsonl").read_text() + '{"kimg": 0.0')
-    train({"kimg": STEPS_KIMG, "out": str(out)}, resume=full_run.parent / "halfway.ckpt")  # the rest: checkpoint's
+    train({"kimg": STEPS_KIMG, "out": str(out)}, resume=full_run.parent / "halfway.ckpt",  # the rest: checkpoint's
+          command="pulse train --resume halfway.ckpt")
     resumed, full = read_log(out), read_log(full_run)
     assert [e["step"] for e in resumed] == list(range(1, 21))
     assert [[e[k] for k in LOSSES] for e in resumed[10:]] == [[e[k] for k in LOSSES] for e in full[10:]]
     a, b = load_checkpoint(out / "latest.ckpt"), load_checkpoint(full_run / "latest.ckpt")
     assert all(torch.equal(a["G_ema"][k], b["G_ema"][k]) for k in a["G_ema"])
+    history = load_generator(out / "generator.pt").metadata["training_commands"]  # the whole run, not the last leg
+    assert history == [{"from_kimg": 0.0, "command": ""},
+                       {"from_kimg": STEPS_KIMG / 2, "command": "pulse train --resume halfway.ckpt"}]
 
 
 def test_export_writes_a_generator_that_renders_and_upsamples(full_run, tmp_path):
