@@ -17,7 +17,7 @@ import torch
 from pulse.api import select_device
 from pulse.errors import PulseError
 from pulse.generator import Generator, GeneratorConfig, LoadedGenerator, gaussian_fit, load_generator
-from pulse.search import SearchOptions, search
+from pulse.search import SearchOptions, options_for, search
 
 
 def model_for(device) -> tuple[LoadedGenerator, str]:
@@ -45,7 +45,7 @@ def main():
           f"{args.steps} steps, 16 -> {model.generator.resolution} px")
     print("| batch | s / face | faces / s | ms / step | peak memory |")
     print("|---:|---:|---:|---:|---:|")
-    options = SearchOptions(steps=args.steps)
+    options = options_for(model, steps=args.steps)  # the generator file's recommended settings
     for batch in map(int, args.batches.split(",")):
         lr = torch.rand(batch, 3, 16, 16)
         search(model, lr, seeds=list(range(batch)), options=SearchOptions(steps=2))  # warm-up

@@ -22,7 +22,7 @@ from .errors import PulseError
 from .generator import LoadedGenerator, load_generator
 from .imageio import to_rgb, load_image, pil_to_tensor, tensor_to_pil
 from .resample import resize
-from .search import SearchOptions, psnr_from_mse, search
+from .search import options_for, psnr_from_mse, search
 
 ImageLike = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
 
@@ -134,12 +134,13 @@ class Upsampler:
         """Super-resolve each image ``samples`` times; returns results[image][sample].
 
         Sample k of every image starts from seed ``seed + k``. ``eps`` is one value or one per image;
-        other keywords are ``SearchOptions`` fields (steps, loss, learning_rate, noise, early_stop, ...).
+        other keywords are ``SearchOptions`` fields (steps, loss, learning_rate, noise, early_stop, ...); those
+        not given come from the generator file's recommended settings, else the reference's.
         """
         if samples < 1:
             raise PulseError(f"samples must be >= 1, got {samples}")
         try:
-            opts = SearchOptions(**({"eps": eps} if isinstance(eps, (int, float)) else {}), **options)
+            opts = options_for(self.model, **{**options, **({"eps": eps} if isinstance(eps, (int, float)) else {})})
         except (TypeError, ValueError) as err:
             raise PulseError(f"search options: {err}")
         eps_per_image = [opts.eps] * len(images) if eps is None or isinstance(eps, (int, float)) else list(eps)

@@ -72,8 +72,10 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Faces x samples searched at once.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--generator", default=None, help="Registry name or generator file (default: the bundled one).")
-@click.option("--loss", default="100*L2+0.05*GEOCROSS", show_default=True, help="Weighted loss terms: L2, L1, GEOCROSS.")
-@click.option("--learning-rate", default=0.4, show_default=True, type=float)
+@click.option("--loss", default=None, help="Weighted loss terms: L2, L1, GEOCROSS [default: the generator's "
+              "recommended, else 100*L2+0.05*GEOCROSS].")
+@click.option("--learning-rate", default=None, type=float,
+              help="[default: the generator's recommended, else 0.4]")
 @click.option("--noise", default="trainable", show_default=True, type=click.Choice(["trainable", "fixed", "zero"]))
 @click.option("--early-stop", is_flag=True, help="Stop a batch once every face in it is within eps.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
@@ -142,8 +144,9 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     # one process: the report itself is kept current; several: each keeps its own part until the merge
     partial = report_path if processes.world == 1 else output_dir / f".{REPORT_NAME}.rank{processes.rank}"
     per_call = max(1, batch_size // samples)
-    options = dict(steps=steps, eps=eps, eps_margin=eps_margin, loss=loss, learning_rate=learning_rate, noise=noise,
-                   early_stop=early_stop, precision=precision, frame_every=10 if save_intermediate else 0)
+    options = dict(steps=steps, eps=eps, eps_margin=eps_margin, noise=noise, early_stop=early_stop, precision=precision,
+                   frame_every=10 if save_intermediate else 0)
+    options.update({k: v for k, v in (("loss", loss), ("learning_rate", learning_rate)) if v is not None})
     started = time.perf_counter()
     with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s, hidden=not processes.is_main) as bar:

@@ -60,6 +60,30 @@ class SearchOptions:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
+def options_for(model: LoadedGenerator, **given) -> SearchOptions:
+    """The search settings for a generator: its file's ``search_defaults`` (tuned for that generator when it
+    was exported), overridden by what the caller gave. Files without them (the official FFHQ conversion) get
+    the reference's settings."""
+    return SearchOptions(**{**model.metadata.get("search_defaults", {}), **given})
+
+
+def parse_search_defaults(items) -> dict:
+    """``["loss=100*L2+0.01*GEOCROSS", "trainable_noise_layers=7"]`` -> a checked dict of SearchOptions fields."""
+    reference, parsed = SearchOptions(), {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not hasattr(reference, key) or key == "frame_every":
+            raise ValueError(f"{item!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(f for f in vars(reference) if f != 'frame_every')}")
+        kind = type(getattr(reference, key))
+        try:
+            parsed[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        except ValueError:
+            raise ValueError(f"{item!r}: {value!r} is not a valid {kind.__name__}") from None
+    SearchOptions(**parsed)
+    return parsed
+
+
 @dataclass
 class SearchResult:
     """One row's outcome. ``image`` is the best step's face in [0, 1] at the generator's resolution."""
@@ -137,9 +161,10 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
            eps=None, progress: Callable[[int, int], None] | None = None) -> list[SearchResult]:
     """Search for each LR image (B, 3, h, w) in [0, 1]; ``seeds`` gives one seed per row.
 
+    ``options`` default to ``options_for(model)``: the generator file's recommended settings.
     ``eps`` may be a float or one value per row (default ``options.eps``). Returns one result per row.
     """
-    options = options or SearchOptions()
+    options = options or options_for(model)
     device = model.mean.device
     batch = lr_images.shape[0]
     if len(seeds) != batch:

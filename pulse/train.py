@@ -509,7 +509,7 @@ def generator_metadata(run_info: dict, nimg: int) -> dict:
         "kimg": round(nimg / 1000, 3),
         "alignment": "ffhq",
         "licence": LICENCE,
-        "training_commands": run_info["commands"],
+        "training_commands": _command_history(run_info),
         "fine_tuned_from": run_info["init"],
         "trainer": "pulse train: non-saturating loss, lazy R1, G EMA, DiffAugment (color, translation, cutout)",
     }
@@ -528,14 +528,17 @@ def write_generator_file(generator: Generator, out, metadata: dict, half: bool =
 
 
 def export_checkpoint(checkpoint_path, out, half: bool = False, fit_samples: int = 1_000_000,
-                      device: str = "auto") -> Path:
-    """The generator file for a checkpoint's G_ema (``pulse train export``)."""
+                      device: str = "auto", search_defaults: dict | None = None) -> Path:
+    """The generator file for a checkpoint's G_ema (``pulse train export``), with the search settings
+    recommended for it (see ``search.options_for``)."""
     checkpoint = load_checkpoint(checkpoint_path)
     generator = Generator(GeneratorConfig(**checkpoint["generator_config"]))
     generator.load_state_dict(checkpoint["G_ema"])
     generator.to(pick_device(device, Processes())).eval().requires_grad_(False)
-    return write_generator_file(generator, out, generator_metadata(checkpoint["run"], checkpoint["progress"]["nimg"]),
-                                half=half, fit_samples=fit_samples)
+    metadata = generator_metadata(checkpoint["run"], checkpoint["progress"]["nimg"])
+    if search_defaults:
+        metadata["search_defaults"] = dict(search_defaults)
+    return write_generator_file(generator, out, metadata, half=half, fit_samples=fit_samples)
 
 
 def train(given: dict, resume=None, init=None, command: str = "", report=lambda line: None) -> Path | None:

@@ -16,6 +16,7 @@ from .errors import PulseError
 from .generator import load_generator
 from .imageio import save_image
 from .sampling import image_grid, sample_images
+from .search import parse_search_defaults
 from .train import TrainConfig, export_checkpoint, pick_device, train
 
 DEFAULTS = TrainConfig(data=["-"], out="-")
@@ -111,10 +112,18 @@ def train_command(ctx, resume, init, **options):
 @click.option("--fit-samples", type=int, default=1_000_000, show_default=True,
               help="Latents for the Gaussian fit the search samples from.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def export_command(checkpoint, out, half, fit_samples, device):
+@click.option("--search-default", "search_defaults", multiple=True, metavar="FIELD=VALUE",
+              help="Search setting recommended for this generator, used when a user gives none (repeatable), "
+                   "e.g. loss=100*L2+0.01*GEOCROSS.")
+def export_command(checkpoint, out, half, fit_samples, device, search_defaults):
     """Write the generator file (G_ema, a fresh Gaussian fit, metadata) of a training checkpoint."""
     try:
-        path = export_checkpoint(checkpoint, out, half=half, fit_samples=fit_samples, device=device)
+        defaults = parse_search_defaults(search_defaults)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--search-default")
+    try:
+        path = export_checkpoint(checkpoint, out, half=half, fit_samples=fit_samples, device=device,
+                                 search_defaults=defaults)
     except PulseError as err:
         raise click.ClickException(str(err))
     _say(f"generator: {path}")

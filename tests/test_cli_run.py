@@ -13,7 +13,7 @@ from PIL import Image
 
 from pulse.cli import main
 from pulse.errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_OK, EXIT_USAGE
-from pulse.generator import load_generator
+from pulse.generator import load_generator, read_generator_file
 from pulse.resample import resize
 
 
@@ -125,6 +125,19 @@ def test_cli_samples_overwrite_and_exit_codes(tmp_path, tiny_generator_file):
     result = run_cli(*args, "--steps", 2, "--eps", 1e-12, "--overwrite")
     assert result.exit_code == EXIT_NOT_CONSISTENT
     assert (out / "face.png").is_file() and not report(out)[0]["success"]
+
+
+def test_search_settings_not_given_come_from_the_generator_file(tmp_path, tiny_generator_file):
+    payload = read_generator_file(tiny_generator_file)
+    payload["metadata"]["search_defaults"] = {"learning_rate": 0.0}  # a search that cannot move
+    frozen = tmp_path / "frozen.pt"
+    torch.save(payload, frozen)
+    lr_faces(tiny_generator_file, 1)[0].save(tmp_path / "face.png")
+    args = ["--input", tmp_path / "face.png", "--scale", 4, "--steps", 20, "--generator", frozen, "--device", "cpu"]
+    run_cli(*args, "--output", tmp_path / "recommended")
+    run_cli(*args, "--output", tmp_path / "given", "--learning-rate", 0.4)
+    assert report(tmp_path / "recommended")[0]["best_step"] == 0  # never improved on its starting point
+    assert report(tmp_path / "given")[0]["best_step"] > 0
 
 
 def test_inputs_sharing_a_stem_get_distinct_outputs(tmp_path, tiny_generator_file):

@@ -3,7 +3,7 @@ import torch
 
 from pulse.generator import LoadedGenerator, gaussian_fit
 from pulse.resample import resize
-from pulse.search import SearchOptions, _initial_state, search
+from pulse.search import SearchOptions, _initial_state, options_for, parse_search_defaults, search
 
 from conftest import make_tiny_generator
 
@@ -98,3 +98,21 @@ def test_bf16_autocast_reaches_the_same_quality(model):
         assert b.image.dtype == torch.float32
     with pytest.raises(ValueError, match="precision"):
         SearchOptions(precision="fp8")
+
+
+def test_a_generator_file_recommends_settings_and_the_caller_overrides_them(model):
+    tuned = LoadedGenerator(model.generator, model.mean, model.std,
+                            {"search_defaults": {"steps": 7, "loss": "100*L2"}}, "memory")
+    assert (options_for(tuned).steps, options_for(tuned).loss) == (7, "100*L2")
+    assert (options_for(tuned, steps=3).steps, options_for(tuned, steps=3).loss) == (3, "100*L2")
+    assert options_for(model) == SearchOptions()  # nothing recommended: the reference's settings
+    assert search(tuned, targets(model, 1), seeds=[0])[0].steps == 7
+
+
+def test_search_defaults_are_parsed_and_checked():
+    parsed = parse_search_defaults(["loss=100*L2+0.01*GEOCROSS", "trainable_noise_layers=7", "tile_latent=true"])
+    assert parsed == {"loss": "100*L2+0.01*GEOCROSS", "trainable_noise_layers": 7, "tile_latent": True}
+    for bad, problem in [("steps", "FIELD=VALUE"), ("colour=red", "FIELD=VALUE"), ("frame_every=2", "FIELD=VALUE"),
+                         ("steps=many", "not a valid int"), ("loss=10*L3", "L3"), ("steps=0", "steps must be")]:
+        with pytest.raises(ValueError, match=problem):
+            parse_search_defaults([bad])

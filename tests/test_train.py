@@ -129,7 +129,8 @@ def test_resume_reproduces_the_uninterrupted_run(full_run, tmp_path):
 
 def test_export_writes_a_generator_that_renders_and_upsamples(full_run, tmp_path):
     result = CliRunner().invoke(train_command, ["export", str(full_run / "latest.ckpt"), "--out",
-                                                str(tmp_path / "g.pt"), "--half", "--fit-samples", "3000"])
+                                                str(tmp_path / "g.pt"), "--half", "--fit-samples", "3000",
+                                                "--search-default", "loss=100*L2+0.01*GEOCROSS"])
     assert result.exit_code == 0, result.output
     payload = read_generator_file(tmp_path / "g.pt")
     assert payload["state_dict"]["synthesis.torgb.weight"].dtype == torch.float16
@@ -137,6 +138,7 @@ def test_export_writes_a_generator_that_renders_and_upsamples(full_run, tmp_path
     meta = payload["metadata"]
     assert (meta["alignment"], meta["resolution"], meta["kimg"]) == ("ffhq", 32, STEPS_KIMG)
     assert "non-commercial research" in meta["licence"] and "32 images" in meta["data"]
+    assert meta["search_defaults"] == {"loss": "100*L2+0.01*GEOCROSS"}
     model = load_generator(tmp_path / "g.pt")
     image = model.generator(z=torch.randn(2, ARCH["style_dim"]))
     assert image.shape == (2, 3, 32, 32) and torch.isfinite(image).all()
@@ -147,6 +149,11 @@ def test_export_writes_a_generator_that_renders_and_upsamples(full_run, tmp_path
     results = Upsampler(generator=tmp_path / "g.pt", device="cpu").run([Image.new("RGB", (8, 8), (120, 90, 80))],
                                                                        scale=4, steps=5)
     assert results[0][0].image.size == (32, 32) and np.isfinite(results[0][0].lr_mse)
+
+    bad = CliRunner().invoke(train_command, ["export", str(full_run / "latest.ckpt"), "--out", str(tmp_path / "h.pt"),
+                                             "--search-default", "learning_rate=fast"])
+    assert bad.exit_code == 2 and "'learning_rate=fast': 'fast' is not a valid float" in bad.output
+    assert not (tmp_path / "h.pt").exists()
 
 
 def test_init_starts_g_and_g_ema_from_the_generator_file(faces, tiny_generator_file, tmp_path):
