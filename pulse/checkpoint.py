@@ -19,7 +19,7 @@ from .errors import PulseError
 from .files import atomic_path, load_payload
 
 CHECKPOINT_FORMAT = "pulse-train-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: run["commands"], the whole command history
 
 
 def capture_rng(device: torch.device) -> dict:
@@ -73,5 +73,8 @@ def keep_copy(src, dst) -> Path:
 
 def load_checkpoint(path) -> dict:
     """Read a training checkpoint without unpickling code, or raise PulseError naming the file."""
-    return load_payload(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "training checkpoint",
-                        " (a generator file? use it with --init)")
+    payload = load_payload(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "training checkpoint",
+                           " (a generator file? use it with --init)")
+    if payload["version"] < 2:  # version 1 kept only the latest command; when it took over is unknown
+        payload["run"]["commands"] = [{"from_kimg": None, "command": payload["run"].pop("command")}]
+    return payload

@@ -77,13 +77,16 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
 @click.option("--learning-rate", default=None, type=float,
               help="[default: the generator's recommended, else 0.4]")
 @click.option("--noise", default="trainable", show_default=True, type=click.Choice(["trainable", "fixed", "zero"]))
+@click.option("--noise-layers", default=None, type=click.IntRange(0),
+              help="How many noise maps (coarsest first) the search may change [default: the generator's "
+                   "recommended, else 5].")
 @click.option("--early-stop", is_flag=True, help="Stop a batch once every face in it is within eps.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
               help="bf16: the generator runs under autocast (faster on recent GPUs); losses stay fp32.")
 @click.option("--save-intermediate", is_flag=True, help="Also write a frame every 10 steps into intermediate/.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist (default: skip them).")
 def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, batch_size, device, generator, loss,
-        learning_rate, noise, early_stop, precision, save_intermediate, overwrite):
+        learning_rate, noise, noise_layers, early_stop, precision, save_intermediate, overwrite):
     """Super-resolve aligned LR faces.
 
     \b
@@ -146,7 +149,8 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     per_call = max(1, batch_size // samples)
     options = dict(steps=steps, eps=eps, eps_margin=eps_margin, noise=noise, early_stop=early_stop, precision=precision,
                    frame_every=10 if save_intermediate else 0)
-    options.update({k: v for k, v in (("loss", loss), ("learning_rate", learning_rate)) if v is not None})
+    given = (("loss", loss), ("learning_rate", learning_rate), ("trainable_noise_layers", noise_layers))
+    options.update({k: v for k, v in given if v is not None})
     started = time.perf_counter()
     with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s, hidden=not processes.is_main) as bar:

@@ -421,7 +421,7 @@ class Trainer:
         progress = checkpoint["progress"]
         self.nimg, self.step, self.wall_before = progress["nimg"], progress["step"], progress["wall_s"]
         self.run_info["init"] = checkpoint["run"]["init"]
-        self.run_info["commands"] = _command_history(checkpoint["run"])
+        self.run_info["commands"] = list(checkpoint["run"]["commands"])
         states = checkpoint["processes"]
         if len(states) == self.processes.world:
             own = states[self.processes.rank]
@@ -496,11 +496,6 @@ class Trainer:
 
 # --- export ----------------------------------------------------------------------------------------------
 
-def _command_history(run_info: dict) -> list[dict]:
-    """Every command that trained a checkpoint, oldest first (older checkpoints kept only the last one)."""
-    return run_info.get("commands") or [{"from_kimg": 0.0, "command": run_info["command"]}]
-
-
 def generator_metadata(run_info: dict, nimg: int) -> dict:
     """What a generator file says about where it came from (shown by the model card and `pulse weights`)."""
     return {
@@ -509,7 +504,7 @@ def generator_metadata(run_info: dict, nimg: int) -> dict:
         "kimg": round(nimg / 1000, 3),
         "alignment": "ffhq",
         "licence": LICENCE,
-        "training_commands": _command_history(run_info),
+        "training_commands": run_info["commands"],  # every leg of the run, oldest first
         "fine_tuned_from": run_info["init"],
         "trainer": "pulse train: non-saturating loss, lazy R1, G EMA, DiffAugment (color, translation, cutout)",
     }

@@ -125,6 +125,11 @@ def test_resume_reproduces_the_uninterrupted_run(full_run, tmp_path):
     history = load_generator(out / "generator.pt").metadata["training_commands"]  # the whole run, not the last leg
     assert history == [{"from_kimg": 0.0, "command": ""},
                        {"from_kimg": STEPS_KIMG / 2, "command": "pulse train --resume halfway.ckpt"}]
+    old = torch.load(out / "latest.ckpt", weights_only=True)  # as version 1 wrote it: the last command only
+    old["version"], old["run"]["command"] = 1, old["run"].pop("commands")[-1]["command"]
+    torch.save(old, tmp_path / "v1.ckpt")
+    assert load_checkpoint(tmp_path / "v1.ckpt")["run"]["commands"] == [
+        {"from_kimg": None, "command": "pulse train --resume halfway.ckpt"}]
 
 
 def test_export_writes_a_generator_that_renders_and_upsamples(full_run, tmp_path):
