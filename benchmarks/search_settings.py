@@ -1,0 +1,85 @@
+"""Compare search settings for a generator on training faces: how the settings a generator file recommends
+(`pulse train export --search-default`) were chosen, without tuning on the held-out evaluation faces.
+
+Takes N faces spread over the source prefixes of one training shard, makes their 16 px LR versions the way
+`pulse eval` does, and for each setting prints the share within eps, mean LR-PSNR, LPIPS to the real face and
+the share dlib detects as a face (x8, 1 sample, seed i for face i). A setting is FIELD=VALUE[,FIELD=VALUE]
+over SearchOptions fields; "reference" is SearchOptions() (PULSE's settings plus pulse's eps margin); fields
+not given keep those values.
+
+    python benchmarks/search_settings.py reference "loss=100*L2+0.02*GEOCROSS,trainable_noise_layers=7"
+        [--generator pulse-faces-128] [--shard ../shared/data/faces128/train-03.zip] [--n 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+import zipfile
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from pulse.generator import load_generator
+from pulse.imageio import pil_to_tensor
+from pulse.metrics import detect_face, lpips
+from pulse.resample import resize
+from pulse.search import SearchOptions, parse_search_defaults, search, quantize
+from pulse.weights import DEFAULT_GENERATOR, resolve_generator
+
+SHARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces128" / "train-03.zip"
+BATCH = 8
+
+
+def spread_faces(shard: Path, n: int) -> list[tuple[str, torch.Tensor]]:
+    """n faces taken in turn from each source prefix (aaf_, celeba_, ...), every 37th name of each."""
+    with zipfile.ZipFile(shard) as z:
+        by_source: dict[str, list[str]] = {}
+        for name in sorted(z.namelist()):
+            by_source.setdefault(name.split("_")[0], []).append(name)
+        picked, i = [], 0
+        while len(picked) < n and any(i * 37 < len(v) for v in by_source.values()):
+            picked += [names[i * 37] for _, names in sorted(by_source.items()) if i * 37 < len(names)]
+            i += 1
+        return [(name, pil_to_tensor(Image.open(io.BytesIO(z.read(name))).convert("RGB"))) for name in picked[:n]]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("settings", nargs="+", help='"reference" or FIELD=VALUE[,FIELD=VALUE...]')
+    parser.add_argument("--generator", default=DEFAULT_GENERATOR)
+    parser.add_argument("--shard", type=Path, default=SHARD)
+    parser.add_argument("--n", type=int, default=128)
+    parser.add_argument("--lr-size", type=int, default=16)
+    args = parser.parse_args()
+    model = load_generator(resolve_generator(args.generator))
+    faces = spread_faces(args.shard, args.n)
+    hr = torch.stack([resize(img.unsqueeze(0), model.generator.resolution)[0] for _, img in faces])
+    lr = quantize(resize(hr, args.lr_size))
+    sources = [name.split("_")[0] for name, _ in faces]
+    print(f"{args.generator}: {len(faces)} faces of {args.shard.name}, {args.lr_size} -> "
+          f"{model.generator.resolution} px, 1 sample each")
+    print("| setting | within eps | LR-PSNR (dB) | LPIPS | detected as face | within eps by source | s / face |")
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for setting in args.settings:
+        fields = {} if setting == "reference" else parse_search_defaults(setting.split(","))
+        options = SearchOptions(**fields)
+        started, results = time.perf_counter(), []
+        for i in range(0, len(faces), BATCH):
+            results += search(model, lr[i : i + BATCH], list(range(i, min(i + BATCH, len(faces)))), options)
+        seconds = (time.perf_counter() - started) / len(faces)
+        ok = sum(r.success for r in results)
+        by_source = " ".join(f"{s} {sum(r.success for r, t in zip(results, sources) if t == s)}/{sources.count(s)}"
+                             for s in sorted(set(sources)))
+        print(f"| {setting} | {ok}/{len(results)} ({100 * ok / len(results):.0f} %) | "
+              f"{statistics.mean(r.lr_psnr for r in results):.2f} | "
+              f"{statistics.mean(lpips(r.image, h) for r, h in zip(results, hr)):.3f} | "
+              f"{sum(detect_face(r.image) for r in results)}/{len(results)} | {by_source} | {seconds:.2f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
