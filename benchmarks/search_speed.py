@@ -17,7 +17,7 @@ import torch
 from pulse.api import select_device
 from pulse.errors import PulseError
 from pulse.generator import Generator, GeneratorConfig, LoadedGenerator, gaussian_fit, load_generator
-from pulse.search import SearchOptions, options_for, search
+from pulse.search import options_for, search
 
 
 def model_for(device) -> tuple[LoadedGenerator, str]:
@@ -48,7 +48,7 @@ def main():
     options = options_for(model, steps=args.steps)  # the generator file's recommended settings
     for batch in map(int, args.batches.split(",")):
         lr = torch.rand(batch, 3, 16, 16)
-        search(model, lr, seeds=list(range(batch)), options=SearchOptions(steps=2))  # warm-up
+        search(model, lr, seeds=list(range(batch)), options=options_for(model, steps=2))  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(device)
