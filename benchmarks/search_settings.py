@@ -1,8 +1,8 @@
 """Compare search settings for a generator on training faces: how the settings a generator file recommends
 (`pulse train export --search-default`) were chosen, without tuning on the held-out evaluation faces.
 
-Takes N faces spread over the source prefixes of one training shard, makes their 16 px LR versions the way
-`pulse eval` does, and for each setting prints the share within eps, mean LR-PSNR, LPIPS to the real face and
+Takes N faces spread over the source prefixes of one training shard, makes their LR versions with `pulse eval`'s
+own code (``evaluate.make_face``), and for each setting prints the share within eps, mean LR-PSNR, LPIPS to the real face and
 the share dlib detects as a face (x8, 1 sample, seed i for face i). A setting is FIELD=VALUE[,FIELD=VALUE]
 over SearchOptions fields; "reference" is SearchOptions() (PULSE's settings plus pulse's eps margin); fields
 not given keep those values.
@@ -23,18 +23,18 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from pulse.evaluate import Face, make_face
 from pulse.generator import load_generator
 from pulse.imageio import pil_to_tensor
 from pulse.metrics import detect_face, lpips
-from pulse.resample import resize
-from pulse.search import SearchOptions, parse_search_defaults, search, quantize
+from pulse.search import SearchOptions, parse_search_defaults, search
 from pulse.weights import DEFAULT_GENERATOR, resolve_generator
 
 SHARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces128" / "train-03.zip"
 BATCH = 8
 
 
-def spread_faces(shard: Path, n: int) -> list[tuple[str, torch.Tensor]]:
+def spread_faces(shard: Path, n: int, resolution: int, scale: int) -> list[Face]:
     """n faces taken in turn from each source prefix (aaf_, celeba_, ...), every 37th name of each."""
     with zipfile.ZipFile(shard) as z:
         by_source: dict[str, list[str]] = {}
@@ -44,7 +44,8 @@ def spread_faces(shard: Path, n: int) -> list[tuple[str, torch.Tensor]]:
         while len(picked) < n and any(i * 37 < len(v) for v in by_source.values()):
             picked += [names[i * 37] for _, names in sorted(by_source.items()) if i * 37 < len(names)]
             i += 1
-        return [(name, pil_to_tensor(Image.open(io.BytesIO(z.read(name))).convert("RGB"))) for name in picked[:n]]
+        return [make_face(name, pil_to_tensor(Image.open(io.BytesIO(z.read(name))).convert("RGB")), resolution, scale)
+                for name in picked[:n]]
 
 
 def main():
@@ -53,14 +54,13 @@ def main():
     parser.add_argument("--generator", default=DEFAULT_GENERATOR)
     parser.add_argument("--shard", type=Path, default=SHARD)
     parser.add_argument("--n", type=int, default=128)
-    parser.add_argument("--lr-size", type=int, default=16)
+    parser.add_argument("--scale", type=int, default=8)
     args = parser.parse_args()
     model = load_generator(resolve_generator(args.generator))
-    faces = spread_faces(args.shard, args.n)
-    hr = torch.stack([resize(img.unsqueeze(0), model.generator.resolution)[0] for _, img in faces])
-    lr = quantize(resize(hr, args.lr_size))
-    sources = [name.split("_")[0] for name, _ in faces]
-    print(f"{args.generator}: {len(faces)} faces of {args.shard.name}, {args.lr_size} -> "
+    faces = spread_faces(args.shard, args.n, model.generator.resolution, args.scale)
+    hr, lr = torch.stack([f.hr for f in faces]), torch.stack([f.lr for f in faces])
+    sources = [f.name.split("_")[0] for f in faces]
+    print(f"{args.generator}: {len(faces)} faces of {args.shard.name}, {lr.shape[-1]} -> "
           f"{model.generator.resolution} px, 1 sample each")
     print("| setting | within eps | LR-PSNR (dB) | LPIPS | detected as face | within eps by source | s / face |")
     print("|---|---:|---:|---:|---:|---|---:|")

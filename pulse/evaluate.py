@@ -72,8 +72,13 @@ def load_face(path, resolution: int, scale: int) -> Face:
         raise PulseError(f"{path}: {w}x{h} is not square; eval needs aligned faces (see `pulse align`)")
     if h < resolution:
         raise PulseError(f"{path}: {w}x{h} is smaller than the {resolution} px evaluation size")
+    return make_face(Path(path).name, hr, resolution, scale)
+
+
+def make_face(name: str, hr: torch.Tensor, resolution: int, scale: int) -> Face:
+    """A square HR face (3, H, W) in [0, 1] -> HR at ``resolution`` and its LR, both 8-bit."""
     hr = quantize(resize(hr, resolution))
-    return Face(Path(path).name, hr, quantize(resize(hr, resolution // scale)))
+    return Face(name, hr, quantize(resize(hr, resolution // scale)))
 
 
 def bicubic_output(face: Face, resolution: int) -> Output:
