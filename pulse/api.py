@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
+from functools import lru_cache, partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,6 +21,7 @@ from PIL import Image
 from .errors import PulseError
 from .generator import LoadedGenerator, load_generator
 from .imageio import to_rgb, load_image, pil_to_tensor, tensor_to_pil
+from .memory import CPU_BATCH, cuda_free_bytes, cuda_peak_bytes, fit_batch_size
 from .resample import resize
 from .search import options_for, psnr_from_mse, search
 
@@ -112,7 +113,12 @@ def check_lr(lr: torch.Tensor, resolution: int, name: str = "input") -> None:
 class Upsampler:
     """A loaded generator plus the search: ``run`` many faces at once, batched over faces x samples."""
 
-    def __init__(self, generator: str | os.PathLike | LoadedGenerator | None = None, device="auto", batch_size: int = 8):
+    def __init__(self, generator: str | os.PathLike | LoadedGenerator | None = None, device="auto",
+                 batch_size: int | str = "auto"):
+        """``batch_size``: rows (faces x samples) searched at once, or "auto": 8 on a CPU, and on a GPU the
+        most that fit in its free memory, measured on the first ``run`` (``fit_batch_size``)."""
+        if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
+            raise PulseError(f"batch size must be a whole number >= 1 or 'auto', got {batch_size!r}")
         self.device = select_device(device)
         if isinstance(generator, LoadedGenerator):
             self.model = generator.to(self.device)
@@ -120,13 +126,29 @@ class Upsampler:
             from .weights import DEFAULT_GENERATOR, resolve_generator
 
             self.model = load_generator(resolve_generator(generator or DEFAULT_GENERATOR), self.device)
-        if batch_size < 1:
-            raise PulseError(f"batch size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        self.batch_size: int | None = None if batch_size == "auto" else batch_size
 
     @property
     def resolution(self) -> int:
         return self.model.generator.resolution
+
+    def fit_batch_size(self, **options) -> int:
+        """The batch size in use; with "auto" it is chosen now, for these search options (precision and
+        trainable noise maps change the memory a row needs): 8 on a CPU, on a GPU the most rows that fit."""
+        if self.batch_size is None:
+            if self.device.type != "cuda":
+                self.batch_size = CPU_BATCH
+            else:
+                opts = replace(self._options(options), steps=1, frame_every=0, early_stop=False)
+                lr_size = max(1, self.resolution // 8)
+                run_rows = lambda n: search(self.model, torch.zeros(n, 3, lr_size, lr_size), list(range(n)), opts)  # noqa: E731
+                try:
+                    self.batch_size = fit_batch_size(run_rows, partial(cuda_peak_bytes, device=self.device),
+                                                     partial(cuda_free_bytes, self.device))
+                except torch.cuda.OutOfMemoryError:
+                    torch.cuda.empty_cache()
+                    self.batch_size = 1
+        return self.batch_size
 
     def run(self, images: Sequence[ImageLike], scale: float = 8, samples: int = 1, seed: int = 0,
             eps: float | Sequence[float] | None = None, on_step: Callable[[int, int], None] | None = None,
@@ -139,10 +161,7 @@ class Upsampler:
         """
         if samples < 1:
             raise PulseError(f"samples must be >= 1, got {samples}")
-        try:
-            opts = options_for(self.model, **{**options, **({"eps": eps} if isinstance(eps, (int, float)) else {})})
-        except (TypeError, ValueError) as err:
-            raise PulseError(f"search options: {err}")
+        opts = self._options({**options, **({"eps": eps} if isinstance(eps, (int, float)) else {})})
         eps_per_image = [opts.eps] * len(images) if eps is None or isinstance(eps, (int, float)) else list(eps)
         if len(eps_per_image) != len(images):
             raise PulseError(f"eps: {len(eps_per_image)} values for {len(images)} images")
@@ -155,6 +174,7 @@ class Upsampler:
             output_size(lr.shape[-1], scale, name)
             lrs.append(lr)
         self._warn_past_native({output_size(lr.shape[-1], scale) for lr in lrs})
+        self.fit_batch_size(**options)
 
         rows = [(i, k) for i in range(len(lrs)) for k in range(samples)]
         by_size: dict[int, list[tuple[int, int]]] = {}
@@ -173,6 +193,12 @@ class Upsampler:
                 for (i, k), res in zip(chunk, found):
                     results[i][k] = self._deliver(res, lrs[i], scale, eps_per_image[i], k, seconds)
         return results
+
+    def _options(self, given: dict):
+        try:
+            return options_for(self.model, **given)
+        except (TypeError, ValueError) as err:
+            raise PulseError(f"search options: {err}") from None
 
     def _search(self, lr, seeds, opts, eps, on_step):
         """One batch of the search; out of GPU memory, it halves the batch (for good) and carries on."""

@@ -69,7 +69,8 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
               help="The loss aims at (1 - margin) x eps so delivered images land within eps; 0 = reference PULSE.")
 @click.option("--samples", default=1, show_default=True, type=int, help="Different faces per input.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Sample k of every input uses seed + k.")
-@click.option("--batch-size", default=8, show_default=True, type=int, help="Faces x samples searched at once.")
+@click.option("--batch-size", default="auto", show_default=True,
+              help="Faces x samples searched at once: a number, or auto (8 on a CPU; on a GPU, what fits in memory).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--generator", default=None, help="Registry name or generator file (default: the bundled one).")
 @click.option("--loss", default=None, help="Weighted loss terms: L2, L1, GEOCROSS [default: the generator's "
@@ -103,11 +104,13 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     from . import distributed
     from .api import Upsampler, check_lr, output_size, select_device, to_lr_tensor
     from .imageio import list_images, output_stems, save_image, write_text_atomic
+    from .memory import batch_size_arg
 
     try:
         files = list_images(input_path)
-        if samples < 1 or steps < 1 or batch_size < 1:
-            raise PulseError("--samples, --steps and --batch-size must be >= 1")
+        if samples < 1 or steps < 1:
+            raise PulseError("--samples and --steps must be >= 1")
+        batch_size = batch_size_arg(batch_size)
         device = select_device(device)
         processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
         if device.type == "cuda":
@@ -146,11 +149,15 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
 
     # one process: the report itself is kept current; several: each keeps its own part until the merge
     partial = report_path if processes.world == 1 else output_dir / f".{REPORT_NAME}.rank{processes.rank}"
-    per_call = max(1, batch_size // samples)
     options = dict(steps=steps, eps=eps, eps_margin=eps_margin, noise=noise, early_stop=early_stop, precision=precision,
                    frame_every=10 if save_intermediate else 0)
     given = (("loss", loss), ("learning_rate", learning_rate), ("trainable_noise_layers", noise_layers))
     options.update({k: v for k, v in given if v is not None})
+    try:
+        per_call = max(1, upsampler.fit_batch_size(**options) // samples) if todo else 1
+    except PulseError as err:
+        _say(f"error: {err}")
+        sys.exit(EXIT_USAGE)
     started = time.perf_counter()
     with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s, hidden=not processes.is_main) as bar:

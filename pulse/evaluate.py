@@ -87,8 +87,9 @@ def bicubic_output(face: Face, resolution: int) -> Output:
     return Output("bicubic", image, time.perf_counter() - started)
 
 
-def score_output(face: Face, out: Output, eps: float, skip: set[str], hr_embedding=None) -> dict:
-    """One CSV row: every metric of one output that can be computed here (missing ones stay None)."""
+def score_output(face: Face, out: Output, eps: float, skip: set[str], hr_embedding=None, device="cpu") -> dict:
+    """One CSV row: every metric of one output that can be computed here (missing ones stay None). LPIPS runs
+    on ``device`` (the search's: at 1024 px it is slow on a CPU); dlib's metrics always run on the CPU."""
     lr_mse = float((resize(out.image, face.lr.shape[-1]) - face.lr).pow(2).mean())
     row = dict.fromkeys(CSV_COLUMNS)
     row.update(image=face.name, method=out.method, sample=out.sample, seed=out.seed, lr_mse=lr_mse,
@@ -96,7 +97,7 @@ def score_output(face: Face, out: Output, eps: float, skip: set[str], hr_embeddi
                ssim=metrics.ssim(out.image, face.hr), face_detected=metrics.detect_face(out.image),
                seconds=out.seconds)
     if "lpips" not in skip:
-        row["lpips"] = metrics.lpips(out.image, face.hr)
+        row["lpips"] = metrics.lpips(out.image.to(device), face.hr.to(device))
     if "identity" not in skip:
         distance = float(np.linalg.norm(metrics.face_embedding(out.image) - hr_embedding))
         row.update(identity_distance=distance, same_identity=distance < metrics.SAME_PERSON_DISTANCE)
@@ -114,7 +115,8 @@ def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, up
         raise PulseError("the pulse method needs a generator (an Upsampler)")
     skip = set(metrics.unavailable())
     result = Evaluation()
-    per_call = max(1, upsampler.batch_size // samples) if upsampler else 1
+    per_call = max(1, upsampler.fit_batch_size(eps=eps, **search_options) // samples) if "pulse" in methods else 1
+    device = upsampler.device if upsampler else "cpu"
     for start in range(0, len(files), per_call):
         faces = []
         for path in files[start : start + per_call]:
@@ -134,10 +136,11 @@ def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, up
             result.faces += 1
             result.hr_detected += metrics.detect_face(face.hr)
             hr_embedding = None if "identity" in skip else metrics.face_embedding(face.hr)
-            rows = [score_output(face, out, eps, skip, hr_embedding) for out in face_outputs]
+            rows = [score_output(face, out, eps, skip, hr_embedding, device) for out in face_outputs]
             pulse_images = [out.image for out in face_outputs if out.method == "pulse"]
             if len(pulse_images) > 1 and "lpips" not in skip:
-                diversity = statistics.fmean(metrics.lpips(a, b) for a, b in combinations(pulse_images, 2))
+                diversity = statistics.fmean(metrics.lpips(a.to(device), b.to(device))
+                                             for a, b in combinations(pulse_images, 2))
                 for row in rows:
                     if row["method"] == "pulse":
                         row["diversity_lpips"] = diversity
@@ -255,8 +258,8 @@ def comparison_grid(grid_rows: list[tuple[Face, list[Output]]], scale: int) -> I
 @click.option("--eps", default=2e-3, show_default=True, type=float, help="LR MSE threshold counted as consistent.")
 @click.option("--seed", default=0, show_default=True, type=int, help="pulse sample k uses seed + k.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
-              help="Faces x samples searched at once.")
+@click.option("--batch-size", default="auto", show_default=True,
+              help="Faces x samples searched at once: a number, or auto (8 on a CPU; on a GPU, what fits in memory).")
 @click.option("--grid-faces", default=8, show_default=True, type=click.IntRange(0),
               help="Faces in grid.png (0: no grid).")
 def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, resolution, steps, eps, seed, device,
@@ -286,7 +289,9 @@ def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, r
         if "pulse" in chosen:
             from .api import Upsampler
 
-            upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size)
+            from .memory import batch_size_arg
+
+            upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size_arg(batch_size))
             if resolution not in (None, upsampler.resolution):
                 raise PulseError(f"--resolution {resolution} differs from the generator's {upsampler.resolution} px")
             resolution = upsampler.resolution

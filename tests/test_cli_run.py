@@ -163,6 +163,9 @@ def test_cli_usage_errors(tmp_path, tiny_generator_file):
     result = run_cli("--input", tmp_path / "face.png", "--generator", tmp_path / "missing.pt")
     assert result.exit_code == EXIT_USAGE and "missing.pt" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    result = run_cli("--input", tmp_path / "face.png", "--generator", tiny_generator_file, "--batch-size", "many")
+    assert result.exit_code == EXIT_USAGE and result.output.strip() == (
+        "error: --batch-size must be a whole number >= 1 or 'auto', got 'many'")
 
 
 def test_torchrun_shares_inputs_between_processes_and_merges_the_report(tmp_path, tiny_generator_file):

@@ -100,6 +100,13 @@ def test_lpips_equals_the_packages_own_implementation(monkeypatch):
     assert metrics.lpips(img, other) == pytest.approx(expected, rel=1e-5)
 
 
+@needs_lpips
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_lpips_on_cuda_matches_cpu():
+    img, other = textured(seed=5), blurred(textured(seed=6), 2)
+    assert metrics.lpips(img.cuda(), other.cuda()) == pytest.approx(metrics.lpips(img, other), rel=1e-3)
+
+
 @needs_identity
 def test_identity_distance():
     img, other = textured(seed=0), textured(seed=1)
