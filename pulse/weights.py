@@ -633,6 +633,43 @@ def path_command(name, cache_dir):
     click.echo(_locate(get_model(name), resolve_cache_dir(cache_dir), download_missing=False))
 
 
+def describe_generator(path: Path) -> list[str]:
+    """What a generator file holds, for a person: architecture, size, training record, search settings."""
+    payload = read_generator_file(path)
+    config = GeneratorConfig(**payload["config"])
+    meta = dict(payload.get("metadata", {}))
+    parameters = sum(t.numel() for t in payload["state_dict"].values())
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in payload["state_dict"].values()})
+    lines = [f"{path} ({path.stat().st_size / 1e6:.1f} MB)",
+             f"  architecture: {config.resolution} px, {config.n_styles} styles x {config.style_dim}, "
+             f"{config.mapping_layers} mapping layers, widths {','.join(map(str, config.channels))} "
+             f"(4..{config.resolution} px), {parameters / 1e6:.2f} M parameters stored as {'/'.join(dtypes)}"]
+    defaults = meta.pop("search_defaults", None)
+    commands = meta.pop("training_commands", None)
+    lines += [f"  {key}: {value}" for key, value in meta.items() if value not in ("", None)]
+    for leg in commands or []:
+        start = "?" if leg.get("from_kimg") is None else f"{leg['from_kimg']:g}"
+        lines.append(f"  trained from {start} kimg: {leg['command'] or '(from Python, no command)'}")
+    settings = ", ".join(f"{k}={v}" for k, v in defaults.items()) if defaults else "none (PULSE's reference settings)"
+    lines.append(f"  recommended search settings: {settings}")
+    return lines
+
+
+@weights_cli.command("info")
+@click.argument("spec", metavar="NAME|FILE")
+@cache_option
+def info_command(spec, cache_dir):
+    """What a generator file holds: architecture, training record, recommended search settings."""
+    path = Path(spec)
+    if not path.is_file():
+        model = get_model(spec)
+        if model.kind not in GENERATOR_KINDS:
+            raise PulseError(f"{model.name} is a {model.kind} file, not a generator")
+        path = _locate(model, resolve_cache_dir(cache_dir), download_missing=False)
+    for line in describe_generator(path):
+        click.echo(line)
+
+
 @weights_cli.command("download")
 @click.argument("name")
 @click.option("--url", "urls", multiple=True, metavar="[FILE=]URL",

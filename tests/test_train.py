@@ -21,6 +21,7 @@ from conftest import TINY
 from pulse import checkpoint as checkpoint_module
 from pulse.augment import diff_augment, parse_policy
 from pulse.checkpoint import load_checkpoint, save_checkpoint
+from pulse.cli import main as pulse_main
 from pulse.dataset import DataOrder, FaceData
 from pulse.discriminator import Discriminator, DiscriminatorConfig
 from pulse.errors import PulseError
@@ -144,6 +145,11 @@ def test_export_writes_a_generator_that_renders_and_upsamples(full_run, tmp_path
     assert (meta["alignment"], meta["resolution"], meta["kimg"]) == ("ffhq", 32, STEPS_KIMG)
     assert "non-commercial research" in meta["licence"] and "32 images" in meta["data"]
     assert meta["search_defaults"] == {"loss": "100*L2+0.01*GEOCROSS"}
+    info = CliRunner().invoke(pulse_main, ["weights", "info", str(tmp_path / "g.pt")])
+    assert info.exit_code == 0, info.output
+    assert "architecture: 32 px" in info.output and "stored as float16" in info.output
+    assert "recommended search settings: loss=100*L2+0.01*GEOCROSS\n" in info.output
+    assert "trained from 0 kimg" in info.output
     model = load_generator(tmp_path / "g.pt")
     image = model.generator(z=torch.randn(2, ARCH["style_dim"]))
     assert image.shape == (2, 3, 32, 32) and torch.isfinite(image).all()

@@ -470,6 +470,8 @@ def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch,
 
     missing = run(pulse_main, ["weights", "path", "tiny-32"])
     assert missing.exit_code == 1 and "pulse weights download tiny-32 --no-verify" in missing.output
+    missing = run(pulse_main, ["weights", "info", "tiny-32"])  # says how to get it; downloads nothing
+    assert missing.exit_code == 1 and "pulse weights download tiny-32 --no-verify" in missing.output
 
     imported = run(pulse_main, ["weights", "import", "tiny-32", str(tiny_generator_file)])
     assert imported.exit_code == 0, imported.output
@@ -479,6 +481,9 @@ def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch,
 
     assert run(pulse_main, ["weights", "path", "tiny-32"]).output.strip() == str(target)
     assert weights.resolve_generator("tiny-32") == target
+    info = run(pulse_main, ["weights", "info", "tiny-32"])
+    assert info.exit_code == 0 and info.output.startswith(f"{target} (")
+    assert "architecture: 32 px" in info.output and "recommended search settings: none" in info.output
     verified = run(pulse_main, ["weights", "verify", "tiny-32"])
     assert verified.exit_code == 0 and ": ok (sha256" in verified.output
 
