@@ -129,7 +129,7 @@ def _norms(t: torch.Tensor) -> torch.Tensor:
     return (t.pow(2).sum(dims, keepdim=True) + 1e-9).sqrt()
 
 
-def _initial_state(model: LoadedGenerator, seeds, options: SearchOptions, device):
+def initial_state(model: LoadedGenerator, seeds, options: SearchOptions, device):
     """Each row's starting latent and noise maps, drawn from its own seed (batch-composition independent)."""
     g = model.generator
     n_latents = 1 if options.tile_latent else g.n_styles
@@ -176,7 +176,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     aim_rows = eps_rows * (1 - options.eps_margin)  # where the consistency terms stop pulling
     terms = losses.parse_loss(options.loss)
 
-    latent, noise, trainable = _initial_state(model, seeds, options, device)
+    latent, noise, trainable = initial_state(model, seeds, options, device)
     params = [latent] + trainable
     radii = [_norms(p).detach() for p in params]
     optimizer = torch.optim.Adam(params, lr=options.learning_rate)

@@ -3,7 +3,7 @@ import torch
 
 from pulse.generator import LoadedGenerator, gaussian_fit
 from pulse.resample import resize
-from pulse.search import SearchOptions, _initial_state, options_for, parse_search_defaults, search
+from pulse.search import SearchOptions, initial_state, options_for, parse_search_defaults, search
 
 from conftest import make_tiny_generator
 
@@ -81,7 +81,7 @@ def test_early_stop_and_frames(model):
 
 def test_noise_modes(model):
     for mode, n_trainable in (("trainable", 5), ("fixed", 0), ("zero", 0)):
-        _, noise, trainable = _initial_state(model, [1], SearchOptions(noise=mode), "cpu")
+        _, noise, trainable = initial_state(model, [1], SearchOptions(noise=mode), "cpu")
         assert len(trainable) == n_trainable
         assert torch.count_nonzero(noise[-1]) == 0  # finest layer zeroed, as the reference does
         if mode == "zero":

@@ -1,0 +1,34 @@
+"""The GPU benchmarks run end to end on CPU, so a lent GPU's minutes are never lost to a broken script."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(name, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_gpu_speed_batched_fp32_search_reproduces_the_reference_loop_face_by_face():
+    out = run_script("gpu_speed.py", "--device", "cpu", "--arch", "compact128", "--batches", "1,2,auto",
+                     "--steps", 3, "--reference-faces", 2, "--modes", "eager", "--precisions", "fp32")
+    assert "--batch-size auto picks 8" in out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if re.match(r"\| \d+ \| fp32", line)]
+    assert [int(r[0]) for r in rows] == [1, 2, 8]
+    # same start, same objective: pulse's rows equal PULSE's one-face loop (to print precision)
+    assert all(r[-1].strip() in ("+0.00", "-0.00") for r in rows)
+    assert re.search(r"headline \(compact128\): [\d.]+x the reference loop's faces/s", out)
+
+
+def test_train_speed_runs():
+    out = run_script("train_speed.py", "--device", "cpu", "--batch", 2, "--resolution", 32, "--seconds", 0.5,
+                     "--warmup", 1)
+    assert re.search(r"^[\d.]+ img/s \(\d+ steps", out, re.M)
