@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from .errors import EXIT_INPUT_ERRORS, EXIT_USAGE, PulseError
 from .imageio import (list_images, load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil, to_rgb,
@@ -336,11 +336,35 @@ def feather_mask(size: int, feather: float) -> np.ndarray:
     return np.clip((distance - 0.5) / max(feather * size, 1.0), 0.0, 1.0).astype(np.float32)
 
 
-def paste_back(photo: Image.Image, face_image: Image.Image, quad, feather: float = 0.1) -> Image.Image:
+FOREHEAD = 0.35  # how far above the brows the face region reaches, as a share of the brows-to-chin distance
+MASK_SUPERSAMPLE = 4
+
+
+def face_region_mask(landmarks, size: int, feather: float) -> np.ndarray:
+    """A size x size weight covering the face itself: inside the jaw line, up to a forehead above the brows,
+    fading out over ``feather`` x size. Pasting through it replaces the face but keeps the photo's own hair,
+    ears, neck and background (GFPGAN pastes a face-parsing mask for the same reason; the 68 landmarks give
+    the region without another network). ``landmarks``: dlib's 68 points in pixels of a ``size`` px face."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    jaw, brows, chin = points[0:17], points[17:27], points[8]
+    forehead = brows[::-1] + FOREHEAD * (brows.mean(0) - chin)  # right to left, so the outline closes
+    outline = (np.concatenate([jaw, forehead]) + 0.5) * MASK_SUPERSAMPLE  # pixel centres -> edges, supersampled
+    canvas = Image.new("L", (size * MASK_SUPERSAMPLE,) * 2, 0)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in outline], fill=255)
+    region = canvas.resize((size, size), Image.Resampling.BOX)
+    if feather > 0:
+        region = region.filter(ImageFilter.GaussianBlur(feather * size / 2))
+    return np.asarray(region, dtype=np.float32) / 255
+
+
+def paste_back(photo: Image.Image, face_image: Image.Image, quad, feather: float = 0.1,
+               landmarks=None) -> Image.Image:
     """Put an aligned face (any size) back into ``photo`` where ``quad`` (photo pixels) says it was cut.
 
     The face fades in over ``feather`` x its side, so no seam shows; pixels whose centres lie outside the
-    quad are never touched. Use ``scale_quad`` when ``photo`` is an upscaled copy of the photo aligned from.
+    quad are never touched. With ``landmarks`` (dlib's 68, in pixels of ``face_image``) only the face region
+    is replaced (``face_region_mask``), else the whole square. Use ``scale_quad`` when ``photo`` is an
+    upscaled copy of the photo aligned from.
     """
     if face_image.width != face_image.height:
         raise PulseError(f"face image must be square to paste back, got {face_image.width}x{face_image.height}")
@@ -364,7 +388,11 @@ def paste_back(photo: Image.Image, face_image: Image.Image, quad, feather: float
     patch_size = (int(x1 - x0), int(y1 - y0))
     patch = np.stack([_warp(channel, patch_size, data, Image.Resampling.BICUBIC)
                       for channel in face.mul(255).numpy()], -1)
-    alpha = _warp(feather_mask(size, feather), patch_size, data, Image.Resampling.BILINEAR)
+    weight = feather_mask(size, feather)
+    if landmarks is not None:  # in face_image pixels -> in pixels of the (maybe shrunk) face
+        points = (np.asarray(landmarks, dtype=np.float64) + 0.5) * size / face_image.width - 0.5
+        weight = np.minimum(weight, face_region_mask(points, size, feather))
+    alpha = _warp(weight, patch_size, data, Image.Resampling.BILINEAR)
 
     region = np.asarray(photo.crop((x0, y0, x1, y1)), dtype=np.float32)
     blended = region + (patch - region) * alpha[..., None]

@@ -3,7 +3,8 @@
 Each face is FFHQ-aligned at the generator's resolution and downscaled with pulse's own ``resize`` to
 ``resolution // scale`` px: the LR face the search must explain, made the way every LR input is made. The
 result (``scale`` x the LR size) goes back through the inverse of the alignment into the photo upscaled
-by the same ``scale`` (bicubic), with a feathered edge. Because the search makes the face downscale to
+by the same ``scale`` (bicubic), with a feathered edge: by default only the face region the landmarks
+outline, so hair, ears and background stay the photo's own. Because the search makes the face downscale to
 the LR face, and the bicubic background downscales to the same photo, both agree at low resolution where
 they meet; the feather hides the difference in detail.
 """
@@ -29,6 +30,7 @@ from .imageio import (MAX_PIXELS, list_images, load_image, output_stems, pil_to_
 from .resample import resize
 
 MIN_LR_SIZE = 4  # below this an LR "face" is a few blotches and any face explains it
+MASKS = ("face", "square")
 MAX_OUTPUT_PIXELS = 4 * MAX_PIXELS
 
 
@@ -73,15 +75,18 @@ def lr_size_for(resolution: int, scale: int) -> int:
 
 
 def restore(photo: Image.Image, scale: int = 8, upsampler=None, seed: int = 0, feather: float = 0.1,
-            detector: str = "hog", upsample: int = 0, min_score: float = MIN_SCORE, name: str = "photo",
-            **search_options) -> RestoredPhoto:
+            mask: str = "face", detector: str = "hog", upsample: int = 0, min_score: float = MIN_SCORE,
+            name: str = "photo", **search_options) -> RestoredPhoto:
     """Enlarge a photo ``scale`` times, replacing every detected face by a PULSE reconstruction.
 
     ``upsampler`` is a ``pulse.Upsampler`` (default: the bundled generator) or anything with the same
     ``resolution`` and ``run(images, scale=, samples=, seed=, **options)``. Search keywords (steps, eps,
-    loss, ...) go to ``run``. Faces too small to align are skipped, and a photo without a face is only
-    upscaled, each with a warning naming ``name``.
+    loss, ...) go to ``run``. ``mask``: "face" replaces the face region the landmarks outline (the photo keeps
+    its hair and background), "square" the whole aligned square. Faces too small to align are skipped, and
+    a photo without a face is only upscaled, each with a warning naming ``name``.
     """
+    if mask not in MASKS:
+        raise PulseError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
     photo = to_rgb(photo, name)
     upsampler = Upsampler() if upsampler is None else upsampler
     lr_size = lr_size_for(upsampler.resolution, scale)
@@ -100,7 +105,10 @@ def restore(photo: Image.Image, scale: int = 8, upsampler=None, seed: int = 0, f
     image, faces = upscaled, []
     for face, lr, (result,) in zip(aligned, lrs, results):
         quad = scale_quad(face.quad, scale)
-        image = paste_back(image, result.image, quad, feather)
+        landmarks = None
+        if mask == "face":  # the landmarks in pixels of the result, which may differ in size from the cut face
+            landmarks = (face.to_aligned(face.landmarks) + 0.5) * result.image.width / face.size - 0.5
+        image = paste_back(image, result.image, quad, feather, landmarks)
         faces.append(RestoredFace(face, lr, result, quad))
     return RestoredPhoto(image, upscaled, faces)
 
@@ -126,9 +134,12 @@ def before_after(before: Image.Image, after: Image.Image) -> Image.Image:
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the search.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--feather", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
-              help="Width of the blend at the face square's edge, as a fraction of its side.")
+              help="Width of the blend at the pasted region's edge, as a fraction of the face square's side.")
+@click.option("--mask", default="face", show_default=True, type=click.Choice(MASKS),
+              help="Region replaced: face = inside the jaw line up to the forehead (the photo keeps its hair "
+                   "and background); square = the whole aligned square.")
 @detection_options
-def restore_command(input_path, output_dir, scale, grid, generator, steps, seed, device, feather, detector,
+def restore_command(input_path, output_dir, scale, grid, generator, steps, seed, device, feather, mask, detector,
                     upsample, min_score):
     """Enlarge whole photos, replacing each face by a PULSE reconstruction.
 
@@ -137,8 +148,8 @@ def restore_command(input_path, output_dir, scale, grid, generator, steps, seed,
       pulse restore --input group_photo.jpg --output restored/ --scale 8
       pulse restore --input photos/ --scale 4 --grid --steps 200 --device cuda
 
-    Each face is aligned like FFHQ, downscaled to (generator resolution // scale) px, searched, and pasted
-    back with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
+    Each face is aligned like FFHQ, downscaled to (generator resolution // scale) px, searched, and its face
+    region (--mask) pasted back with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
     Writes <stem>.png and <stem>.json (per face: box, landmarks, quad, LR-PSNR, success, seed); a photo
     without a detectable face is reported and written upscaled plainly. Problems are one line each on
     stderr and the batch goes on. Exit codes: 0 every face restored within eps; 1 some photo failed
@@ -159,7 +170,7 @@ def restore_command(input_path, output_dir, scale, grid, generator, steps, seed,
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather,
+                restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
                                    detector=detector, upsample=upsample, min_score=min_score, name=str(path),
                                    steps=steps)
             except PulseError as err:

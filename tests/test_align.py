@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pulse import align
-from pulse.align import (DetectedFace, align_face, align_to_quad, detect_faces, ffhq_quad, paste_back,
-                         photo_to_aligned, scale_quad)
+from pulse.align import (DetectedFace, align_face, aligned_to_photo, align_to_quad, detect_faces, face_region_mask, ffhq_quad,
+                         paste_back, photo_to_aligned, scale_quad)
 from pulse.api import Upsampler
 from pulse.cli import main
 from pulse.errors import EXIT_INPUT_ERRORS, EXIT_USAGE
@@ -160,6 +160,47 @@ def test_paste_back_changes_only_pixels_inside_the_quad_and_feathers_them():
     assert diff[ramp].mean() < 0.4 * diff[solid].mean()  # the face fades in at its edge
 
 
+def face_layout(size):
+    """68 landmarks laid out like an FFHQ-aligned face of ``size`` px: jaw on a half circle, brows above it."""
+    points = np.zeros((68, 2))
+    angles = np.linspace(np.pi, 0, 17)  # left ear, down round the chin, right ear
+    points[0:17] = np.stack([0.5 + 0.3 * np.cos(angles), 0.45 + 0.4 * np.sin(angles)], -1) * size
+    points[17:27] = np.stack([np.linspace(0.25, 0.75, 10), np.full(10, 0.4)], -1) * size
+    points[27:68] = [0.5 * size, 0.6 * size]  # nose, eyes, mouth: inside; the mask does not use them
+    return points
+
+
+def test_face_region_mask_covers_jaw_to_forehead_and_fades():
+    size = 64
+    mask = face_region_mask(face_layout(size), size, feather=0.1)
+    at = lambda x, y: mask[int(y * size), int(x * size)]  # noqa: E731
+    assert at(0.5, 0.6) == 1 and at(0.5, 0.33) > 0.95  # the face, and the forehead above the brows
+    assert at(0.5, 0.1) == 0 and at(0.05, 0.05) == 0 and at(0.05, 0.95) == 0  # hair, background, shoulder
+    assert 0 < at(0.5, 0.85) < 1  # the chin line is feathered
+    assert face_region_mask(face_layout(size), size, feather=0).max() == 1
+
+
+def test_paste_back_with_landmarks_replaces_only_the_face_region():
+    photo = upscale_photo(smooth_pattern(120, 90), 4)
+    face = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    quad = scale_quad(rotated_square((50, 40), 50, degrees=-17), 4)
+    region = face_region_mask(face_layout(64), 64, feather=0.1)
+    pasted = np.asarray(paste_back(photo, face, quad, feather=0.1, landmarks=face_layout(64)), dtype=np.int64)
+    diff = np.abs(pasted - np.asarray(photo, dtype=np.int64)).sum(-1)
+    where = photo_to_aligned(np.stack(np.mgrid[:photo.height, :photo.width][::-1], -1).reshape(-1, 2), quad, 64)
+    cell = np.floor(where).astype(int).reshape(*diff.shape, 2)
+    inside = inside_quad(quad, photo.width, photo.height) & (cell >= 0).all(-1) & (cell < 64).all(-1)
+    padded = np.pad(region, 1)
+    near = np.max([padded[dy : dy + 64, dx : dx + 64] for dy in range(3) for dx in range(3)], 0)  # bilinear reach
+    weight, reach = np.zeros(diff.shape), np.zeros(diff.shape)
+    weight[inside] = region[cell[inside][:, 1], cell[inside][:, 0]]
+    reach[inside] = near[cell[inside][:, 1], cell[inside][:, 0]]
+    assert diff[~inside].max() == 0
+    assert diff[inside & (reach == 0)].max() == 0  # hair and background of the square stay the photo's
+    assert (inside & (reach == 0)).sum() > 0.3 * inside.sum()
+    assert (diff[weight > 0.99] > 0).mean() > 0.95
+
+
 def test_face_too_small_to_align_is_refused_with_the_minimum():
     photo = smooth_pattern(64, 64)
     lm = np.zeros((68, 2))
@@ -241,7 +282,7 @@ def test_largest_face_only(two_faces):
 @needs_landmarks
 def test_restore_pastes_consistent_faces_and_nothing_else(two_faces):
     scale = 4
-    restored = restore(two_faces, scale, ConsistentStandIn())
+    restored = restore(two_faces, scale, ConsistentStandIn(), mask="square")
     assert restored.image.size == (3840, 2048) and len(restored.faces) == 2
     plain = np.asarray(upscale_photo(two_faces, scale))
     assert np.array_equal(np.asarray(restored.upscaled), plain)
@@ -262,6 +303,25 @@ def test_restore_pastes_consistent_faces_and_nothing_else(two_faces):
         # (warps, FFHQ's shrink, the feathered edge mixing in the bicubic background): 36.7 and 37.3 dB
         # measured. The same faces pasted a tenth of an LR pixel off measure 31 dB, half a pixel off ~20 dB.
         assert geometry_psnr > 35 and lr_psnr > 35, (geometry_psnr, lr_psnr)
+
+
+@needs_landmarks
+def test_restore_face_mask_keeps_the_photos_hair_and_background(two_faces):
+    scale = 4
+    square = restore(two_faces, scale, ConsistentStandIn(), mask="square")
+    face = restore(two_faces, scale, ConsistentStandIn())  # the default
+    plain = np.asarray(square.upscaled)
+    changed = {name: (np.asarray(r.image) != plain).any(-1) for name, r in (("square", square), ("face", face))}
+    for f in face.faces:
+        inside = inside_quad(f.quad_scaled, *face.image.size)
+        share = changed["face"][inside].mean()
+        assert 0.3 < share < 0.75 < changed["square"][inside].mean(), share
+        top = photo_to_aligned(np.argwhere(inside)[:, ::-1], f.quad_scaled, 64)[:, 1] < 64 * 0.06
+        assert not changed["face"][inside][top].any()  # the top of the square (hair) is the photo's own
+        centre = aligned_to_photo([[32, 36]], f.quad_scaled, 64)[0].round().astype(int)
+        assert changed["face"][centre[1], centre[0]]
+    with pytest.raises(PulseError, match="mask must be one of face, square"):
+        restore(two_faces, scale, ConsistentStandIn(), mask="oval")
 
 
 @needs_landmarks
