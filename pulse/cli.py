@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import click
+from PIL import Image
 
 from .align import align_command
 from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError
@@ -41,6 +42,19 @@ def _say(message: str) -> None:
 
 def _output_names(stem: str, samples: int) -> list[str]:
     return [f"{stem}.png"] if samples == 1 else [f"{stem}_{k}.png" for k in range(samples)]
+
+
+def _comparison(lr, results, scale: float):
+    """One input's picture: LR (nearest-enlarged) | bicubic | each pulse sample, at the output size."""
+    from .imageio import tensor_to_pil
+    from .resample import resize
+    from .sampling import labelled_grid
+
+    cell = results[0].image.width
+    tiles = [tensor_to_pil(lr).resize((cell, cell), Image.Resampling.NEAREST), tensor_to_pil(resize(lr, cell))]
+    labels = [f"LR {lr.shape[-1]} px", f"bicubic x{scale:g}"]
+    labels += ["pulse"] if len(results) == 1 else [f"pulse #{r.sample}" for r in results]
+    return labelled_grid(labels, [tiles + [r.image for r in results]], cell)
 
 
 def _read_report(path: Path) -> dict[str, list[dict]]:
@@ -84,10 +98,12 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
 @click.option("--early-stop", is_flag=True, help="Stop a batch once every face in it is within eps.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
               help="bf16: the generator runs under autocast (faster on recent GPUs); losses stay fp32.")
+@click.option("--grid", is_flag=True,
+              help="Also write grid/<name>.png per input: LR (nearest) | bicubic | pulse (each sample), labelled.")
 @click.option("--save-intermediate", is_flag=True, help="Also write a frame every 10 steps into intermediate/.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist (default: skip them).")
 def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, batch_size, device, generator, loss,
-        learning_rate, noise, noise_layers, early_stop, precision, save_intermediate, overwrite):
+        learning_rate, noise, noise_layers, early_stop, precision, grid, save_intermediate, overwrite):
     """Super-resolve aligned LR faces.
 
     \b
@@ -97,7 +113,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
       pulse run --input lr_faces/ --generator ffhq-1024 --scale 64 --device cuda
 
     Writes <name>.png (or <name>_<k>.png for samples; <name> is the input's stem, or stem.ext when
-    inputs share a stem), and report.jsonl with one line per output
+    inputs share a stem), with --grid grid/<name>.png, and report.jsonl with one line per output
     (LR MSE, LR-PSNR, success, seed, seconds) or per failed input. Re-running skips finished inputs.
     Exit codes: 0 all within eps; 1 some inputs failed; 2 usage/setup error; 3 some results not within eps.
     """
@@ -174,7 +190,9 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
                     sys.exit(EXIT_USAGE)
             for w in {str(w.message) for w in caught}:
                 _say(f"\nwarning: {w}")
-            for (path, _), per_sample in zip(chunk, results):
+            for (path, lr), per_sample in zip(chunk, results):
+                if grid:
+                    save_image(_comparison(lr, per_sample, scale), output_dir / "grid" / f"{stems[path]}.png")
                 entries = []
                 for res, name in zip(per_sample, _output_names(stems[path], samples)):
                     save_image(res.image, output_dir / name)

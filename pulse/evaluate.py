@@ -23,19 +23,19 @@ from typing import Callable
 import click
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from . import metrics
 from .errors import EXIT_INPUT_ERRORS, EXIT_USAGE, PulseError
 from .imageio import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil, write_text_atomic
 from .resample import resize
+from .sampling import labelled_grid
 from .search import psnr_from_mse, quantize
 
 METHODS = ("bicubic", "pulse")
 CSV_COLUMNS = ("image", "method", "sample", "seed", "lr_mse", "lr_psnr", "lr_within_eps", "psnr", "ssim", "lpips",
                "identity_distance", "same_identity", "face_detected", "diversity_lpips", "seconds")
 GRID_CELL_MAX = 256  # grid cells are the faces at the generator's resolution, at most this many px
-GRID_HEADER = 16
 
 
 @dataclass
@@ -226,18 +226,12 @@ def comparison_grid(grid_rows: list[tuple[Face, list[Output]]], scale: int) -> I
     labels = [f"LR {first_face.lr.shape[-1]} px (x{scale})"]
     labels += [out.method if out.method != "pulse" or samples == 1 else f"pulse #{out.sample}" for out in first_outputs]
     labels.append("HR")
-    grid = Image.new("RGB", (cell * len(labels), GRID_HEADER + cell * len(grid_rows)), "white")
-    font = ImageFont.load_default()
-    for column, label in enumerate(labels):
-        header = Image.new("RGB", (cell, GRID_HEADER), "white")
-        ImageDraw.Draw(header).text((3, 2), label, fill="black", font=font)  # clipped to its own column
-        grid.paste(header, (column * cell, 0))
-    for row, (face, outputs) in enumerate(grid_rows):
+    rows = []
+    for face, outputs in grid_rows:
         tiles = [tensor_to_pil(face.lr).resize((cell, cell), Image.Resampling.NEAREST)]
         tiles += [tensor_to_pil(resize(t, cell)) for t in [out.image for out in outputs] + [face.hr]]
-        for column, tile in enumerate(tiles):
-            grid.paste(tile, (column * cell, GRID_HEADER + row * cell))
-    return grid
+        rows.append(tiles)
+    return labelled_grid(labels, rows, cell)
 
 
 # ---- command line ------------------------------------------------------------------------------------------

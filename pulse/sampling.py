@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .generator import Generator
 from .imageio import tensor_to_pil
@@ -43,3 +43,23 @@ def image_grid(images: torch.Tensor, columns: int | None = None, gap: int = 2) -
         top, left = gap + (i // columns) * (h + gap), gap + (i % columns) * (w + gap)
         grid[:, top:top + h, left:left + w] = image
     return tensor_to_pil(grid)
+
+
+GRID_HEADER = 16  # px of label above each column
+
+
+def labelled_grid(labels: list[str], rows: list[list[Image.Image]], cell: int) -> Image.Image:
+    """Rows of pictures under one label per column, each resized to ``cell`` px (the caller chooses how:
+    tiles already ``cell`` px are pasted as they are)."""
+    grid = Image.new("RGB", (cell * len(labels), GRID_HEADER + cell * len(rows)), "white")
+    font = ImageFont.load_default()
+    for column, label in enumerate(labels):
+        header = Image.new("RGB", (cell, GRID_HEADER), "white")
+        ImageDraw.Draw(header).text((3, 2), label, fill="black", font=font)  # clipped to its own column
+        grid.paste(header, (column * cell, 0))
+    for row, tiles in enumerate(rows):
+        for column, tile in enumerate(tiles):
+            if tile.size != (cell, cell):
+                tile = tile.resize((cell, cell), Image.Resampling.BICUBIC)
+            grid.paste(tile, (column * cell, GRID_HEADER + row * cell))
+    return grid

@@ -15,6 +15,7 @@ from pulse.cli import main
 from pulse.errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_OK, EXIT_USAGE
 from pulse.generator import load_generator, read_generator_file
 from pulse.resample import resize
+from pulse.sampling import GRID_HEADER
 
 
 def lr_faces(generator_file, n):
@@ -116,11 +117,19 @@ def test_cli_samples_overwrite_and_exit_codes(tmp_path, tiny_generator_file):
     out = tmp_path / "out"
     args = ["--input", tmp_path / "face.png", "--output", out, "--scale", 4, "--generator", tiny_generator_file,
             "--device", "cpu"]
-    result = run_cli(*args, "--steps", 200, "--samples", 2, "--seed", 3, "--save-intermediate")
+    result = run_cli(*args, "--steps", 200, "--samples", 2, "--seed", 3, "--save-intermediate", "--grid")
     assert result.exit_code == EXIT_OK, result.output
     assert [e["seed"] for e in report(out)] == [3, 4]
     assert (out / "face_0.png").is_file() and (out / "face_1.png").is_file()
     assert len(list((out / "intermediate" / "face_1").glob("step_*.png"))) == 20
+    # the comparison picture: LR (nearest) | bicubic | sample 0 | sample 1, each 32 px, under a label row
+    grid = np.asarray(Image.open(out / "grid" / "face.png").convert("RGB"))
+    assert grid.shape == (GRID_HEADER + 32, 4 * 32, 3)
+    tiles = [grid[GRID_HEADER:, 32 * k : 32 * (k + 1)] for k in range(4)]
+    assert np.array_equal(tiles[0], np.asarray(face.resize((32, 32), Image.Resampling.NEAREST)))
+    assert np.array_equal(tiles[2], np.asarray(Image.open(out / "face_0.png")))
+    assert np.array_equal(tiles[3], np.asarray(Image.open(out / "face_1.png")))
+    assert not np.array_equal(tiles[1], tiles[2])
     # an eps nobody can meet: results are still written, exit code says they are not consistent
     result = run_cli(*args, "--steps", 2, "--eps", 1e-12, "--overwrite")
     assert result.exit_code == EXIT_NOT_CONSISTENT
