@@ -5,7 +5,7 @@ StyleGAN-1 1024 layout with random weights: speed does not depend on the weights
 
 - the reference: a faithful copy of PULSE's loop — one face at a time, fp32, eager, a host sync per step
   (``if loss < min_loss``), best tracked on the summed loss;
-- pulse's batched search at each batch size, fp32 and bf16 autocast, eager and (``--compile``) compiled;
+- pulse's batched search at each batch size, fp32 and bf16 autocast, eager and torch.compile'd (``--modes``);
 
 on the same LR faces (made by the generator itself, so they can be matched), and prints a markdown table
 plus the headline ratio: pulse's best faces/s over the reference's. Quality is compared face by face: the
