@@ -20,7 +20,7 @@ import click
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .errors import EXIT_INPUT_ERRORS, EXIT_USAGE, PulseError
+from .errors import EXIT_INPUT_ERRORS, EXIT_USAGE, PulseError, say_below_progress
 from .imageio import (list_images, load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil, to_rgb,
                       write_text_atomic)
 from .resample import resize
@@ -457,30 +457,33 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
 
     failed = written = 0
     stems = output_stems(files)
-    for path in files:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                photo = load_image(path)
-                faces = align_faces(photo, size, largest=not all_faces, detector=detector, upsample=upsample,
-                                    min_score=min_score, name=str(path))
-                if not faces:
-                    raise PulseError(f"{path}: no face found (try --upsample 1 or a lower --min-score)")
-            except PulseError as err:
-                faces = []
-                click.echo(f"error: {err}", err=True)
-                failed += 1
-        for w in caught:
-            click.echo(f"warning: {w.message}", err=True)
-        for k, face in enumerate(faces):
-            entry = {"source": str(path), "source_size": list(photo.size), "image": f"{stems[path]}_{k}.png",
-                     **face.report()}
-            save_image(face.image, output_dir / entry["image"])
-            if lr_size:
-                entry["lr_image"], entry["lr_size"] = f"{stems[path]}_{k}_lr.png", lr_size
-                save_image(tensor_to_pil(resize(pil_to_tensor(face.image), lr_size)), output_dir / entry["lr_image"])
-            write_text_atomic(output_dir / f"{stems[path]}_{k}.json", json.dumps(entry, indent=1) + "\n")
-            written += 1
+    with click.progressbar(files, label="align", file=sys.stderr, show_pos=True,
+                           item_show_func=lambda p: p.name if p else "") as bar:
+        for path in bar:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    photo = load_image(path)
+                    faces = align_faces(photo, size, largest=not all_faces, detector=detector, upsample=upsample,
+                                        min_score=min_score, name=str(path))
+                    if not faces:
+                        raise PulseError(f"{path}: no face found (try --upsample 1 or a lower --min-score)")
+                except PulseError as err:
+                    faces = []
+                    say_below_progress(f"error: {err}")
+                    failed += 1
+            for w in caught:
+                say_below_progress(f"warning: {w.message}")
+            for k, face in enumerate(faces):
+                entry = {"source": str(path), "source_size": list(photo.size), "image": f"{stems[path]}_{k}.png",
+                         **face.report()}
+                save_image(face.image, output_dir / entry["image"])
+                if lr_size:
+                    entry["lr_image"], entry["lr_size"] = f"{stems[path]}_{k}_lr.png", lr_size
+                    save_image(tensor_to_pil(resize(pil_to_tensor(face.image), lr_size)),
+                               output_dir / entry["lr_image"])
+                write_text_atomic(output_dir / f"{stems[path]}_{k}.json", json.dumps(entry, indent=1) + "\n")
+                written += 1
     click.echo(f"{len(files)} photos, {written} faces aligned, {failed} failed; output: {output_dir}", err=True)
     if failed:
         sys.exit(EXIT_INPUT_ERRORS)

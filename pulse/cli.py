@@ -12,7 +12,7 @@ import click
 from PIL import Image
 
 from .align import align_command
-from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError
+from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError, say_below_progress
 from .evaluate import eval_command
 from .restore import restore_command
 from .train_cli import sample_command, train_command
@@ -186,10 +186,10 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
                     results = upsampler.run([lr for _, lr in chunk], scale=scale, samples=samples, seed=seed,
                                             on_step=on_step, **options)
                 except PulseError as err:
-                    _say(f"error: {err}")
+                    say_below_progress(f"error: {err}")
                     sys.exit(EXIT_USAGE)
             for w in {str(w.message) for w in caught}:
-                _say(f"\nwarning: {w}")
+                say_below_progress(f"warning: {w}")
             for (path, lr), per_sample in zip(chunk, results):
                 if grid:
                     save_image(_comparison(lr, per_sample, scale), output_dir / "grid" / f"{stems[path]}.png")

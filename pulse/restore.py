@@ -24,7 +24,7 @@ from PIL import Image
 
 from .align import AlignedFace, MIN_SCORE, align_faces, detection_options, paste_back, require_models, scale_quad
 from .api import Result, Upsampler
-from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError
+from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError, say_below_progress
 from .imageio import (MAX_PIXELS, list_images, load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil,
                       to_rgb, write_text_atomic)
 from .resample import resize
@@ -166,30 +166,35 @@ def restore_command(input_path, output_dir, scale, grid, generator, steps, seed,
 
     failed, inconsistent, started = 0, 0, time.perf_counter()
     stems = output_stems(files)
-    for path in files:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
-                                   detector=detector, upsample=upsample, min_score=min_score, name=str(path),
-                                   steps=steps)
-            except PulseError as err:
-                click.echo(f"error: {err}", err=True)
-                failed += 1
-                continue
-        for w in caught:
-            click.echo(f"warning: {w.message}", err=True)
-        stem = stems[path]
-        save_image(restored.image, output_dir / f"{stem}.png")
-        if grid:
-            save_image(before_after(restored.upscaled, restored.image), output_dir / f"{stem}_grid.png")
-        report = {"source": str(path), "scale": scale, "lr_size": lr_size, "image": f"{stem}.png",
-                  "faces": [face.report() for face in restored.faces]}
-        write_text_atomic(output_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
-        failed += not restored.faces
-        inconsistent += sum(not face.result.success for face in restored.faces)
-        psnrs = ", ".join(f"{face.result.lr_psnr:.1f}" for face in restored.faces)
-        click.echo(f"{path}: {len(restored.faces)} faces restored (LR-PSNR dB: {psnrs or '-'})", err=True)
+    with click.progressbar(length=len(files), label="restore", file=sys.stderr, show_pos=True,
+                           item_show_func=lambda s: s) as bar:
+        for path in files:
+            on_step = lambda step, total: bar.update(0, f"{path.name}: step {step}/{total}")  # noqa: E731
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
+                                       detector=detector, upsample=upsample, min_score=min_score, name=str(path),
+                                       steps=steps, on_step=on_step)
+                except PulseError as err:
+                    say_below_progress(f"error: {err}")
+                    failed += 1
+                    bar.update(1, path.name)
+                    continue
+            for w in caught:
+                say_below_progress(f"warning: {w.message}")
+            stem = stems[path]
+            save_image(restored.image, output_dir / f"{stem}.png")
+            if grid:
+                save_image(before_after(restored.upscaled, restored.image), output_dir / f"{stem}_grid.png")
+            report = {"source": str(path), "scale": scale, "lr_size": lr_size, "image": f"{stem}.png",
+                      "faces": [face.report() for face in restored.faces]}
+            write_text_atomic(output_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
+            failed += not restored.faces
+            inconsistent += sum(not face.result.success for face in restored.faces)
+            psnrs = ", ".join(f"{face.result.lr_psnr:.1f}" for face in restored.faces)
+            say_below_progress(f"{path}: {len(restored.faces)} faces restored (LR-PSNR dB: {psnrs or '-'})")
+            bar.update(1, path.name)
     click.echo(f"{len(files)} photos, {failed} failed, {inconsistent} faces not within eps; "
                f"{time.perf_counter() - started:.1f} s; output: {output_dir}", err=True)
     if failed:

@@ -327,7 +327,10 @@ def test_restore_face_mask_keeps_the_photos_hair_and_background(two_faces):
 @needs_landmarks
 def test_restore_with_the_search_on_a_tiny_generator(astronaut, tiny_generator_file):
     upsampler = Upsampler(generator=tiny_generator_file, device="cpu")
-    restored = restore(astronaut.resize((128, 128), Image.Resampling.BICUBIC), 4, upsampler, steps=5)
+    steps_seen = []  # what `pulse restore` shows on its progress bar
+    restored = restore(astronaut.resize((128, 128), Image.Resampling.BICUBIC), 4, upsampler, steps=5,
+                       on_step=lambda step, total: steps_seen.append((step, total)))
+    assert steps_seen == [(k, 5) for k in range(1, 6)]
     (face,) = restored.faces
     assert face.lr.size == (8, 8) and face.result.image.size == (32, 32)
     assert restored.image.size == (512, 512)
