@@ -13,8 +13,10 @@ output that the search needs, and metadata (resolution, alignment convention, da
 from __future__ import annotations
 
 import math
+import sys
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -267,11 +269,12 @@ class Generator(nn.Module):
 
 @torch.no_grad()
 def gaussian_fit(mapping: nn.Module, style_dim: int, samples: int = 1_000_000, seed: int = 0,
-                 chunk: int = 100_000, device=None) -> dict:
+                 chunk: int = 100_000, device=None, on_chunk: Callable[[int], object] | None = None) -> dict:
     """Per-dimension mean/std of LeakyReLU(5)(mapping(z)): the space where PULSE's latent is Gaussian.
 
     LeakyReLU(5) undoes the mapping's final LeakyReLU(0.2); the search maps its latent back with 0.2.
-    Computed in chunks from a fixed seed so it is reproducible and fits in memory.
+    Computed in chunks from a fixed seed so it is reproducible and fits in memory; ``on_chunk(n)`` is told
+    after each (a progress bar: a million samples take a minute on a CPU).
     """
     device = device or next(mapping.parameters()).device
     rng = torch.Generator().manual_seed(seed)
@@ -285,9 +288,18 @@ def gaussian_fit(mapping: nn.Module, style_dim: int, samples: int = 1_000_000, s
         total += w.sum(0)
         total_sq += w.pow(2).sum(0)
         done += n
+        if on_chunk:
+            on_chunk(n)
     mean = total / samples
     std = (total_sq / samples - mean.pow(2)).clamp_min(0).sqrt()
     return {"mean": mean.float(), "std": std.float(), "samples": samples, "seed": seed}
+
+
+def fit_progress(samples: int):
+    """The progress bar ``gaussian_fit`` reports to, on stderr."""
+    import click
+
+    return click.progressbar(length=samples, label="Gaussian fit of the mapping output", file=sys.stderr)
 
 
 def save_generator(path, generator: Generator, fit: dict, metadata: dict | None = None, half: bool = False):

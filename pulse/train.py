@@ -38,8 +38,8 @@ from .dataset import DataOrder, FaceData
 from .discriminator import Discriminator, DiscriminatorConfig
 from .distributed import Processes
 from .errors import PulseError
-from .generator import (Generator, GeneratorConfig, LoadedGenerator, compact_channels, gaussian_fit, load_generator,
-                        save_generator)
+from .generator import (Generator, GeneratorConfig, LoadedGenerator, compact_channels, fit_progress, gaussian_fit,
+                        load_generator, save_generator)
 from .imageio import save_image, write_text_atomic
 from .sampling import image_grid, sample_images
 
@@ -513,7 +513,8 @@ def generator_metadata(run_info: dict, nimg: int) -> dict:
 def write_generator_file(generator: Generator, out, metadata: dict, half: bool = False,
                          fit_samples: int = 1_000_000) -> Path:
     """A generator file with a fresh Gaussian fit of its mapping output (what the search samples from)."""
-    fit = gaussian_fit(generator.mapping, generator.style_dim, samples=fit_samples)
+    with fit_progress(fit_samples) as bar:
+        fit = gaussian_fit(generator.mapping, generator.style_dim, samples=fit_samples, on_chunk=bar.update)
     metadata = {**metadata, "resolution": generator.resolution}
     try:
         save_generator(out, generator, fit, metadata, half=half)

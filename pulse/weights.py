@@ -23,7 +23,7 @@ import torch
 
 from .download import DownloadFailed, Retry, download, sha256_file
 from .errors import PulseError
-from .generator import Generator, GeneratorConfig, gaussian_fit, read_generator_file, save_generator
+from .generator import Generator, GeneratorConfig, fit_progress, gaussian_fit, read_generator_file, save_generator
 
 try:
     import fcntl
@@ -535,7 +535,9 @@ def import_official_stylegan1(files, out, *, metadata: dict, samples: int = DEFA
             report.append(f"{part}: filled {len(blur)} missing blur kernels with the fixed [1, 2, 1] filter")
         module.load_state_dict({k: v.float() for k, v in found[part].items()}, strict=True)
     generator.eval().requires_grad_(False)
-    fit = gaussian_fit(generator.mapping.to(device), generator.style_dim, samples=samples, device=device)
+    with fit_progress(samples) as bar:
+        fit = gaussian_fit(generator.mapping.to(device), generator.style_dim, samples=samples, device=device,
+                           on_chunk=bar.update)
     generator.cpu()
     report.append(f"Gaussian fit of the mapping output: {samples:,} samples on {device}")
     save_generator(out, generator, fit, {**metadata, "resolution": generator.resolution})

@@ -66,7 +66,9 @@ def test_half_file_is_smaller_and_close(tmp_path):
 def test_gaussian_fit_is_reproducible_and_chunk_independent():
     g = make_tiny_generator(5)
     a = gaussian_fit(g.mapping, g.style_dim, samples=3000, chunk=3000, seed=1)
-    b = gaussian_fit(g.mapping, g.style_dim, samples=3000, chunk=700, seed=1)
+    chunks = []  # what a progress bar is told
+    b = gaussian_fit(g.mapping, g.style_dim, samples=3000, chunk=700, seed=1, on_chunk=chunks.append)
+    assert chunks == [700, 700, 700, 700, 200]
     # same seed: same samples whatever the chunking (one generator stream)
     assert torch.allclose(a["mean"], b["mean"], atol=1e-5) and torch.allclose(a["std"], b["std"], atol=1e-5)
     assert (a["std"] > 0).all()
