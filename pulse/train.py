@@ -418,6 +418,14 @@ class Trainer:
             self.opt_D.load_state_dict(checkpoint["opt_D"])
         except (KeyError, RuntimeError, ValueError) as err:
             raise PulseError(f"checkpoint does not fit this run ({str(err).splitlines()[0][:160]})")
+        # an optimizer's state carries its learning rate: set this run's, or a --g-lr/--d-lr given with
+        # --resume would be silently ignored
+        for name, optimizer, lr in (("G", self.opt_G, self.config.g_lr), ("D", self.opt_D, self.config.d_lr)):
+            before = optimizer.param_groups[0]["lr"]
+            if before != lr:
+                self.report(f"note: {name} learning rate {before:g} at the checkpoint, {lr:g} from here on")
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         progress = checkpoint["progress"]
         self.nimg, self.step, self.wall_before = progress["nimg"], progress["step"], progress["wall_s"]
         self.run_info["init"] = checkpoint["run"]["init"]

@@ -102,6 +102,21 @@ def test_twenty_steps_give_finite_losses_and_move_g_ema(faces, full_run):
                      "samples-000000.064kimg.png", "samples-000000.080kimg.png"]
 
 
+def test_learning_rates_given_with_resume_take_effect(full_run, tmp_path):
+    """The optimizers' saved state holds the old rates; the ones given on the command line must win."""
+    lines = []
+    out = tmp_path / "slower"
+    train({"kimg": STEPS_KIMG * 3 / 4, "out": str(out), "g_lr": 0.001, "d_lr": 0.0005},
+          resume=full_run.parent / "halfway.ckpt", report=lines.append)
+    latest = load_checkpoint(out / "latest.ckpt")
+    assert [g["lr"] for g in latest["opt_G"]["param_groups"]] == [0.001]
+    assert [g["lr"] for g in latest["opt_D"]["param_groups"]] == [0.0005]
+    assert any("G learning rate 0.0025 at the checkpoint, 0.001 from here on" in line for line in lines)
+    same = tmp_path / "same"
+    train({"kimg": STEPS_KIMG * 3 / 4, "out": str(same)}, resume=full_run.parent / "halfway.ckpt")
+    assert [g["lr"] for g in load_checkpoint(same / "latest.ckpt")["opt_G"]["param_groups"]] == [0.0025]
+
+
 def test_snapshots_are_kept_while_latest_moves_on(full_run):
     snapshots = sorted(full_run.glob("snapshot-*.ckpt"))
     assert [p.name for p in snapshots] == ["snapshot-000000.032kimg.ckpt", "snapshot-000000.064kimg.ckpt"]
