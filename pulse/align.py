@@ -344,11 +344,12 @@ def face_region_mask(landmarks, size: int, feather: float) -> np.ndarray:
     """A size x size weight covering the face itself: inside the jaw line, up to a forehead above the brows,
     fading out over ``feather`` x size. Pasting through it replaces the face but keeps the photo's own hair,
     ears, neck and background (GFPGAN pastes a face-parsing mask for the same reason; the 68 landmarks give
-    the region without another network). ``landmarks``: dlib's 68 points in pixels of a ``size`` px face."""
+    the region without another network). ``landmarks``: dlib's 68 points as fractions of the face's side
+    (0: its left or top edge, 1: its right or bottom edge), so one set serves a face of any size."""
     points = np.asarray(landmarks, dtype=np.float64)
     jaw, brows, chin = points[0:17], points[17:27], points[8]
     forehead = brows[::-1] + FOREHEAD * (brows.mean(0) - chin)  # right to left, so the outline closes
-    outline = (np.concatenate([jaw, forehead]) + 0.5) * MASK_SUPERSAMPLE  # pixel centres -> edges, supersampled
+    outline = np.concatenate([jaw, forehead]) * size * MASK_SUPERSAMPLE
     canvas = Image.new("L", (size * MASK_SUPERSAMPLE,) * 2, 0)
     ImageDraw.Draw(canvas).polygon([tuple(p) for p in outline], fill=255)
     region = canvas.resize((size, size), Image.Resampling.BOX)
@@ -362,8 +363,8 @@ def paste_back(photo: Image.Image, face_image: Image.Image, quad, feather: float
     """Put an aligned face (any size) back into ``photo`` where ``quad`` (photo pixels) says it was cut.
 
     The face fades in over ``feather`` x its side, so no seam shows; pixels whose centres lie outside the
-    quad are never touched. With ``landmarks`` (dlib's 68, in pixels of ``face_image``) only the face region
-    is replaced (``face_region_mask``), else the whole square. Use ``scale_quad`` when ``photo`` is an
+    quad are never touched. With ``landmarks`` (dlib's 68 as fractions of the face's side) only the face
+    region is replaced (``face_region_mask``), else the whole square. Use ``scale_quad`` when ``photo`` is an
     upscaled copy of the photo aligned from.
     """
     if face_image.width != face_image.height:
@@ -389,9 +390,8 @@ def paste_back(photo: Image.Image, face_image: Image.Image, quad, feather: float
     patch = np.stack([_warp(channel, patch_size, data, Image.Resampling.BICUBIC)
                       for channel in face.mul(255).numpy()], -1)
     weight = feather_mask(size, feather)
-    if landmarks is not None:  # in face_image pixels -> in pixels of the (maybe shrunk) face
-        points = (np.asarray(landmarks, dtype=np.float64) + 0.5) * size / face_image.width - 0.5
-        weight = np.minimum(weight, face_region_mask(points, size, feather))
+    if landmarks is not None:
+        weight = np.minimum(weight, face_region_mask(landmarks, size, feather))
     alpha = _warp(weight, patch_size, data, Image.Resampling.BILINEAR)
 
     region = np.asarray(photo.crop((x0, y0, x1, y1)), dtype=np.float32)

@@ -282,7 +282,6 @@ def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, r
         upsampler = None
         if "pulse" in chosen:
             from .api import Upsampler
-
             from .memory import batch_size_arg
 
             upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size_arg(batch_size))

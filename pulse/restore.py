@@ -105,9 +105,8 @@ def restore(photo: Image.Image, scale: int = 8, upsampler=None, seed: int = 0, f
     image, faces = upscaled, []
     for face, lr, (result,) in zip(aligned, lrs, results):
         quad = scale_quad(face.quad, scale)
-        landmarks = None
-        if mask == "face":  # the landmarks in pixels of the result, which may differ in size from the cut face
-            landmarks = (face.to_aligned(face.landmarks) + 0.5) * result.image.width / face.size - 0.5
+        # the landmarks as fractions of the face's side (pixel centres sit half a pixel in)
+        landmarks = (face.to_aligned(face.landmarks) + 0.5) / face.size if mask == "face" else None
         image = paste_back(image, result.image, quad, feather, landmarks)
         faces.append(RestoredFace(face, lr, result, quad))
     return RestoredPhoto(image, upscaled, faces)

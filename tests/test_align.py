@@ -160,32 +160,33 @@ def test_paste_back_changes_only_pixels_inside_the_quad_and_feathers_them():
     assert diff[ramp].mean() < 0.4 * diff[solid].mean()  # the face fades in at its edge
 
 
-def face_layout(size):
-    """68 landmarks laid out like an FFHQ-aligned face of ``size`` px: jaw on a half circle, brows above it."""
+def face_layout():
+    """68 landmarks laid out like an FFHQ-aligned face, as fractions of its side: jaw on a half circle, brows
+    above it."""
     points = np.zeros((68, 2))
     angles = np.linspace(np.pi, 0, 17)  # left ear, down round the chin, right ear
-    points[0:17] = np.stack([0.5 + 0.3 * np.cos(angles), 0.45 + 0.4 * np.sin(angles)], -1) * size
-    points[17:27] = np.stack([np.linspace(0.25, 0.75, 10), np.full(10, 0.4)], -1) * size
-    points[27:68] = [0.5 * size, 0.6 * size]  # nose, eyes, mouth: inside; the mask does not use them
+    points[0:17] = np.stack([0.5 + 0.3 * np.cos(angles), 0.45 + 0.4 * np.sin(angles)], -1)
+    points[17:27] = np.stack([np.linspace(0.25, 0.75, 10), np.full(10, 0.4)], -1)
+    points[27:68] = [0.5, 0.6]  # nose, eyes, mouth: inside; the mask does not use them
     return points
 
 
 def test_face_region_mask_covers_jaw_to_forehead_and_fades():
     size = 64
-    mask = face_region_mask(face_layout(size), size, feather=0.1)
+    mask = face_region_mask(face_layout(), size, feather=0.1)
     at = lambda x, y: mask[int(y * size), int(x * size)]  # noqa: E731
     assert at(0.5, 0.6) == 1 and at(0.5, 0.33) > 0.95  # the face, and the forehead above the brows
     assert at(0.5, 0.1) == 0 and at(0.05, 0.05) == 0 and at(0.05, 0.95) == 0  # hair, background, shoulder
     assert 0 < at(0.5, 0.85) < 1  # the chin line is feathered
-    assert face_region_mask(face_layout(size), size, feather=0).max() == 1
+    assert face_region_mask(face_layout(), size, feather=0).max() == 1
 
 
 def test_paste_back_with_landmarks_replaces_only_the_face_region():
     photo = upscale_photo(smooth_pattern(120, 90), 4)
     face = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     quad = scale_quad(rotated_square((50, 40), 50, degrees=-17), 4)
-    region = face_region_mask(face_layout(64), 64, feather=0.1)
-    pasted = np.asarray(paste_back(photo, face, quad, feather=0.1, landmarks=face_layout(64)), dtype=np.int64)
+    region = face_region_mask(face_layout(), 64, feather=0.1)
+    pasted = np.asarray(paste_back(photo, face, quad, feather=0.1, landmarks=face_layout()), dtype=np.int64)
     diff = np.abs(pasted - np.asarray(photo, dtype=np.int64)).sum(-1)
     where = photo_to_aligned(np.stack(np.mgrid[:photo.height, :photo.width][::-1], -1).reshape(-1, 2), quad, 64)
     cell = np.floor(where).astype(int).reshape(*diff.shape, 2)
