@@ -49,8 +49,8 @@ GRID_HEADER = 16  # px of label above each column
 
 
 def labelled_grid(labels: list[str], rows: list[list[Image.Image]], cell: int) -> Image.Image:
-    """Rows of pictures under one label per column, each resized to ``cell`` px (the caller chooses how:
-    tiles already ``cell`` px are pasted as they are)."""
+    """Rows of ``cell`` x ``cell`` pictures under one label per column (callers resize their tiles, each the
+    way that suits it: nearest for LR pixels, antialiased for faces)."""
     grid = Image.new("RGB", (cell * len(labels), GRID_HEADER + cell * len(rows)), "white")
     font = ImageFont.load_default()
     for column, label in enumerate(labels):
@@ -59,7 +59,5 @@ def labelled_grid(labels: list[str], rows: list[list[Image.Image]], cell: int) -
         grid.paste(header, (column * cell, 0))
     for row, tiles in enumerate(rows):
         for column, tile in enumerate(tiles):
-            if tile.size != (cell, cell):
-                tile = tile.resize((cell, cell), Image.Resampling.BICUBIC)
             grid.paste(tile, (column * cell, GRID_HEADER + row * cell))
     return grid
