@@ -5,7 +5,8 @@ StyleGAN-1 1024 layout with random weights: speed does not depend on the weights
 
 - the reference: a faithful copy of PULSE's loop — one face at a time, fp32, eager, a host sync per step
   (``if loss < min_loss``), best tracked on the summed loss;
-- pulse's batched search at each batch size, fp32 and bf16 autocast, eager and torch.compile'd (``--modes``);
+- pulse's batched search at each batch size, fp32 and bf16 autocast, eager, torch.compile'd as
+  ``pulse run --compile`` does it, and compiled with CUDA graphs (``--modes``);
 
 on the same LR faces (made by the generator itself, so they can be matched), and prints a markdown table
 plus the headline ratio: pulse's best faces/s over the reference's. Quality is compared face by face: the
@@ -14,7 +15,8 @@ objective (eps margin 0), so "dB vs ref" is the mean LR-PSNR difference on the f
 between different faces or seeds. A batch of "auto" is the one ``Upsampler`` picks from free memory.
 
     python benchmarks/gpu_speed.py [--device cuda] [--arch compact128,ffhq1024] [--batches 1,4,16,64,auto]
-        [--precisions fp32,bf16] [--modes eager,compiled] [--compile-batches 64] [--steps 100] [--reference-faces 4]
+        [--precisions fp32,bf16] [--modes eager,compiled,cudagraphs] [--compile-batches 64] [--steps 100]
+        [--reference-faces 4]
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ REFERENCE = SearchOptions(eps_margin=0)
 PEAK_TFLOPS = {"H100": {"fp32": 67.0, "bf16": 989.0}, "H200": {"fp32": 67.0, "bf16": 989.0},
                "A100": {"fp32": 19.5, "bf16": 312.0}}  # dense, SXM; fp32 without TF32
 LR_SIZE = {128: 16, 1024: 32}
+COMPILE_MODES = {"compiled": None, "cudagraphs": "reduce-overhead"}  # torch.compile's mode for each --modes value
 
 
 def build(arch: str, device) -> LoadedGenerator:
@@ -123,17 +126,19 @@ def main():
     parser.add_argument("--arch", default="compact128,ffhq1024")
     parser.add_argument("--batches", default="1,4,16,64,auto")
     parser.add_argument("--precisions", default="fp32,bf16")
-    parser.add_argument("--modes", default="eager,compiled", help="eager, compiled (torch.compile'd synthesis)")
+    parser.add_argument("--modes", default="eager,compiled",
+                        help="eager, compiled (torch.compile'd synthesis, as --compile), cudagraphs (also CUDA graphs)")
     parser.add_argument("--compile-batches", default=None,
-                        help="batches timed compiled (default: the largest; each batch size compiles anew)")
+                        help="batches timed compiled (default: the largest; each compiles anew, as a run's first)")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--reference-faces", type=int, default=4)
     args = parser.parse_args()
+    if set(args.modes.split(",")) - {"eager", *COMPILE_MODES}:
+        parser.error(f"--modes: each of eager, {', '.join(COMPILE_MODES)}; got {args.modes}")
     device = select_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     print(f"device: {name}; torch {torch.__version__}; {args.steps} steps; {time.strftime('%Y-%m-%d')}", flush=True)
-    torch._dynamo.config.cache_size_limit = 64  # one graph per batch size and precision, none dropped to eager
     for arch in args.arch.split(","):
         model = build(arch, device)
         g = model.generator
@@ -151,26 +156,28 @@ def main():
         ref_fps = n_ref / seconds
         print(f"reference loop: {ref_fps:.3f} faces/s, {1000 * seconds / (n_ref * args.steps):.1f} ms/step, "
               f"mean LR-PSNR {sum(ref_psnr) / n_ref:.2f} dB, peak {mem:.2f} GiB", flush=True)
-        print("| batch | precision | compiled | faces/s | x ref | ms/step | TFLOP/s | % of peak | peak GiB "
+        print("| batch | precision | mode | faces/s | x ref | ms/step | TFLOP/s | % of peak | peak GiB "
               "| LR-PSNR dB | dB vs ref |")
         print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
         best = None
         flops = face_step_flops(model, device)
         compile_batches = ([int(b) for b in args.compile_batches.split(",")] if args.compile_batches
                            else [max(batches)])
-        eager_synthesis = g.synthesis
         for mode in args.modes.split(","):
-            compiled = mode == "compiled"
-            g.synthesis = torch.compile(eager_synthesis, dynamic=False) if compiled else eager_synthesis
+            compiled = mode != "eager"
             for precision in args.precisions.split(","):
                 for batch in compile_batches if compiled else batches:
                     lr = lr_all[:batch]
+                    model.compiled = None
+                    if compiled:  # a fresh compile per batch: timed as a run's first batch, static shapes
+                        torch._dynamo.reset()
+                        model.compile(COMPILE_MODES[mode])
                     options = SearchOptions(**{**vars(REFERENCE), "steps": args.steps, "precision": precision})
                     try:
                         search(model, lr, list(range(batch)), SearchOptions(steps=2, precision=precision))
                         results, seconds, mem = timed(lambda: search(model, lr, list(range(batch)), options), device)
                     except torch.cuda.OutOfMemoryError:
-                        print(f"| {batch} | {precision} | {compiled} | out of memory |", flush=True)
+                        print(f"| {batch} | {precision} | {mode} | out of memory |", flush=True)
                         torch.cuda.empty_cache()
                         continue
                     fps = batch / seconds
@@ -179,16 +186,16 @@ def main():
                     delta = sum(results[i].lr_psnr - ref_psnr[i] for i in range(shared)) / shared
                     tflops = flops * batch * args.steps / seconds / 1e12
                     share = f"{100 * tflops / peak[precision]:.1f}" if peak else "n/a"
-                    print(f"| {batch} | {precision} | {compiled} | {fps:.2f} | {fps / ref_fps:.1f} | "
+                    print(f"| {batch} | {precision} | {mode} | {fps:.2f} | {fps / ref_fps:.1f} | "
                           f"{1000 * seconds / args.steps:.1f} | {tflops:.2f} | {share} | {mem:.2f} | {psnr:.2f} | "
                           f"{delta:+.2f} |", flush=True)
                     if abs(delta) <= 0.1 and (best is None or fps > best[0]):
-                        best = (fps, delta, batch, precision, compiled)
-        g.synthesis = eager_synthesis
+                        best = (fps, delta, batch, precision, mode)
+        model.compiled = None
         if best:
-            fps, delta, batch, precision, compiled = best
+            fps, delta, batch, precision, mode = best
             print(f"headline ({arch}): {fps / ref_fps:.1f}x the reference loop's faces/s ({fps:.2f} faces/s at batch "
-                  f"{batch}, {precision}, {'compiled' if compiled else 'eager'}), LR-PSNR {delta:+.2f} dB vs the "
+                  f"{batch}, {precision}, {mode}), LR-PSNR {delta:+.2f} dB vs the "
                   f"reference on the same faces", flush=True)
         else:
             print(f"headline ({arch}): no setting stayed within 0.1 dB of the reference", flush=True)

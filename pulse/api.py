@@ -23,7 +23,7 @@ from .generator import LoadedGenerator, load_generator
 from .imageio import to_rgb, load_image, pil_to_tensor, tensor_to_pil
 from .memory import CPU_BATCH, cuda_free_bytes, cuda_peak_bytes, fit_batch_size
 from .resample import resize
-from .search import options_for, psnr_from_mse, search
+from .search import SearchOptions, options_for, psnr_from_mse, search
 
 ImageLike = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
 
@@ -114,9 +114,11 @@ class Upsampler:
     """A loaded generator plus the search: ``run`` many faces at once, batched over faces x samples."""
 
     def __init__(self, generator: str | os.PathLike | LoadedGenerator | None = None, device="auto",
-                 batch_size: int | str = "auto"):
+                 batch_size: int | str = "auto", compile: bool = False):
         """``batch_size``: rows (faces x samples) searched at once, or "auto": 8 on a CPU, and on a GPU the
-        most that fit in its free memory, measured on the first ``run`` (``fit_batch_size``)."""
+        most that fit in its free memory, measured on the first ``run`` (``fit_batch_size``).
+        ``compile``: torch.compile the generator (``LoadedGenerator.compile``): faster steps after a compile
+        on the first batch; worth it for many faces, not for a few."""
         if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
             raise PulseError(f"batch size must be a whole number >= 1 or 'auto', got {batch_size!r}")
         self.device = select_device(device)
@@ -126,29 +128,38 @@ class Upsampler:
             from .weights import DEFAULT_GENERATOR, resolve_generator
 
             self.model = load_generator(resolve_generator(generator or DEFAULT_GENERATOR), self.device)
-        self.batch_size: int | None = None if batch_size == "auto" else batch_size
+        if compile:
+            self.model.compile()
+        self.batch_size: int | None = None if batch_size == "auto" else batch_size  # as asked; None: auto
+        self._rows: dict[tuple, int] = {}  # rows per batch in use, by the options that set a row's memory
 
     @property
     def resolution(self) -> int:
         return self.model.generator.resolution
 
     def fit_batch_size(self, **options) -> int:
-        """The batch size in use; with "auto" it is chosen now, for these search options (precision and
-        trainable noise maps change the memory a row needs): 8 on a CPU, on a GPU the most rows that fit."""
-        if self.batch_size is None:
-            if self.device.type != "cuda":
-                self.batch_size = CPU_BATCH
+        """The batch size in use for these search options. With "auto" it is chosen on first use of a setting
+        that changes a row's memory (precision, trainable noise maps): 8 on a CPU, on a GPU the most rows that
+        fit. Either way it may since have been halved by running out of GPU memory."""
+        opts = self._options(options)
+        key = _memory_key(opts)
+        if key not in self._rows:
+            if self.batch_size is not None:
+                self._rows[key] = self.batch_size
+            elif self.device.type != "cuda":
+                self._rows[key] = CPU_BATCH
             else:
-                opts = replace(self._options(options), steps=1, frame_every=0, early_stop=False)
+                opts = replace(opts, steps=1, frame_every=0, early_stop=False)
                 lr_size = max(1, self.resolution // 8)
-                run_rows = lambda n: search(self.model, torch.zeros(n, 3, lr_size, lr_size), list(range(n)), opts)  # noqa: E731
+                eager = replace(self.model, compiled=None)  # probes compile nothing (OOM halving covers the rest)
+                run_rows = lambda n: search(eager, torch.zeros(n, 3, lr_size, lr_size), list(range(n)), opts)  # noqa: E731
                 try:
-                    self.batch_size = fit_batch_size(run_rows, partial(cuda_peak_bytes, device=self.device),
+                    self._rows[key] = fit_batch_size(run_rows, partial(cuda_peak_bytes, device=self.device),
                                                      partial(cuda_free_bytes, self.device))
                 except torch.cuda.OutOfMemoryError:
                     torch.cuda.empty_cache()
-                    self.batch_size = 1
-        return self.batch_size
+                    self._rows[key] = 1
+        return self._rows[key]
 
     def run(self, images: Sequence[ImageLike], scale: float = 8, samples: int = 1, seed: int = 0,
             eps: float | Sequence[float] | None = None, on_step: Callable[[int, int], None] | None = None,
@@ -175,6 +186,7 @@ class Upsampler:
             lrs.append(lr)
         self._warn_past_native({output_size(lr.shape[-1], scale) for lr in lrs})
         self.fit_batch_size(**options)
+        key = _memory_key(opts)
 
         rows = [(i, k) for i in range(len(lrs)) for k in range(samples)]
         by_size: dict[int, list[tuple[int, int]]] = {}
@@ -183,8 +195,8 @@ class Upsampler:
         results: list[list[Result | None]] = [[None] * samples for _ in lrs]
         for size, size_rows in by_size.items():
             start = 0
-            while start < len(size_rows):  # batch_size may drop on the way (out of GPU memory)
-                chunk = size_rows[start : start + self.batch_size]
+            while start < len(size_rows):  # the batch size may drop on the way (out of GPU memory)
+                chunk = size_rows[start : start + self._rows[key]]
                 start += len(chunk)
                 t0 = time.perf_counter()
                 found = self._search(torch.stack([lrs[i] for i, _ in chunk]), [seed + k for _, k in chunk],
@@ -204,12 +216,16 @@ class Upsampler:
         """One batch of the search; out of GPU memory, it halves the batch (for good) and carries on."""
         try:
             return search(self.model, lr, seeds, opts, eps=eps, progress=on_step)
+        except torch._dynamo.exc.BackendCompilerFailed as err:  # e.g. no C++ compiler for CPU kernels
+            reason = str(err).strip().splitlines()[0]
+            raise PulseError(f"torch.compile failed on {self.device}: {reason}; run without --compile") from None
         except torch.cuda.OutOfMemoryError:
             if len(seeds) == 1:
                 raise PulseError(f"out of GPU memory for a single face on {self.device}; use --device cpu") from None
             torch.cuda.empty_cache()
             half = len(seeds) // 2
-            self.batch_size = min(self.batch_size, half)
+            key = _memory_key(opts)
+            self._rows[key] = min(self._rows[key], half)
             warnings.warn(f"CUDA out of memory with {len(seeds)} faces at once: batch size lowered to {half}")
             return (self._search(lr[:half], seeds[:half], opts, eps[:half], on_step)
                     + self._search(lr[half:], seeds[half:], opts, eps[half:], on_step))
@@ -228,6 +244,11 @@ class Upsampler:
         if past:
             warnings.warn(f"output size {past[-1]} px is larger than the generator's {self.resolution} px: "
                           "the result is upscaled past native resolution and will look soft")
+
+
+def _memory_key(opts: SearchOptions) -> tuple:
+    """The search options that change the memory a row needs (the activations kept for the backward pass)."""
+    return opts.precision, opts.noise, opts.trainable_noise_layers
 
 
 @lru_cache(maxsize=2)

@@ -98,12 +98,15 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
 @click.option("--early-stop", is_flag=True, help="Stop a batch once every face in it is within eps.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
               help="bf16: the generator runs under autocast (faster on recent GPUs); losses stay fp32.")
+@click.option("--compile", "compile_generator", is_flag=True,
+              help="torch.compile the generator: faster steps after a compile of about a minute; for many faces.")
 @click.option("--grid", is_flag=True,
               help="Also write grid/<name>.png per input: LR (nearest) | bicubic | pulse (each sample), labelled.")
 @click.option("--save-intermediate", is_flag=True, help="Also write a frame every 10 steps into intermediate/.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist (default: skip them).")
 def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, batch_size, device, generator, loss,
-        learning_rate, noise, noise_layers, early_stop, precision, grid, save_intermediate, overwrite):
+        learning_rate, noise, noise_layers, early_stop, precision, compile_generator, grid, save_intermediate,
+        overwrite):
     """Super-resolve aligned LR faces.
 
     \b
@@ -131,7 +134,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
         processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
         if device.type == "cuda":
             device = f"cuda:{processes.local_rank}"
-        upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size)
+        upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile_generator)
     except PulseError as err:
         _say(f"error: {err}")
         sys.exit(EXIT_USAGE)

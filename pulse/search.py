@@ -194,7 +194,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
         optimizer.zero_grad(set_to_none=True)
         ws = latent_to_w(model, latent)
         with torch.autocast(device.type, torch.bfloat16, enabled=options.precision == "bf16"):
-            image = (model.generator.synthesis(ws, noise).float() + 1) / 2
+            image = (model.synthesize(ws, noise).float() + 1) / 2
         parts = losses.total_loss(terms, resize(image, lr_size), target, ws, aim_rows)
         parts["total"].sum().backward()
         with torch.no_grad():

@@ -59,6 +59,26 @@ def test_auto_batch_on_cpu_is_the_cpu_default(tiny_generator_file):
         pulse.Upsampler(tiny_generator_file, device="cpu", batch_size=0)
 
 
+def test_auto_batch_is_measured_once_per_setting_that_changes_a_rows_memory(tiny_generator_file, monkeypatch):
+    """precision and trainable noise maps change the memory per row; steps or eps do not."""
+    import pulse.api
+
+    probed = []
+
+    def fake_fit(run_rows, peak_bytes, free_bytes):
+        run_rows(2)  # the probe searches with the options asked for
+        probed.append(1)
+        return 10 * len(probed)
+
+    monkeypatch.setattr(pulse.api, "fit_batch_size", fake_fit)
+    up = pulse.Upsampler(tiny_generator_file, device="cpu")
+    up.device = torch.device("cuda")  # the GPU path, with the probes' memory readings faked
+    assert up.fit_batch_size(steps=5) == up.fit_batch_size(steps=50, eps=0.1) == 10
+    assert up.fit_batch_size(precision="bf16") == 20
+    assert up.fit_batch_size(trainable_noise_layers=2) == 30
+    assert up.fit_batch_size() == 10 and len(probed) == 3
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 def test_cuda_auto_batch_fits_in_free_memory(tiny_generator_file):
     """The chosen batch runs, and its measured peak stays within the free memory it was planned for."""
@@ -73,4 +93,4 @@ def test_cuda_auto_batch_fits_in_free_memory(tiny_generator_file):
     lr = torch.rand(batch, 3, g.resolution // 4, g.resolution // 4)
     peak = cuda_peak_bytes(lambda: up.run(list(lr), scale=4, steps=3), device)
     assert peak <= free
-    assert up.batch_size == batch  # no out-of-memory halving was needed
+    assert up.fit_batch_size(steps=3) == batch  # no out-of-memory halving was needed
