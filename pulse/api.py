@@ -132,6 +132,7 @@ class Upsampler:
             self.model.compile()
         self.batch_size: int | None = None if batch_size == "auto" else batch_size  # as asked; None: auto
         self._rows: dict[tuple, int] = {}  # rows per batch in use, by the options that set a row's memory
+        self._compiled_rows = 0  # the widest batch the compiled network has run
 
     @property
     def resolution(self) -> int:
@@ -198,13 +199,23 @@ class Upsampler:
             while start < len(size_rows):  # the batch size may drop on the way (out of GPU memory)
                 chunk = size_rows[start : start + self._rows[key]]
                 start += len(chunk)
+                filled = chunk + chunk[-1:] * (self._rows_to_run(key, len(chunk)) - len(chunk))
                 t0 = time.perf_counter()
-                found = self._search(torch.stack([lrs[i] for i, _ in chunk]), [seed + k for _, k in chunk],
-                                     opts, [eps_per_image[i] for i, _ in chunk], on_step)
+                found = self._search(torch.stack([lrs[i] for i, _ in filled]), [seed + k for _, k in filled],
+                                     opts, [eps_per_image[i] for i, _ in filled], on_step)[: len(chunk)]
                 seconds = (time.perf_counter() - t0) / len(chunk)
                 for (i, k), res in zip(chunk, found):
                     results[i][k] = self._deliver(res, lrs[i], scale, eps_per_image[i], k, seconds)
         return results
+
+    def _rows_to_run(self, key, rows: int) -> int:
+        """Compiled, a batch smaller than one already run is filled up to it with copies of its last row: a
+        new batch size would compile anew (a minute on CPU) and then run a slower dynamic-shape graph."""
+        if self.model.compiled is None:
+            return rows
+        rows = max(rows, min(self._compiled_rows, self._rows[key]))
+        self._compiled_rows = max(self._compiled_rows, rows)
+        return rows
 
     def _options(self, given: dict):
         try:

@@ -178,6 +178,28 @@ def test_compiled_generator_gives_the_eager_results(tiny_generator_file, lr_face
         assert b.success == a.success and abs(b.lr_psnr - a.lr_psnr) < 0.5, (a.lr_psnr, b.lr_psnr)
 
 
+def test_compiled_runs_fill_a_smaller_last_batch_instead_of_compiling_anew(tiny_generator_file, lr_face, monkeypatch):
+    import pulse.api
+
+    plain = pulse.Upsampler(tiny_generator_file, device="cpu", batch_size=2).run([lr_face], scale=4, samples=3,
+                                                                                 steps=STEPS)[0]
+    real_search, sizes = pulse.api.search, []
+    monkeypatch.setattr(pulse.api, "search", lambda model, lr, seeds, *a, **k: sizes.append(len(seeds)) or
+                        real_search(model, lr, seeds, *a, **k))
+    up = pulse.Upsampler(tiny_generator_file, device="cpu", batch_size=2)
+    up.model.compiled = up.model.generator.synthesis  # stands in for torch.compile's module: same function
+    filled = up.run([lr_face], scale=4, samples=3, steps=STEPS)[0]
+    assert sizes == [2, 2]  # the last sample ran in a batch of 2, beside a copy of itself
+    assert [r.seed for r in filled] == [0, 1, 2]
+    assert all(np.array_equal(np.asarray(a.image), np.asarray(b.image)) for a, b in zip(plain, filled))
+    up.run([lr_face] * 3, scale=4, steps=STEPS)
+    assert sizes[2:] == [2, 2]
+    one = pulse.Upsampler(tiny_generator_file, device="cpu", batch_size=4)
+    one.model.compiled = one.model.generator.synthesis
+    one.run([lr_face], scale=4, steps=STEPS)  # a first batch runs at its own size: nothing to fill up to
+    assert sizes[-1] == 1
+
+
 def test_a_failed_compile_is_a_one_line_error(tiny_generator_file, lr_face, monkeypatch):
     import torch._functorch.config as aot
     import torch._inductor.config as inductor
