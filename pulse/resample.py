@@ -37,11 +37,14 @@ def _matrix64(in_size: int, out_size: int) -> np.ndarray:
     return weights
 
 
+@lru_cache(maxsize=256)
 def resample_matrix(in_size: int, out_size: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """The (out_size, in_size) matrix that resizes one axis."""
+    """The (out_size, in_size) matrix that resizes one axis. Kept per device (shared: never modify it), so the
+    search's every step does not copy it to the GPU again: such a copy makes the host wait for the GPU."""
     if in_size < 1 or out_size < 1:
         raise ValueError(f"sizes must be positive, got {in_size} -> {out_size}")
-    return torch.as_tensor(_matrix64(int(in_size), int(out_size)), dtype=dtype, device=device)
+    with torch.inference_mode(False):  # made under inference mode, it could never take part in a backward pass
+        return torch.as_tensor(_matrix64(int(in_size), int(out_size)), dtype=dtype, device=device)
 
 
 def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:

@@ -44,7 +44,9 @@ def test_rows_are_normalised_and_batched():
     assert torch.allclose(resize(torch.ones(1, 1, 37, 23, dtype=torch.float64), (5, 9)), torch.ones(1, 1, 5, 9, dtype=torch.float64))
 
 
-def test_gradcheck():
+def test_gradcheck_even_after_first_use_under_inference_mode():
+    with torch.inference_mode():  # the matrices are cached: one made here must still work with autograd
+        resize(torch.rand(1, 3, 12, 10, dtype=torch.float64), (5, 3))
     x = torch.rand(2, 3, 12, 10, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: resize(t, (5, 3)), (x,))
 

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -116,3 +118,17 @@ def test_search_defaults_are_parsed_and_checked():
                          ("steps=many", "not a valid int"), ("loss=10*L3", "L3"), ("steps=0", "steps must be")]:
         with pytest.raises(ValueError, match=problem):
             parse_search_defaults([bad])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_step_loop_never_makes_the_host_wait(model):
+    """After the first step nothing in the loop reads back from the GPU or copies to it synchronously (PyTorch
+    raises on any synchronising call while the debug mode is "error"); results are read once, at the end."""
+    on_gpu = LoadedGenerator(copy.deepcopy(model.generator), model.mean, model.std, {}, "memory").to("cuda")
+    watch = lambda step, steps: torch.cuda.set_sync_debug_mode("error" if step < steps else "default")  # noqa: E731
+    try:
+        results = search(on_gpu, targets(model, 2).cuda(), seeds=[0, 1], options=SearchOptions(steps=6),
+                         progress=watch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert [r.steps for r in results] == [6, 6]
