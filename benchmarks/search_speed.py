@@ -3,7 +3,7 @@
 Uses the bundled generator when installed, else a random one of the same (default compact) architecture:
 speed does not depend on the weights. Prints a markdown table; run it once per device.
 
-    python benchmarks/search_speed.py [--device cpu|cuda] [--batches 1,4,8,16] [--steps 100]
+    python benchmarks/search_speed.py [--device cpu|cuda] [--batches 1,4,8,16] [--steps 100] [--compile]
 """
 
 from __future__ import annotations
@@ -36,19 +36,24 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", default="1,4,8,16")
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the generator, as pulse run --compile")
     args = parser.parse_args()
     device = select_device(args.device)
     model, name = model_for(device)
+    if args.compile:
+        model.compile()
     params = sum(p.numel() for p in model.generator.parameters()) / 1e6
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"generator: {name}, {params:.2f} M parameters, {model.generator.resolution} px; device: {where}; "
-          f"{args.steps} steps, 16 -> {model.generator.resolution} px")
-    print("| batch | s / face | faces / s | ms / step | peak memory |")
-    print("|---:|---:|---:|---:|---:|")
+          f"{args.steps} steps, 16 -> {model.generator.resolution} px{', compiled' if args.compile else ''}")
+    print("| batch | warm-up s | s / face | faces / s | ms / step | peak memory |")
+    print("|---:|---:|---:|---:|---:|---:|")
     options = options_for(model, steps=args.steps)  # the generator file's recommended settings
     for batch in map(int, args.batches.split(",")):
         lr = torch.rand(batch, 3, 16, 16)
-        search(model, lr, seeds=list(range(batch)), options=options_for(model, steps=2))  # warm-up
+        t0 = time.perf_counter()
+        search(model, lr, seeds=list(range(batch)), options=options_for(model, steps=2))  # warm-up (compile)
+        warm_up = time.perf_counter() - t0
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(device)
@@ -60,7 +65,7 @@ def main():
         else:
             peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
         seconds = time.perf_counter() - t0
-        print(f"| {batch} | {seconds / batch:.2f} | {batch / seconds:.2f} | {1000 * seconds / args.steps:.0f} | {peak} |",
+        print(f"| {batch} | {warm_up:.1f} | {seconds / batch:.2f} | {batch / seconds:.2f} | {1000 * seconds / args.steps:.0f} | {peak} |",
               flush=True)
 
 
