@@ -195,3 +195,28 @@ def test_torchrun_shares_inputs_between_processes_and_merges_the_report(tmp_path
     assert sorted(p.name for p in out.glob("*.png")) == [f"face{i}.png" for i in range(5)]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert done.stderr.count("5 processed, 0 skipped") == 1  # one summary, from rank 0
+
+
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_compile_flag_reaches_the_search(command, tmp_path, tiny_generator_file, monkeypatch):
+    from pulse.generator import LoadedGenerator
+
+    modes = []
+
+    def compile_eagerly(self, mode=None):  # the real torch.compile is tested in test_api
+        modes.append(mode)
+        self.compiled = self.generator.synthesis
+        return self
+
+    monkeypatch.setattr(LoadedGenerator, "compile", compile_eagerly)
+    face = lr_faces(tiny_generator_file, 1)[0]
+    face.save(tmp_path / "lr.png")
+    face.resize((32, 32), Image.Resampling.BICUBIC).save(tmp_path / "hr.png")  # eval makes its own LR from it
+    common = ["--scale", 4, "--steps", 5, "--generator", tiny_generator_file, "--device", "cpu"]
+    args = (["--input", tmp_path / "lr.png", "--output", tmp_path / "out", "--eps", 1] if command == "run" else
+            ["--data", tmp_path / "hr.png", "--out", tmp_path / "out", "--methods", "pulse", "--grid-faces", 0])
+    result = CliRunner().invoke(main, [command, *map(str, args + common)])
+    assert result.exit_code == EXIT_OK and modes == [], result.output
+    result = CliRunner().invoke(main, [command, *map(str, args + common), "--compile"] +
+                                (["--overwrite"] if command == "run" else []))
+    assert result.exit_code == EXIT_OK and modes == [None], result.output
