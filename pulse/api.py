@@ -110,6 +110,9 @@ def check_lr(lr: torch.Tensor, resolution: int, name: str = "input") -> None:
         raise PulseError(f"{name}: {w}x{h} is larger than the generator's {resolution} px output; nothing to upsample")
 
 
+COMPILE_NOTE = "note: the first batch compiles the generator (a minute or so; its kernels are cached for later runs)"
+
+
 class Upsampler:
     """A loaded generator plus the search: ``run`` many faces at once, batched over faces x samples."""
 

@@ -121,7 +121,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     Exit codes: 0 all within eps; 1 some inputs failed; 2 usage/setup error; 3 some results not within eps.
     """
     from . import distributed
-    from .api import Upsampler, check_lr, output_size, select_device, to_lr_tensor
+    from .api import COMPILE_NOTE, Upsampler, check_lr, output_size, select_device, to_lr_tensor
     from .imageio import list_images, output_stems, save_image, write_text_atomic
     from .memory import batch_size_arg
 
@@ -177,6 +177,8 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     except PulseError as err:
         _say(f"error: {err}")
         sys.exit(EXIT_USAGE)
+    if compile_generator and todo and processes.is_main:
+        _say(COMPILE_NOTE)
     started = time.perf_counter()
     with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s, hidden=not processes.is_main) as bar:

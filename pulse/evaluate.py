@@ -304,6 +304,10 @@ def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, r
     if missing:
         say(f"note: {' and '.join(missing)} need {', '.join(missing.values())} ({metrics.INSTALL_HINT}); "
             "reported as n/a")
+    if compile_generator and upsampler:
+        from .api import COMPILE_NOTE
+
+        say(COMPILE_NOTE)
     errors = []
     with click.progressbar(length=len(files), label="eval", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s) as bar, warnings.catch_warnings(record=True) as caught:

@@ -220,3 +220,4 @@ def test_compile_flag_reaches_the_search(command, tmp_path, tiny_generator_file,
     result = CliRunner().invoke(main, [command, *map(str, args + common), "--compile"] +
                                 (["--overwrite"] if command == "run" else []))
     assert result.exit_code == EXIT_OK and modes == [None], result.output
+    assert "note: the first batch compiles the generator" in result.output
