@@ -12,6 +12,7 @@ output that the search needs, and metadata (resolution, alignment convention, da
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from collections import OrderedDict
@@ -339,6 +340,8 @@ class LoadedGenerator:
         step faster, at the price of a compile (about a minute on CPU) on the first step of each new batch size
         (after the second, one graph with a dynamic batch serves the rest). ``mode`` is torch.compile's
         ("reduce-overhead": CUDA graphs too). The module itself stays eager: state dicts are unchanged."""
+        if not torch.cuda.is_available():  # inductor's C++ set-up warns that no CUDA runtime exists: irrelevant here
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         self.compiled = torch.compile(self.generator.synthesis, mode=mode)
         return self
 
