@@ -207,6 +207,10 @@ def main():
                         print(f"| {batch} | {precision} | {mode} | out of memory |", flush=True)
                         torch.cuda.empty_cache()
                         continue
+                    except Exception as err:  # noqa: BLE001  one failing setting must not lose the call's others
+                        print(f"| {batch} | {precision} | {mode} | failed: {type(err).__name__}: "
+                              f"{str(err).strip().splitlines()[0][:200]} |", flush=True)
+                        continue
                     fps = len(results) / seconds
                     psnr = sum(r.lr_psnr for r in results) / len(results)
                     delta, error = mean_and_error([results[i].lr_psnr - ref_psnr[i] for i in range(n_ref)])
