@@ -196,10 +196,10 @@ def main():
                         torch._dynamo.reset()
                         model.compile(COMPILE_MODES[mode])
                     options = replace(REFERENCE, steps=args.steps, precision=precision, eps=args.eps)
-                    rows = lambda r: slice(r * batch, (r + 1) * batch)  # noqa: E731
-                    every_batch = lambda: [res for r in range(runs)  # noqa: E731
-                                           for res in search(model, lr_all[rows(r)],
-                                                             list(range(rows(r).start, rows(r).stop)), options)]
+                    starts = range(0, runs * batch, batch)  # face i always gets seed i, as in the reference
+                    every_batch = lambda: [res for i in starts  # noqa: E731
+                                           for res in search(model, lr_all[i : i + batch],
+                                                             list(range(i, i + batch)), options)]
                     try:
                         search(model, lr_all[:batch], list(range(batch)), SearchOptions(steps=2, precision=precision))
                         results, seconds, mem = timed(every_batch, device)

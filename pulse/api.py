@@ -145,7 +145,10 @@ class Upsampler:
         """The batch size in use for these search options. With "auto" it is chosen on first use of a setting
         that changes a row's memory (precision, trainable noise maps): 8 on a CPU, on a GPU the most rows that
         fit. Either way it may since have been halved by running out of GPU memory."""
-        opts = self._options(options)
+        return self._rows[self._fit(self._options(options))]
+
+    def _fit(self, opts: SearchOptions) -> tuple:
+        """Choose the batch size for ``opts``' memory setting unless it is known; returns that setting's key."""
         key = _memory_key(opts)
         if key not in self._rows:
             if self.batch_size is not None:
@@ -163,7 +166,7 @@ class Upsampler:
                 except torch.cuda.OutOfMemoryError:
                     torch.cuda.empty_cache()
                     self._rows[key] = 1
-        return self._rows[key]
+        return key
 
     def run(self, images: Sequence[ImageLike], scale: float = 8, samples: int = 1, seed: int = 0,
             eps: float | Sequence[float] | None = None, on_step: Callable[[int, int], None] | None = None,
@@ -189,8 +192,7 @@ class Upsampler:
             output_size(lr.shape[-1], scale, name)
             lrs.append(lr)
         self._warn_past_native({output_size(lr.shape[-1], scale) for lr in lrs})
-        self.fit_batch_size(**options)
-        key = _memory_key(opts)
+        key = self._fit(opts)
 
         rows = [(i, k) for i in range(len(lrs)) for k in range(samples)]
         by_size: dict[int, list[tuple[int, int]]] = {}
