@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-POLICIES = ("color", "translation", "cutout")
+POLICIES = ("flip", "color", "translation", "cutout")
 
 
 def parse_policy(spec: str) -> tuple[str, ...]:
@@ -20,6 +20,12 @@ def parse_policy(spec: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown augmentation {', '.join(unknown)} (choose from {', '.join(POLICIES)})")
     return names
+
+
+def flip(x: torch.Tensor) -> torch.Tensor:
+    """Mirror half of the images left-right (faces are near-symmetric: a mirrored face is still a face)."""
+    mirrored = torch.rand(x.size(0), 1, 1, 1, device=x.device) < 0.5
+    return torch.where(mirrored, x.flip(3), x)
 
 
 def color(x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +65,7 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
-OPERATIONS = {"color": color, "translation": translation, "cutout": cutout}
+OPERATIONS = {"flip": flip, "color": color, "translation": translation, "cutout": cutout}
 
 
 def diff_augment(x: torch.Tensor, policy: tuple[str, ...] = POLICIES) -> torch.Tensor:

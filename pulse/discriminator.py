@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .generator import LRELU_SLOPE, EqualLinear
+from .models.stylegan2 import LRELU_GAIN, FullyConnectedLayer, downsample2d, fir_filter, fir_kernel
 
 MBSTD_GROUP = 4
 
@@ -79,3 +80,85 @@ class Discriminator(nn.Module):
         x = self.blocks(self.from_rgb(images))
         x = self.head_conv(minibatch_stddev(x))
         return self.head(x.flatten(1)).squeeze(1)
+
+
+class Conv2dLayer(nn.Module):
+    """Equalised-lr conv (NVlabs' Conv2dLayer) with optional FIR ÷2 downsampling and LeakyReLU·√2."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, bias: bool = True, activation: bool = True,
+                 down: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self.weight_gain = 1 / math.sqrt(in_ch * kernel_size**2)
+        self.activation, self.down = activation, down
+        if down:
+            self.register_buffer("resample_filter", fir_kernel())
+
+    def forward(self, x, gain: float = 1.0):
+        w = self.weight * self.weight_gain
+        k = self.weight.size(-1)
+        if self.down and k == 1:
+            x = F.conv2d(downsample2d(x, self.resample_filter), w)
+        elif self.down:  # low-pass with room for the kernel, then a stride-2 conv
+            x = F.conv2d(fir_filter(x, self.resample_filter, ((k + 1) // 2, (k + 1) // 2)), w, stride=2)
+        else:
+            x = F.conv2d(x, w, padding=k // 2)
+        if self.bias is not None:
+            x = x + self.bias[None, :, None, None]
+        return F.leaky_relu(x, LRELU_SLOPE) * (LRELU_GAIN * gain) if self.activation else x * gain
+
+
+class ResidualBlock(nn.Module):
+    """StyleGAN2's residual D block: two 3×3 convs (the second ÷2) beside a 1×1 ÷2 skip, summed at √½ each."""
+
+    def __init__(self, in_ch: int, tmp_ch: int, out_ch: int):
+        super().__init__()
+        if in_ch == 0:
+            self.fromrgb = Conv2dLayer(3, tmp_ch, 1)
+        self.conv0 = Conv2dLayer(tmp_ch, tmp_ch, 3)
+        self.conv1 = Conv2dLayer(tmp_ch, out_ch, 3, down=True)
+        self.skip = Conv2dLayer(tmp_ch, out_ch, 1, bias=False, activation=False, down=True)
+
+    def forward(self, x):
+        if hasattr(self, "fromrgb"):
+            x = self.fromrgb(x)
+        y = self.skip(x, gain=math.sqrt(0.5))
+        return y + self.conv1(self.conv0(x), gain=math.sqrt(0.5))
+
+
+class Epilogue(nn.Module):
+    """4×4: minibatch stddev, a 3×3 conv, a dense layer and the logit."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = Conv2dLayer(channels + 1, channels, 3)
+        self.fc = FullyConnectedLayer(channels * 16, channels, activation=True)
+        self.out = FullyConnectedLayer(channels, 1)
+
+    def forward(self, x):
+        x = self.conv(minibatch_stddev(x))
+        return self.out(self.fc(x.flatten(1))).squeeze(1)
+
+
+class ResidualDiscriminator(nn.Module):
+    """StyleGAN2's residual discriminator (config E), NVlabs' names: b128 ... b8, then b4 (the epilogue).
+    Image in [-1, 1] (B, 3, res, res) -> realness logit (B,)."""
+
+    def __init__(self, config: DiscriminatorConfig):
+        super().__init__()
+        self.config = config
+        widths = {4 * 2**i: c for i, c in enumerate(config.channels)}
+        if max(widths) != config.resolution:
+            raise ValueError(f"{len(widths)} widths do not fit resolution {config.resolution}")
+        self.resolutions = sorted((r for r in widths if r > 4), reverse=True)
+        for res in self.resolutions:
+            first = res == config.resolution
+            self.add_module(f"b{res}", ResidualBlock(0 if first else widths[res], widths[res], widths[res // 2]))
+        self.b4 = Epilogue(widths[4])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images
+        for res in self.resolutions:
+            x = getattr(self, f"b{res}")(x)
+        return self.b4(x)

@@ -27,7 +27,7 @@ from .errors import PulseError
 from .files import atomic_path, load_payload
 
 FILE_FORMAT = "pulse-generator"
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2: config["architecture"] (files without it are StyleGAN-1)
 LRELU_SLOPE = 0.2
 
 
@@ -49,6 +49,7 @@ class GeneratorConfig:
     mapping_lr_mul: float = 0.01
     channels: list[int] = field(default_factory=compact_channels)  # one width per 4, 8, ... px
     fused_upsample_min_res: int = 128  # StyleGAN-1 uses a fused transposed conv from this output size on
+    architecture: str = "stylegan1"
 
     def __post_init__(self):
         levels = math.log2(self.resolution) if self.resolution > 0 else -1
@@ -303,7 +304,7 @@ def fit_progress(samples: int):
     return click.progressbar(length=samples, label="Gaussian fit of the mapping output", file=sys.stderr)
 
 
-def save_generator(path, generator: Generator, fit: dict, metadata: dict | None = None, half: bool = False):
+def save_generator(path, generator: nn.Module, fit: dict, metadata: dict | None = None, half: bool = False):
     """Write a generator file atomically (temp file + rename)."""
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in generator.state_dict().items()}
@@ -323,7 +324,7 @@ def save_generator(path, generator: Generator, fit: dict, metadata: dict | None 
 class LoadedGenerator:
     """A generator ready for the search: network (eval, frozen), Gaussian fit and metadata."""
 
-    generator: Generator
+    generator: nn.Module  # an architecture of ``pulse.models``
     mean: torch.Tensor
     std: torch.Tensor
     metadata: dict
@@ -357,12 +358,10 @@ def read_generator_file(path) -> dict:
 
 def load_generator(path, device="cpu") -> LoadedGenerator:
     """Build the generator described by a file; weights go to float32 on ``device``, frozen, in eval mode."""
+    from .models import build_generator, generator_config
+
     payload = read_generator_file(path)
-    try:
-        config = GeneratorConfig(**payload["config"])
-    except TypeError as err:
-        raise PulseError(f"{path}: unknown generator config ({err})")
-    generator = Generator(config)
+    generator = build_generator(generator_config(payload["config"], origin=str(path)))
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     try:
         generator.load_state_dict(state, strict=True)

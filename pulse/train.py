@@ -35,11 +35,12 @@ from . import distributed
 from .augment import diff_augment, parse_policy
 from .checkpoint import capture_rng, keep_copy, load_checkpoint, restore_rng, save_checkpoint
 from .dataset import DataOrder, FaceData
-from .discriminator import Discriminator, DiscriminatorConfig
+from .discriminator import Discriminator, DiscriminatorConfig, ResidualDiscriminator
 from .distributed import Processes
 from .errors import PulseError
-from .generator import (Generator, GeneratorConfig, LoadedGenerator, compact_channels, fit_progress, gaussian_fit,
-                        load_generator, save_generator)
+from .generator import LoadedGenerator, compact_channels, fit_progress, gaussian_fit, load_generator, save_generator
+from .models import ARCHITECTURES, build_generator, generator_config
+from .models.stylegan2 import stylegan2_channels
 from .imageio import save_image, write_text_atomic
 from .sampling import image_grid, sample_images
 
@@ -48,7 +49,7 @@ EMA_RAMPUP = 0.05  # the EMA half-life is at most 5 % of the images shown so far
 ADAM_BETAS = (0.0, 0.99)
 GRID_FACES, GRID_SEED = 16, 0
 LATEST, GENERATOR_FILE, LOG_FILE = "latest.ckpt", "generator.pt", "log.jsonl"
-ARCHITECTURE = ("resolution", "style_dim", "mapping_layers", "channels")
+ARCHITECTURE = ("architecture", "resolution", "style_dim", "mapping_layers", "channels")
 LICENCE = "non-commercial research (inherits CelebA/CelebA-HQ/All-Age-Faces terms)"
 STATS = ("loss_g", "loss_d", "r1", "r1_steps", "real_logit", "fake_logit")
 
@@ -59,10 +60,11 @@ class TrainConfig:
 
     data: list[str]
     out: str
+    architecture: str = "stylegan2"  # of the generator; D follows: stylegan2 residual D, stylegan1 DCGAN D
     resolution: int = 128
     style_dim: int = 512
-    mapping_layers: int = 8
-    channels: list[int] | None = None  # one width per level from 4 px; None: compact_channels(resolution)
+    mapping_layers: int | None = None  # None: 2 for stylegan2 (ADA's small-data choice), 8 for stylegan1
+    channels: list[int] | None = None  # one width per level from 4 px; None: the architecture's default
     kimg: float = 2000.0  # training length in thousands of real images shown to D
     batch: int = 32  # images per optimiser step, over all processes and micro-batches
     grad_accum: int = 1  # micro-batches per process and step
@@ -71,7 +73,7 @@ class TrainConfig:
     r1_gamma: float | None = None  # None: StyleGAN2-ADA's heuristic 0.0002 * resolution² / batch
     ema_kimg: float = 10.0  # half-life of G_ema's average
     mixing_prob: float = 0.9
-    augment: str = "color,translation,cutout"
+    augment: str = "flip,translation"
     seed: int = 0
     checkpoint_every: float = 50.0  # kimg
     snapshot_every: float = 500.0  # kimg between checkpoints kept for good (latest.ckpt is overwritten); 0: none
@@ -83,8 +85,12 @@ class TrainConfig:
     def __post_init__(self):
         self.data = [str(p) for p in self.data]
         self.out = str(self.out)
+        if self.architecture not in ARCHITECTURES:
+            raise PulseError(f"--architecture {self.architecture}: choose from {', '.join(ARCHITECTURES)}")
+        if self.mapping_layers is None:
+            self.mapping_layers = 2 if self.architecture == "stylegan2" else 8
         if self.channels is None:
-            self.channels = compact_channels(self.resolution) if self.resolution >= 4 else []
+            self.channels = default_channels(self.architecture, self.resolution) if self.resolution >= 4 else []
         self.channels = [int(c) for c in self.channels]
         self.generator_config()  # a bad resolution or channel list fails here, before any data is read
         if self.r1_gamma is None:
@@ -104,9 +110,22 @@ class TrainConfig:
         except ValueError as err:
             raise PulseError(f"--augment {self.augment}: {err}")
 
-    def generator_config(self) -> GeneratorConfig:
-        return GeneratorConfig(resolution=self.resolution, style_dim=self.style_dim,
-                               mapping_layers=self.mapping_layers, channels=list(self.channels))
+    def generator_config(self):
+        return generator_config({key: getattr(self, key) for key in ARCHITECTURE})
+
+
+def default_channels(architecture: str, resolution: int) -> list[int]:
+    """Widths per level: StyleGAN2 at 192/96/48/24 channels from 16 to 128 px costs about what the
+    StyleGAN-1 compact widths (128/64/32/16) cost, where an eye is drawn."""
+    if architecture == "stylegan2":
+        return stylegan2_channels(resolution, base=3072, cap=256)
+    return compact_channels(resolution)
+
+
+def make_discriminator(config):
+    """The discriminator that trains a generator of this config: same widths, the architecture's own kind."""
+    d_config = DiscriminatorConfig(config.resolution, list(config.channels))
+    return ResidualDiscriminator(d_config) if config.architecture == "stylegan2" else Discriminator(d_config)
 
 
 def resolve_config(given: dict, checkpoint: dict | None = None, init_config: dict | None = None,
@@ -117,7 +136,7 @@ def resolve_config(given: dict, checkpoint: dict | None = None, init_config: dic
     """
     given = {k: v for k, v in given.items() if v is not None}
     if checkpoint:
-        base = dict(checkpoint["config"])
+        base = {"architecture": "stylegan1", **checkpoint["config"]}  # runs from before the choice existed
     else:
         base = {k: init_config[k] for k in ARCHITECTURE} if init_config else {}
     for key in ARCHITECTURE:
@@ -263,10 +282,10 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
         gen_config = (init.generator.config if init else
-                      GeneratorConfig(**checkpoint["generator_config"]) if checkpoint else config.generator_config())
+                      generator_config(checkpoint["generator_config"]) if checkpoint else config.generator_config())
         torch.manual_seed(config.seed)  # the same initial weights in every process
-        self.G = Generator(gen_config)
-        self.D = Discriminator(DiscriminatorConfig(gen_config.resolution, list(gen_config.channels)))
+        self.G = build_generator(gen_config)
+        self.D = make_discriminator(gen_config)
         if init is not None:
             self.G.load_state_dict(init.generator.state_dict())
         for net in (self.G, self.D):
@@ -514,11 +533,11 @@ def generator_metadata(run_info: dict, nimg: int) -> dict:
         "licence": LICENCE,
         "training_commands": run_info["commands"],  # every leg of the run, oldest first
         "fine_tuned_from": run_info["init"],
-        "trainer": "pulse train: non-saturating loss, lazy R1, G EMA, DiffAugment (color, translation, cutout)",
+        "trainer": "pulse train: non-saturating loss, lazy R1, G EMA, DiffAugment (options: training_commands)",
     }
 
 
-def write_generator_file(generator: Generator, out, metadata: dict, half: bool = False,
+def write_generator_file(generator: torch.nn.Module, out, metadata: dict, half: bool = False,
                          fit_samples: int = 1_000_000) -> Path:
     """A generator file with a fresh Gaussian fit of its mapping output (what the search samples from)."""
     with fit_progress(fit_samples) as bar:
@@ -536,7 +555,7 @@ def export_checkpoint(checkpoint_path, out, half: bool = False, fit_samples: int
     """The generator file for a checkpoint's G_ema (``pulse train export``), with the search settings
     recommended for it (see ``search.options_for``)."""
     checkpoint = load_checkpoint(checkpoint_path)
-    generator = Generator(GeneratorConfig(**checkpoint["generator_config"]))
+    generator = build_generator(generator_config(checkpoint["generator_config"], origin=str(checkpoint_path)))
     generator.load_state_dict(checkpoint["G_ema"])
     generator.to(pick_device(device, Processes())).eval().requires_grad_(False)
     metadata = generator_metadata(checkpoint["run"], checkpoint["progress"]["nimg"])

@@ -47,6 +47,8 @@ def _default(name: str) -> str:
               help="Folder of images (searched recursively, zip shards included), a zip shard, or an image; "
                    "repeat for several.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder: checkpoints, log, sample grids.")
+@click.option("--architecture", type=click.Choice(["stylegan2", "stylegan1"]),
+              help=f"Generator architecture (D follows) {_default('architecture')}")
 @click.option("--resolution", type=int, help=f"Image size, a power of two {_default('resolution')}")
 @click.option("--kimg", type=float, help=f"Training length in thousands of real images {_default('kimg')}")
 @click.option("--batch", type=int, help=f"Images per optimiser step over all GPUs {_default('batch')}")
@@ -59,9 +61,9 @@ def _default(name: str) -> str:
 @click.option("--augment", help=f"DiffAugment operations, or 'none' {_default('augment')}")
 @click.option("--seed", type=int, help=f"Random seed {_default('seed')}")
 @click.option("--channels", callback=_channels, help="Generator widths per level from 4 px, comma-separated "
-                                                     "[default: compact_channels(resolution)]")
+                                                     "[default: the architecture's, train.default_channels]")
 @click.option("--style-dim", type=int, help=f"Latent and style width {_default('style_dim')}")
-@click.option("--mapping-layers", type=int, help=f"Dense layers in the mapping {_default('mapping_layers')}")
+@click.option("--mapping-layers", type=int, help="Dense layers in the mapping [default: 2 for stylegan2, 8 for stylegan1]")
 @click.option("--checkpoint-every", type=float, help=f"kimg between checkpoints {_default('checkpoint_every')}")
 @click.option("--snapshot-every", type=float,
               help=f"kimg between checkpoints kept for good, 0 for none {_default('snapshot_every')}")

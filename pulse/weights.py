@@ -23,6 +23,7 @@ import torch
 
 from .download import DownloadFailed, Retry, download, sha256_file
 from .errors import PulseError
+from .models import generator_config
 from .generator import Generator, GeneratorConfig, fit_progress, gaussian_fit, read_generator_file, save_generator
 
 try:
@@ -638,12 +639,12 @@ def path_command(name, cache_dir):
 def describe_generator(path: Path) -> list[str]:
     """What a generator file holds, for a person: architecture, size, training record, search settings."""
     payload = read_generator_file(path)
-    config = GeneratorConfig(**payload["config"])
+    config = generator_config(payload["config"], origin=str(path))
     meta = dict(payload.get("metadata", {}))
     parameters = sum(t.numel() for t in payload["state_dict"].values())
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in payload["state_dict"].values()})
     lines = [f"{path} ({path.stat().st_size / 1e6:.1f} MB)",
-             f"  architecture: {config.resolution} px, {config.n_styles} styles x {config.style_dim}, "
+             f"  architecture: {config.architecture}, {config.resolution} px, {config.n_styles} styles x {config.style_dim}, "
              f"{config.mapping_layers} mapping layers, widths {','.join(map(str, config.channels))} "
              f"(4..{config.resolution} px), {parameters / 1e6:.2f} M parameters stored as {'/'.join(dtypes)}"]
     defaults = meta.pop("search_defaults", None)

@@ -483,7 +483,7 @@ def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch,
     assert weights.resolve_generator("tiny-32") == target
     info = run(pulse_main, ["weights", "info", "tiny-32"])
     assert info.exit_code == 0 and info.output.startswith(f"{target} (")
-    assert "architecture: 32 px" in info.output and "recommended search settings: none" in info.output
+    assert "architecture: stylegan1, 32 px" in info.output and "recommended search settings: none" in info.output
     verified = run(pulse_main, ["weights", "verify", "tiny-32"])
     assert verified.exit_code == 0 and ": ok (sha256" in verified.output
 
