@@ -173,11 +173,14 @@ class STLPIPSAlex(nn.Module):
         for k, channels in enumerate(self.CHANNELS):
             self.add_module(f"lin{k}", _Head(channels))
 
+    def scale(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images -> the trunk's input range."""
+        return ((2 * images - 1) - self.scaling_layer.shift) / self.scaling_layer.scale
+
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] twice -> (N,) distances."""
-        scale = lambda t: ((2 * t - 1) - self.scaling_layer.shift) / self.scaling_layer.scale  # noqa: E731
         total = 0
-        for k, (fa, fb) in enumerate(zip(self.net(scale(a)), self.net(scale(b)))):
+        for k, (fa, fb) in enumerate(zip(self.net(self.scale(a)), self.net(self.scale(b)))):
             fa = fa / (fa.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             fb = fb / (fb.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             total = total + getattr(self, f"lin{k}").model((fa - fb).pow(2)).mean((2, 3))
@@ -185,7 +188,8 @@ class STLPIPSAlex(nn.Module):
 
 
 @lru_cache(maxsize=2)
-def _lpips_model(device: str) -> STLPIPSAlex:
+def lpips_network(device: str) -> STLPIPSAlex:
+    """The ST-LPIPS AlexNet network (trunk and heads), loaded once per device, frozen."""
     path = _required_file(LPIPS_PACKAGE, LPIPS_WEIGHTS, "stlpips-pytorch", "LPIPS")
     model = STLPIPSAlex()
     try:
@@ -204,7 +208,7 @@ def lpips(a: torch.Tensor, b: torch.Tensor) -> float:
     _check_pair(a, b)
     if min(a.shape[-2:]) < LPIPS_MIN_SIZE:
         raise PulseError(f"LPIPS needs images of at least {LPIPS_MIN_SIZE} px, got {a.shape[-1]}x{a.shape[-2]}")
-    model = _lpips_model(str(a.device))
+    model = lpips_network(str(a.device))
     return float(model(a.float().unsqueeze(0), b.float().unsqueeze(0).to(a.device))[0])
 
 

