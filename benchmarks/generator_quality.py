@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from pulse.checkpoint import load_checkpoint
-from pulse.dataset import ImageDecoder, find_images
+from pulse.training.checkpoint import load_checkpoint
+from pulse.training.dataset import ImageDecoder, find_images
 from pulse.evaluation.generator_metrics import image_features, kernel_distance, score_samples
-from pulse.generator import load_generator
+from pulse.models.generator_file import load_generator
 from pulse.imageio import list_images, load_image, pil_to_tensor, save_image
 from pulse.models import build_generator, generator_config
 from pulse.resample import resize

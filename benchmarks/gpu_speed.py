@@ -35,9 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from pulse.api import Upsampler, select_device
+from pulse.api import Upsampler
+from pulse.devices import select_device
 from pulse.errors import PulseError
-from pulse.generator import Generator, GeneratorConfig, LoadedGenerator, gaussian_fit, load_generator
+from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.models.generator_file import LoadedGenerator, gaussian_fit, load_generator
 from pulse.losses import geocross
 from pulse.resample import resize
 from pulse.search import SearchOptions, initial_state, lr_factor, psnr_from_mse, search

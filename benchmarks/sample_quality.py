@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from pulse.generator import load_generator
+from pulse.models.generator_file import load_generator
 from pulse.imageio import save_image
 from pulse.metrics import detect_face
 from pulse.sampling import image_grid, sample_images

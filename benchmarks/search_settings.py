@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from pulse.evaluate import Face, make_face
-from pulse.generator import load_generator
+from pulse.models.generator_file import load_generator
 from pulse.imageio import pil_to_tensor
 from pulse.metrics import detect_face, lpips
 from pulse.search import SearchOptions, parse_search_defaults, search

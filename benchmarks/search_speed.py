@@ -14,9 +14,10 @@ import time
 
 import torch
 
-from pulse.api import select_device
+from pulse.devices import select_device
 from pulse.errors import PulseError
-from pulse.generator import Generator, GeneratorConfig, LoadedGenerator, gaussian_fit, load_generator
+from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.models.generator_file import LoadedGenerator, gaussian_fit, load_generator
 from pulse.search import options_for, search
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pulse.train import R1_INTERVAL, TrainConfig, Trainer
+from pulse.training.loop import R1_INTERVAL, Trainer
+from pulse.training.config import TrainConfig
 
 
 def synthetic_faces(folder: Path, count: int, size: int):

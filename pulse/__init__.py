@@ -6,6 +6,7 @@ its output to identify anyone.
 
 from .api import Result, Upsampler, upsample
 from .errors import PulseError
-from .generator import Generator, GeneratorConfig, load_generator
+from .models.stylegan1 import Generator, GeneratorConfig
+from .models.generator_file import load_generator
 
 __all__ = ["upsample", "Upsampler", "Result", "load_generator", "Generator", "GeneratorConfig", "PulseError"]

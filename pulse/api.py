@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .devices import select_device
 from .errors import PulseError
-from .generator import LoadedGenerator, load_generator
+from .models.generator_file import LoadedGenerator, load_generator
 from .imageio import to_rgb, load_image, pil_to_tensor, tensor_to_pil
 from .memory import CPU_BATCH, cuda_free_bytes, cuda_peak_bytes, fit_batch_size
 from .resample import resize
@@ -42,16 +43,6 @@ class Result:
     best_step: int
     seconds: float
     frames: list[Image.Image] = field(default_factory=list)  # intermediate steps, generator resolution
-
-
-def select_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks CUDA when present, else CPU; asking for CUDA without one is an error, not a silent CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PulseError("--device cuda asked for, but CUDA is not available here (use --device auto or cpu)")
-    return device
 
 
 def to_lr_tensor(img: ImageLike, name: str = "input") -> torch.Tensor:

@@ -15,7 +15,7 @@ from .align import align_command
 from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError, say_below_progress
 from .evaluate import eval_command
 from .restore import restore_command
-from .train_cli import sample_command, train_command
+from .training.cli import sample_command, train_command
 from .weights import weights_cli
 
 REPORT_NAME = "report.jsonl"
@@ -120,8 +120,9 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     (LR MSE, LR-PSNR, success, seed, seconds) or per failed input. Re-running skips finished inputs.
     Exit codes: 0 all within eps; 1 some inputs failed; 2 usage/setup error; 3 some results not within eps.
     """
-    from . import distributed
-    from .api import COMPILE_NOTE, Upsampler, check_lr, output_size, select_device, to_lr_tensor
+    from .training import distributed
+    from .api import COMPILE_NOTE, Upsampler, check_lr, output_size, to_lr_tensor
+    from .devices import select_device
     from .imageio import list_images, output_stems, save_image, write_text_atomic
     from .memory import batch_size_arg
 

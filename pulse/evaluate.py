@@ -292,7 +292,7 @@ def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, r
                 raise PulseError(f"--resolution {resolution} differs from the generator's {upsampler.resolution} px")
             resolution = upsampler.resolution
         elif resolution is None:
-            from .generator import load_generator
+            from .models.generator_file import load_generator
             from .weights import DEFAULT_GENERATOR, resolve_generator
 
             resolution = load_generator(resolve_generator(generator or DEFAULT_GENERATOR)).generator.resolution

@@ -7,7 +7,7 @@ import math
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .generator import Generator
+from .models.stylegan1 import Generator
 from .imageio import tensor_to_pil
 
 

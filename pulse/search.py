@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
-from .generator import LRELU_SLOPE, LoadedGenerator
+from .models.generator_file import MAPPING_SLOPE, LoadedGenerator
 from .resample import resize
 
 SCHEDULES = ("linear1cycledrop", "linear1cycle", "fixed")
@@ -153,7 +153,7 @@ def initial_state(model: LoadedGenerator, seeds, options: SearchOptions, device)
 
 def latent_to_w(model: LoadedGenerator, latent: torch.Tensor) -> torch.Tensor:
     """Gaussianised latent -> W+ (B, n_styles, dim) through the stored fit of the mapping output."""
-    ws = F.leaky_relu(latent * model.std + model.mean, LRELU_SLOPE)
+    ws = F.leaky_relu(latent * model.std + model.mean, MAPPING_SLOPE)
     return ws.expand(-1, model.generator.n_styles, -1)
 
 

@@ -24,7 +24,8 @@ import torch
 from .download import DownloadFailed, Retry, download, sha256_file
 from .errors import PulseError
 from .models import generator_config
-from .generator import Generator, GeneratorConfig, fit_progress, gaussian_fit, read_generator_file, save_generator
+from .models.stylegan1 import Generator, GeneratorConfig
+from .models.generator_file import fit_progress, gaussian_fit, read_generator_file, save_generator
 
 try:
     import fcntl

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from pulse.generator import Generator, GeneratorConfig, gaussian_fit, save_generator
+from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.models.generator_file import gaussian_fit, save_generator
 
 # Test images are tiny: thread hand-offs cost more than they save (many times more on shared cores).
 torch.set_num_threads(1)

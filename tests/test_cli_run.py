@@ -13,7 +13,7 @@ from PIL import Image
 
 from pulse.cli import main
 from pulse.errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_OK, EXIT_USAGE
-from pulse.generator import load_generator, read_generator_file
+from pulse.models.generator_file import load_generator, read_generator_file
 from pulse.resample import resize
 from pulse.sampling import GRID_HEADER
 
@@ -199,7 +199,7 @@ def test_torchrun_shares_inputs_between_processes_and_merges_the_report(tmp_path
 
 @pytest.mark.parametrize("command", ["run", "eval"])
 def test_compile_flag_reaches_the_search(command, tmp_path, tiny_generator_file, monkeypatch):
-    from pulse.generator import LoadedGenerator
+    from pulse.models.generator_file import LoadedGenerator
 
     modes = []
 

@@ -11,7 +11,7 @@ from pulse.cli import main
 from pulse.errors import EXIT_INPUT_ERRORS, EXIT_OK, EXIT_USAGE
 from pulse.evaluate import CSV_COLUMNS
 from pulse.sampling import GRID_HEADER
-from pulse.generator import load_generator
+from pulse.models.generator_file import load_generator
 from pulse.imageio import load_image, pil_to_tensor, tensor_to_pil
 from pulse.resample import resize
 from pulse.search import quantize

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from pulse.errors import PulseError
-from pulse.generator import (Generator, GeneratorConfig, gaussian_fit, load_generator, official_channels,
-                             save_generator)
+from pulse.models.stylegan1 import Generator, GeneratorConfig, official_channels
+from pulse.models.generator_file import gaussian_fit, load_generator, save_generator
 
 from conftest import make_tiny_generator
 

@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from pulse.generator import LoadedGenerator, gaussian_fit
+from pulse.models.generator_file import LoadedGenerator, gaussian_fit
 from pulse.resample import resize
 from pulse.search import SearchOptions, initial_state, options_for, parse_search_defaults, search
 

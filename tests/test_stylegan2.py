@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from pulse.discriminator import DiscriminatorConfig, ResidualDiscriminator
-from pulse.generator import LoadedGenerator, gaussian_fit, load_generator, save_generator
+from pulse.training.discriminators import DiscriminatorConfig, ResidualDiscriminator
+from pulse.models.generator_file import LoadedGenerator, gaussian_fit, load_generator, save_generator
 from pulse.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, modulated_conv2d, stylegan2_channels
 from pulse.resample import resize
 from pulse.search import SearchOptions, search

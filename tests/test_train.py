@@ -18,17 +18,18 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import TINY
-from pulse import checkpoint as checkpoint_module
-from pulse.augment import diff_augment, parse_policy
-from pulse.checkpoint import load_checkpoint, save_checkpoint
+from pulse.training import checkpoint as checkpoint_module
+from pulse.training.augment import diff_augment, parse_policy
+from pulse.training.checkpoint import load_checkpoint, save_checkpoint
 from pulse.cli import main as pulse_main
-from pulse.dataset import DataOrder, FaceData
-from pulse.discriminator import Discriminator, DiscriminatorConfig
+from pulse.training.dataset import DataOrder, FaceData
+from pulse.training.discriminators import Discriminator, DiscriminatorConfig
 from pulse.errors import PulseError
 from pulse.imageio import load_image
-from pulse.generator import load_generator, read_generator_file
-from pulse.train import TrainConfig, Trainer, train
-from pulse.train_cli import sample_command, train_command
+from pulse.models.generator_file import load_generator, read_generator_file
+from pulse.training.config import TrainConfig
+from pulse.training.loop import Trainer, train
+from pulse.training.cli import sample_command, train_command
 
 ARCH = dict(TINY, style_dim=32, channels=[32, 16, 16, 8])  # smaller than conftest's TINY: steps are the cost
 STEPS_KIMG = 0.08  # 20 steps of 4 images

@@ -23,7 +23,8 @@ import pulse.weights as weights
 from pulse.cli import main as pulse_main
 from pulse.download import Retry
 from pulse.errors import PulseError
-from pulse.generator import Generator, GeneratorConfig, gaussian_fit, load_generator, save_generator
+from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.models.generator_file import gaussian_fit, load_generator, save_generator
 
 FAST = Retry(attempts=3, backoff=0.01, timeout=5)
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()

@@ -1,10 +1,10 @@
 """Generator architectures by name. A generator file's config says which one built it; files written before
-architectures had names are StyleGAN-1 (``pulse.generator``)."""
+architectures had names are StyleGAN-1 (``stylegan1``)."""
 
 from __future__ import annotations
 
 from ..errors import PulseError
-from ..generator import Generator, GeneratorConfig
+from .stylegan1 import Generator, GeneratorConfig
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 ARCHITECTURES = {"stylegan1": (GeneratorConfig, Generator), "stylegan2": (StyleGAN2Config, StyleGAN2Generator)}

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import PulseError
-from .files import atomic_path, load_payload
+from ..errors import PulseError
+from ..files import atomic_path, load_payload
 
 CHECKPOINT_FORMAT = "pulse-train-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: run["commands"], the whole command history

@@ -1,6 +1,6 @@
-"""The generator trainer: pulse's StyleGAN-like ``Generator`` against a DCGAN-style ``Discriminator``.
+"""The training loop: one process's G and D steps, checkpoints, logging, and ``train`` that runs it all.
 
-Recipe (StyleGAN2-ADA's, minus what a ~6 M-parameter generator on ~35k faces does not need): the
+Recipe (StyleGAN2-ADA's, minus what a few-million-parameter generator on ~35k faces does not need): the
 non-saturating logistic loss; a lazy R1 penalty on real images every ``R1_INTERVAL`` D steps (scaled by the
 interval); an exponential moving average of G with a half-life in kimg, ramped up early so the first sample
 grids already move; DiffAugment on everything D sees, real and fake; style mixing; bf16 autocast and
@@ -24,144 +24,49 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..devices import select_device
+from ..errors import PulseError
+from ..imageio import save_image, write_text_atomic
+from ..models import build_generator, generator_config
+from ..models.generator_file import LoadedGenerator, load_generator
+from ..sampling import image_grid, sample_images
 from . import distributed
 from .augment import diff_augment, parse_policy
-from .checkpoint import capture_rng, keep_copy, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import (
+    capture_rng,
+    keep_copy,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from .config import TrainConfig, make_discriminator, resolve_config
 from .dataset import DataOrder, FaceData
-from .discriminator import Discriminator, DiscriminatorConfig, ResidualDiscriminator
 from .distributed import Processes
-from .errors import PulseError
-from .generator import LoadedGenerator, compact_channels, fit_progress, gaussian_fit, load_generator, save_generator
-from .models import ARCHITECTURES, build_generator, generator_config
-from .models.stylegan2 import stylegan2_channels
-from .imageio import save_image, write_text_atomic
-from .sampling import image_grid, sample_images
+from .export import generator_metadata, write_generator_file
 
 R1_INTERVAL = 16  # lazy regularisation: the R1 penalty every 16th D step, weighted 16x
+
+
 EMA_RAMPUP = 0.05  # the EMA half-life is at most 5 % of the images shown so far
+
+
 ADAM_BETAS = (0.0, 0.99)
+
+
 GRID_FACES, GRID_SEED = 16, 0
+
+
 LATEST, GENERATOR_FILE, LOG_FILE = "latest.ckpt", "generator.pt", "log.jsonl"
-ARCHITECTURE = ("architecture", "resolution", "style_dim", "mapping_layers", "channels")
-LICENCE = "non-commercial research (inherits CelebA/CelebA-HQ/All-Age-Faces terms)"
+
+
 STATS = ("loss_g", "loss_d", "r1", "r1_steps", "real_logit", "fake_logit")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. Stored in each checkpoint, so ``--resume`` alone continues it."""
-
-    data: list[str]
-    out: str
-    architecture: str = "stylegan2"  # of the generator; D follows: stylegan2 residual D, stylegan1 DCGAN D
-    resolution: int = 128
-    style_dim: int = 512
-    mapping_layers: int | None = None  # None: 2 for stylegan2 (ADA's small-data choice), 8 for stylegan1
-    channels: list[int] | None = None  # one width per level from 4 px; None: the architecture's default
-    kimg: float = 2000.0  # training length in thousands of real images shown to D
-    batch: int = 32  # images per optimiser step, over all processes and micro-batches
-    grad_accum: int = 1  # micro-batches per process and step
-    g_lr: float = 0.0025
-    d_lr: float = 0.0025
-    r1_gamma: float | None = None  # None: StyleGAN2-ADA's heuristic 0.0002 * resolution² / batch
-    ema_kimg: float = 10.0  # half-life of G_ema's average
-    mixing_prob: float = 0.9
-    augment: str = "flip,translation"
-    seed: int = 0
-    checkpoint_every: float = 50.0  # kimg
-    snapshot_every: float = 500.0  # kimg between checkpoints kept for good (latest.ckpt is overwritten); 0: none
-    log_every: float = 1.0  # kimg
-    device: str = "auto"
-    cache_gb: float = 8.0  # decode the data into memory when this process's share fits
-    fit_samples: int = 1_000_000  # latents for the Gaussian fit of the exported generator
-
-    def __post_init__(self):
-        self.data = [str(p) for p in self.data]
-        self.out = str(self.out)
-        if self.architecture not in ARCHITECTURES:
-            raise PulseError(f"--architecture {self.architecture}: choose from {', '.join(ARCHITECTURES)}")
-        if self.mapping_layers is None:
-            self.mapping_layers = 2 if self.architecture == "stylegan2" else 8
-        if self.channels is None:
-            self.channels = default_channels(self.architecture, self.resolution) if self.resolution >= 4 else []
-        self.channels = [int(c) for c in self.channels]
-        self.generator_config()  # a bad resolution or channel list fails here, before any data is read
-        if self.r1_gamma is None:
-            self.r1_gamma = 0.0002 * self.resolution**2 / self.batch
-        checks = [("kimg", self.kimg > 0), ("batch", self.batch > 0), ("grad_accum", self.grad_accum > 0),
-                  ("g_lr", self.g_lr > 0), ("d_lr", self.d_lr > 0), ("r1_gamma", self.r1_gamma >= 0),
-                  ("ema_kimg", self.ema_kimg >= 0), ("mixing_prob", 0 <= self.mixing_prob <= 1),
-                  ("checkpoint_every", self.checkpoint_every > 0), ("snapshot_every", self.snapshot_every >= 0),
-                  ("log_every", self.log_every > 0),
-                  ("cache_gb", self.cache_gb >= 0), ("fit_samples", self.fit_samples > 0),
-                  ("device", self.device in ("auto", "cpu", "cuda"))]
-        for name, ok in checks:
-            if not ok:
-                raise PulseError(f"--{name.replace('_', '-')} {getattr(self, name)}: out of range")
-        try:
-            parse_policy(self.augment)
-        except ValueError as err:
-            raise PulseError(f"--augment {self.augment}: {err}")
-
-    def generator_config(self):
-        return generator_config({key: getattr(self, key) for key in ARCHITECTURE})
-
-
-def default_channels(architecture: str, resolution: int) -> list[int]:
-    """Widths per level: StyleGAN2 at 192/96/48/24 channels from 16 to 128 px costs about what the
-    StyleGAN-1 compact widths (128/64/32/16) cost, where an eye is drawn."""
-    if architecture == "stylegan2":
-        return stylegan2_channels(resolution, base=3072, cap=256)
-    return compact_channels(resolution)
-
-
-def make_discriminator(config):
-    """The discriminator that trains a generator of this config: same widths, the architecture's own kind."""
-    d_config = DiscriminatorConfig(config.resolution, list(config.channels))
-    return ResidualDiscriminator(d_config) if config.architecture == "stylegan2" else Discriminator(d_config)
-
-
-def resolve_config(given: dict, checkpoint: dict | None = None, init_config: dict | None = None,
-                   origin: str = "") -> TrainConfig:
-    """The run's config: options given explicitly, over a resumed checkpoint's config or an init file's shape.
-
-    An architecture option that contradicts the checkpoint or generator file is an error, not an override.
-    """
-    given = {k: v for k, v in given.items() if v is not None}
-    if checkpoint:
-        base = {"architecture": "stylegan1", **checkpoint["config"]}  # runs from before the choice existed
-    else:
-        base = {k: init_config[k] for k in ARCHITECTURE} if init_config else {}
-    for key in ARCHITECTURE:
-        if key in given and key in base and given[key] != base[key]:
-            raise PulseError(f"{origin}: made with {key}={_show(base[key])}, but this run asks for {_show(given[key])}")
-    merged = {**base, **given}
-    unknown = set(merged) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        raise PulseError(f"{origin or 'config'}: unknown training options {', '.join(sorted(unknown))}")
-    for required in ("data", "out"):
-        if not merged.get(required):
-            raise PulseError(f"--{required} is required")
-    return TrainConfig(**merged)
-
-
-def _show(value) -> str:
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
-def pick_device(choice: str, processes: Processes) -> torch.device:
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise PulseError("--device cuda: no CUDA device is available")
-    return torch.device("cuda", processes.local_rank) if choice == "cuda" else torch.device("cpu")
 
 
 def _seed_process(seed: int, rank: int):
@@ -268,7 +173,7 @@ class Trainer:
         if checkpoint is not None and init is not None:
             raise PulseError("--init and --resume cannot be combined: a checkpoint already holds G")
         self.config, self.processes, self.report = config, processes, report
-        self.device = pick_device(config.device, processes)
+        self.device = select_device(config.device, processes.local_rank)
         micro, rest = divmod(config.batch, processes.world * config.grad_accum)
         if rest or not micro:
             raise PulseError(f"--batch {config.batch}: must be a multiple of processes x --grad-accum "
@@ -521,49 +426,6 @@ class Trainer:
                 progress.exclude(time.monotonic() - started)
 
 
-# --- export ----------------------------------------------------------------------------------------------
-
-def generator_metadata(run_info: dict, nimg: int) -> dict:
-    """What a generator file says about where it came from (shown by the model card and `pulse weights`)."""
-    return {
-        "name": run_info["name"],
-        "data": run_info["data"],
-        "kimg": round(nimg / 1000, 3),
-        "alignment": "ffhq",
-        "licence": LICENCE,
-        "training_commands": run_info["commands"],  # every leg of the run, oldest first
-        "fine_tuned_from": run_info["init"],
-        "trainer": "pulse train: non-saturating loss, lazy R1, G EMA, DiffAugment (options: training_commands)",
-    }
-
-
-def write_generator_file(generator: torch.nn.Module, out, metadata: dict, half: bool = False,
-                         fit_samples: int = 1_000_000) -> Path:
-    """A generator file with a fresh Gaussian fit of its mapping output (what the search samples from)."""
-    with fit_progress(fit_samples) as bar:
-        fit = gaussian_fit(generator.mapping, generator.style_dim, samples=fit_samples, on_chunk=bar.update)
-    metadata = {**metadata, "resolution": generator.resolution}
-    try:
-        save_generator(out, generator, fit, metadata, half=half)
-    except OSError as err:
-        raise PulseError(f"{out}: could not write the generator file ({err.strerror or err})")
-    return Path(out)
-
-
-def export_checkpoint(checkpoint_path, out, half: bool = False, fit_samples: int = 1_000_000,
-                      device: str = "auto", search_defaults: dict | None = None) -> Path:
-    """The generator file for a checkpoint's G_ema (``pulse train export``), with the search settings
-    recommended for it (see ``search.options_for``)."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    generator = build_generator(generator_config(checkpoint["generator_config"], origin=str(checkpoint_path)))
-    generator.load_state_dict(checkpoint["G_ema"])
-    generator.to(pick_device(device, Processes())).eval().requires_grad_(False)
-    metadata = generator_metadata(checkpoint["run"], checkpoint["progress"]["nimg"])
-    if search_defaults:
-        metadata["search_defaults"] = dict(search_defaults)
-    return write_generator_file(generator, out, metadata, half=half, fit_samples=fit_samples)
-
-
 def train(given: dict, resume=None, init=None, command: str = "", report=lambda line: None) -> Path | None:
     """Run (or continue) a training run from explicitly given options; returns the generator file (rank 0)."""
     if resume and init:
@@ -576,7 +438,7 @@ def train(given: dict, resume=None, init=None, command: str = "", report=lambda 
     if checkpoint is None and (out / LATEST).exists():
         raise PulseError(f"{out}: already holds a training run; continue it with --resume {out / LATEST} "
                          f"or choose another --out")
-    processes = distributed.start(pick_device(config.device, Processes()).type)
+    processes = distributed.start(select_device(config.device).type)
     try:
         if processes.is_main:
             out.mkdir(parents=True, exist_ok=True)

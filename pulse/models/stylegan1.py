@@ -1,33 +1,23 @@
-"""StyleGAN-like generator: mapping network + style-modulated synthesis network.
+"""StyleGAN-1 (Karras et al. 2019): mapping network + AdaIN-styled synthesis network.
 
-One class serves the compact generator pulse trains and ships, and the official FFHQ StyleGAN-1 1024 model
-PULSE uses: module and parameter names follow the layout of PULSE's ``synthesis.pt`` / ``mapping.pt``
-(``blocks.4x4.epi1.style_mod.lin.weight``, ``dense0.weight``, ...), so those state dicts load strictly into
-``Generator.synthesis`` / ``Generator.mapping``. Widths, depth and resolution come from ``GeneratorConfig``.
-
-The generator *file* (``save_generator`` / ``load_generator``) is a plain dict of tensors, strings and
-numbers, readable with ``torch.load(weights_only=True)``: config, weights, the Gaussian fit of the mapping
-output that the search needs, and metadata (resolution, alignment convention, data, licence).
+The layout of PULSE's official FFHQ 1024 model: module and parameter names follow PULSE's ``synthesis.pt`` /
+``mapping.pt`` (``blocks.4x4.epi1.style_mod.lin.weight``, ``dense0.weight``, ...), so those state dicts load
+strictly into ``Generator.synthesis`` / ``Generator.mapping``. Also the architecture of pulse's first, compact
+bundled generator. Widths, depth and resolution come from ``GeneratorConfig``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import sys
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import PulseError
-from .files import atomic_path, load_payload
+from ..errors import PulseError
 
-FILE_FORMAT = "pulse-generator"
-FILE_VERSION = 2  # 2: config["architecture"] (files without it are StyleGAN-1)
 LRELU_SLOPE = 0.2
 
 
@@ -267,107 +257,3 @@ class Generator(nn.Module):
         if noise is None:
             noise = self.random_noise(ws.size(0), device=ws.device)
         return self.synthesis(ws, noise)
-
-
-@torch.no_grad()
-def gaussian_fit(mapping: nn.Module, style_dim: int, samples: int = 1_000_000, seed: int = 0,
-                 chunk: int = 100_000, device=None, on_chunk: Callable[[int], object] | None = None) -> dict:
-    """Per-dimension mean/std of LeakyReLU(5)(mapping(z)): the space where PULSE's latent is Gaussian.
-
-    LeakyReLU(5) undoes the mapping's final LeakyReLU(0.2); the search maps its latent back with 0.2.
-    Computed in chunks from a fixed seed so it is reproducible and fits in memory; ``on_chunk(n)`` is told
-    after each (a progress bar: a million samples take a minute on a CPU).
-    """
-    device = device or next(mapping.parameters()).device
-    rng = torch.Generator().manual_seed(seed)
-    total = torch.zeros(style_dim, dtype=torch.float64)
-    total_sq = torch.zeros(style_dim, dtype=torch.float64)
-    done = 0
-    while done < samples:
-        n = min(chunk, samples - done)
-        z = torch.randn(n, style_dim, generator=rng).to(device)
-        w = F.leaky_relu(mapping(z), negative_slope=5.0).double().cpu()
-        total += w.sum(0)
-        total_sq += w.pow(2).sum(0)
-        done += n
-        if on_chunk:
-            on_chunk(n)
-    mean = total / samples
-    std = (total_sq / samples - mean.pow(2)).clamp_min(0).sqrt()
-    return {"mean": mean.float(), "std": std.float(), "samples": samples, "seed": seed}
-
-
-def fit_progress(samples: int):
-    """The progress bar ``gaussian_fit`` reports to, on stderr."""
-    import click
-
-    return click.progressbar(length=samples, label="Gaussian fit of the mapping output", file=sys.stderr)
-
-
-def save_generator(path, generator: nn.Module, fit: dict, metadata: dict | None = None, half: bool = False):
-    """Write a generator file atomically (temp file + rename)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in generator.state_dict().items()}
-    payload = {
-        "format": FILE_FORMAT,
-        "version": FILE_VERSION,
-        "config": asdict(generator.config),
-        "state_dict": state,
-        "gaussian_fit": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in fit.items()},
-        "metadata": dict(metadata or {}),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-@dataclass
-class LoadedGenerator:
-    """A generator ready for the search: network (eval, frozen), Gaussian fit and metadata."""
-
-    generator: nn.Module  # an architecture of ``pulse.models``
-    mean: torch.Tensor
-    std: torch.Tensor
-    metadata: dict
-    source: str
-    compiled: Callable | None = field(default=None, repr=False)  # set by ``compile``
-
-    def to(self, device):
-        self.generator.to(device)
-        self.mean, self.std = self.mean.to(device), self.std.to(device)
-        return self
-
-    def compile(self, mode: str | None = None) -> "LoadedGenerator":
-        """torch.compile the synthesis network, forward and backward, for the search: fused kernels make every
-        step faster, at the price of a compile (about a minute on CPU) on the first step of each new batch size
-        (after the second, one graph with a dynamic batch serves the rest). ``mode`` is torch.compile's
-        ("reduce-overhead": CUDA graphs too). The module itself stays eager: state dicts are unchanged."""
-        if not torch.cuda.is_available():  # inductor's C++ set-up warns that no CUDA runtime exists: irrelevant here
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        self.compiled = torch.compile(self.generator.synthesis, mode=mode)
-        return self
-
-    def synthesize(self, ws: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
-        """W+ and noise maps -> image, the way the search runs it (compiled after ``compile``, else eager)."""
-        return (self.generator.synthesis if self.compiled is None else self.compiled)(ws, noise)
-
-
-def read_generator_file(path) -> dict:
-    """Load and validate a generator file without unpickling arbitrary objects."""
-    return load_payload(path, FILE_FORMAT, FILE_VERSION, "generator file", f" (no '{FILE_FORMAT}' header)")
-
-
-def load_generator(path, device="cpu") -> LoadedGenerator:
-    """Build the generator described by a file; weights go to float32 on ``device``, frozen, in eval mode."""
-    from .models import build_generator, generator_config
-
-    payload = read_generator_file(path)
-    generator = build_generator(generator_config(payload["config"], origin=str(path)))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    try:
-        generator.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise PulseError(f"{path}: weights do not match the config ({str(err).splitlines()[0][:200]})")
-    generator.eval().requires_grad_(False)
-    fit = payload["gaussian_fit"]
-    loaded = LoadedGenerator(generator, fit["mean"].float(), fit["std"].float(), dict(payload["metadata"]), str(path))
-    return loaded.to(device)

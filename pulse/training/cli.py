@@ -11,13 +11,15 @@ import sys
 
 import click
 
-from .distributed import Processes
-from .errors import PulseError
-from .generator import load_generator
-from .imageio import save_image
-from .sampling import image_grid, sample_images
-from .search import parse_search_defaults
-from .train import TrainConfig, export_checkpoint, pick_device, train
+from ..devices import select_device
+from ..errors import PulseError
+from ..imageio import save_image
+from ..models.generator_file import load_generator
+from ..sampling import image_grid, sample_images
+from ..search import parse_search_defaults
+from .config import TrainConfig
+from .export import export_checkpoint
+from .loop import train
 
 DEFAULTS = TrainConfig(data=["-"], out="-")
 
@@ -147,7 +149,7 @@ def sample_command(generator_path, n, seed, columns, device, out):
       pulse sample --generator runs/faces128/generator.pt --n 16 --seed 0 --out grid.png
     """
     try:
-        model = load_generator(generator_path, device=pick_device(device, Processes()))
+        model = load_generator(generator_path, device=select_device(device))
         path = save_image(image_grid(sample_images(model.generator, n, seed=seed), columns), out)
     except PulseError as err:
         raise click.ClickException(str(err))

@@ -16,8 +16,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .generator import LRELU_SLOPE, EqualLinear
-from .models.stylegan2 import LRELU_GAIN, FullyConnectedLayer, downsample2d, fir_filter, fir_kernel
+from ..models.stylegan1 import LRELU_SLOPE, EqualLinear
+from ..models.stylegan2 import (
+    LRELU_GAIN,
+    FullyConnectedLayer,
+    downsample2d,
+    fir_filter,
+    fir_kernel,
+)
 
 MBSTD_GROUP = 4
 

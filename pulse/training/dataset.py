@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
-from .errors import PulseError
-from .imageio import IMAGE_SUFFIXES, MAX_PIXELS, to_rgb
+from ..errors import PulseError
+from ..imageio import IMAGE_SUFFIXES, MAX_PIXELS, to_rgb
 
 ZIP_SUFFIX = ".zip"
 

@@ -1,0 +1,56 @@
+"""From a training run to a generator file: G_ema, a fresh Gaussian fit, and where it came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..devices import select_device
+from ..errors import PulseError
+from ..models import build_generator, generator_config
+from ..models.generator_file import fit_progress, gaussian_fit, save_generator
+from .checkpoint import load_checkpoint
+
+LICENCE = "non-commercial research (inherits CelebA/CelebA-HQ/All-Age-Faces terms)"
+
+
+def generator_metadata(run_info: dict, nimg: int) -> dict:
+    """What a generator file says about where it came from (shown by the model card and `pulse weights`)."""
+    return {
+        "name": run_info["name"],
+        "data": run_info["data"],
+        "kimg": round(nimg / 1000, 3),
+        "alignment": "ffhq",
+        "licence": LICENCE,
+        "training_commands": run_info["commands"],  # every leg of the run, oldest first
+        "fine_tuned_from": run_info["init"],
+        "trainer": "pulse train: non-saturating loss, lazy R1, G EMA, DiffAugment (options: training_commands)",
+    }
+
+
+def write_generator_file(generator: torch.nn.Module, out, metadata: dict, half: bool = False,
+                         fit_samples: int = 1_000_000) -> Path:
+    """A generator file with a fresh Gaussian fit of its mapping output (what the search samples from)."""
+    with fit_progress(fit_samples) as bar:
+        fit = gaussian_fit(generator.mapping, generator.style_dim, samples=fit_samples, on_chunk=bar.update)
+    metadata = {**metadata, "resolution": generator.resolution}
+    try:
+        save_generator(out, generator, fit, metadata, half=half)
+    except OSError as err:
+        raise PulseError(f"{out}: could not write the generator file ({err.strerror or err})")
+    return Path(out)
+
+
+def export_checkpoint(checkpoint_path, out, half: bool = False, fit_samples: int = 1_000_000,
+                      device: str = "auto", search_defaults: dict | None = None) -> Path:
+    """The generator file for a checkpoint's G_ema (``pulse train export``), with the search settings
+    recommended for it (see ``search.options_for``)."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    generator = build_generator(generator_config(checkpoint["generator_config"], origin=str(checkpoint_path)))
+    generator.load_state_dict(checkpoint["G_ema"])
+    generator.to(select_device(device)).eval().requires_grad_(False)
+    metadata = generator_metadata(checkpoint["run"], checkpoint["progress"]["nimg"])
+    if search_defaults:
+        metadata["search_defaults"] = dict(search_defaults)
+    return write_generator_file(generator, out, metadata, half=half, fit_samples=fit_samples)
