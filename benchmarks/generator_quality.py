@@ -26,7 +26,7 @@ from pulse.imageio import list_images, load_image, pil_to_tensor, save_image
 from pulse.models import build_generator, generator_config
 from pulse.resample import resize
 from pulse.sampling import image_grid, sample_images
-from pulse.weights import resolve_generator
+from pulse.weights.resolve import resolve_generator
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -57,7 +57,8 @@ COMPILE_MODES = {"compiled": None, "cudagraphs": "reduce-overhead"}  # torch.com
 def build(arch: str, device) -> LoadedGenerator:
     if arch == "compact128":
         try:
-            from pulse.weights import DEFAULT_GENERATOR, resolve_generator
+            from pulse.weights.registry import DEFAULT_GENERATOR
+            from pulse.weights.resolve import resolve_generator
 
             return load_generator(resolve_generator(DEFAULT_GENERATOR), device)
         except PulseError:

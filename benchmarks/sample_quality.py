@@ -12,9 +12,10 @@ import argparse
 
 from pulse.models.generator_file import load_generator
 from pulse.imageio import save_image
-from pulse.metrics import detect_face
+from pulse.evaluation.metrics import detect_face
 from pulse.sampling import image_grid, sample_images
-from pulse.weights import DEFAULT_GENERATOR, resolve_generator
+from pulse.weights.registry import DEFAULT_GENERATOR
+from pulse.weights.resolve import resolve_generator
 
 
 def main():

@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pulse.evaluate import Face, make_face
+from pulse.evaluation.evaluate import Face, make_face
 from pulse.models.generator_file import load_generator
 from pulse.imageio import pil_to_tensor
-from pulse.metrics import detect_face, lpips
+from pulse.evaluation.metrics import detect_face, lpips
 from pulse.search import SearchOptions, parse_search_defaults, search
-from pulse.weights import DEFAULT_GENERATOR, resolve_generator
+from pulse.weights.registry import DEFAULT_GENERATOR
+from pulse.weights.resolve import resolve_generator
 
 SHARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces128" / "train-03.zip"
 BATCH = 8

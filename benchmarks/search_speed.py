@@ -23,7 +23,8 @@ from pulse.search import options_for, search
 
 def model_for(device) -> tuple[LoadedGenerator, str]:
     try:
-        from pulse.weights import DEFAULT_GENERATOR, resolve_generator
+        from pulse.weights.registry import DEFAULT_GENERATOR
+        from pulse.weights.resolve import resolve_generator
 
         return load_generator(resolve_generator(DEFAULT_GENERATOR), device), DEFAULT_GENERATOR
     except PulseError:

@@ -18,7 +18,7 @@ from PIL import Image
 from pulse.api import Upsampler
 from pulse.imageio import pil_to_tensor, save_image, tensor_to_pil
 from pulse.resample import resize
-from pulse.restore import before_after, restore
+from pulse.faces.restore import before_after, restore
 
 
 def main() -> None:

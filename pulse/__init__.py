@@ -6,7 +6,7 @@ its output to identify anyone.
 
 from .api import Result, Upsampler, upsample
 from .errors import PulseError
-from .models.stylegan1 import Generator, GeneratorConfig
 from .models.generator_file import load_generator
+from .models.stylegan1 import Generator, GeneratorConfig
 
 __all__ = ["upsample", "Upsampler", "Result", "load_generator", "Generator", "GeneratorConfig", "PulseError"]

@@ -20,9 +20,9 @@ from PIL import Image
 
 from .devices import select_device
 from .errors import PulseError
-from .models.generator_file import LoadedGenerator, load_generator
-from .imageio import to_rgb, load_image, pil_to_tensor, tensor_to_pil
+from .imageio import load_image, pil_to_tensor, tensor_to_pil, to_rgb
 from .memory import CPU_BATCH, cuda_free_bytes, cuda_peak_bytes, fit_batch_size
+from .models.generator_file import LoadedGenerator, load_generator
 from .resample import resize
 from .search import SearchOptions, options_for, psnr_from_mse, search
 
@@ -119,7 +119,8 @@ class Upsampler:
         if isinstance(generator, LoadedGenerator):
             self.model = generator.to(self.device)
         else:
-            from .weights import DEFAULT_GENERATOR, resolve_generator
+            from .weights.registry import DEFAULT_GENERATOR
+            from .weights.resolve import resolve_generator
 
             self.model = load_generator(resolve_generator(generator or DEFAULT_GENERATOR), self.device)
         if compile:

@@ -7,6 +7,7 @@ one. ``load_payload`` reads pulse's own torch files with ``weights_only=True`` a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,3 +45,14 @@ def load_payload(path, file_format: str, version: int, what: str, wrong_format_h
     if payload.get("version", 0) > version:
         raise PulseError(f"{path}: {what} version {payload['version']} is newer than this pulse supports")
     return payload
+
+
+def installed_package_file(package: str, relative: str) -> Path | None:
+    """A model file shipped inside an installed PyPI package, found without importing the package
+    (face_recognition_models' __init__ needs pkg_resources, which recent setuptools no longer ships)."""
+    spec = importlib.util.find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / relative
+        if path.is_file():
+            return path
+    return None

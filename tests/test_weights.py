@@ -19,9 +19,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import pulse.weights as weights
+from pulse.cli.weights import weights_cli
+from pulse.weights import convert_stylegan1
+from pulse.weights import registry as weights_registry
+from pulse.weights import resolve
+from pulse.weights import store
 from pulse.cli import main as pulse_main
-from pulse.download import Retry
+from pulse.weights.download import Retry
 from pulse.errors import PulseError
 from pulse.models.stylegan1 import Generator, GeneratorConfig
 from pulse.models.generator_file import gaussian_fit, load_generator, save_generator
@@ -130,7 +134,7 @@ def registry(tmp_path, monkeypatch):
     """Write a registry for the test's URLs and make pulse.weights read it."""
     def make(urls, **kw):
         path = write_registry(tmp_path / "registry.toml", urls, **kw)
-        monkeypatch.setattr(weights, "REGISTRY_PATH", path)
+        monkeypatch.setattr(weights_registry, "REGISTRY_PATH", path)
         return path
     return make
 
@@ -153,18 +157,18 @@ def blob_sha(cache: Path) -> str:
 def test_full_download_is_verified_and_cached(server, registry, cache):
     server.routes["/blob"] = file_route()
     registry([server.url + "/blob"], size=len(PAYLOAD))
-    path = weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+    path = resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     assert path == (cache / "blob" / "blob.dat").resolve()
     assert path.read_bytes() == PAYLOAD
     assert cache_contents(cache) == ["blob.dat"]
-    assert weights.resolve_file("blob", cache_dir=cache) == path  # cached: no second request
+    assert resolve.resolve_file("blob", cache_dir=cache) == path  # cached: no second request
     assert len(server.log) == 1
 
 
 def test_dropped_connection_resumes_with_range(server, registry, cache):
     server.routes["/blob"] = dropping_route(ranges=True)
     registry([server.url + "/blob"])
-    path = weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+    path = resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     assert blob_sha(cache) == PAYLOAD_SHA
     first, resume = [r for _, r, _ in server.log]
     assert first is None and 0 < int(resume.removeprefix("bytes=").rstrip("-")) <= len(PAYLOAD) // 2
@@ -185,7 +189,7 @@ def test_stalled_transfer_times_out_and_resumes(server, registry, cache):
         time.sleep(1.0)  # longer than the client's timeout
     server.routes["/blob"] = stall_once
     registry([server.url + "/blob"])
-    weights.fetch("blob", cache_dir=cache, retry=Retry(attempts=2, backoff=0.01, timeout=0.3), progress=False)
+    resolve.fetch("blob", cache_dir=cache, retry=Retry(attempts=2, backoff=0.01, timeout=0.3), progress=False)
     assert blob_sha(cache) == PAYLOAD_SHA
     assert server.log[1][1] is not None and server.log[1][1] != "bytes=0-"
 
@@ -193,7 +197,7 @@ def test_stalled_transfer_times_out_and_resumes(server, registry, cache):
 def test_server_without_range_restarts_cleanly(server, registry, cache):
     server.routes["/blob"] = dropping_route(ranges=False)
     registry([server.url + "/blob"])
-    weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+    resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     assert blob_sha(cache) == PAYLOAD_SHA
     assert server.log[1][1] is not None  # asked to resume, got 200 and rewrote the .part from byte 0
 
@@ -203,7 +207,7 @@ def test_stale_part_file_with_wrong_bytes_is_restarted(server, registry, cache):
     registry([server.url + "/blob"])
     (cache / "blob").mkdir(parents=True)
     (cache / "blob" / "blob.dat.part").write_bytes(b"x" * 1000)
-    weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+    resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     assert blob_sha(cache) == PAYLOAD_SHA
     assert [r for _, r, _ in server.log] == ["bytes=1000-", None]
 
@@ -212,7 +216,7 @@ def test_wrong_hash_is_an_error_and_leaves_nothing(server, registry, cache):
     server.routes["/blob"] = file_route()
     registry([server.url + "/blob"], sha256="0" * 64)
     with pytest.raises(PulseError, match="sha256 mismatch") as err:
-        weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+        resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     assert "\n" not in str(err.value)
     assert cache_contents(cache) == []
 
@@ -222,7 +226,7 @@ def test_http_errors_are_one_line_with_the_url_and_the_manual_route(server, regi
     server.routes["/blob"] = lambda h, q: h.send_error(status)
     registry([server.url + "/blob"])
     with pytest.raises(PulseError) as err:
-        weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+        resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     message = str(err.value)
     assert "\n" not in message
     assert f"{server.url}/blob (HTTP {status}" in message
@@ -233,7 +237,7 @@ def test_http_errors_are_one_line_with_the_url_and_the_manual_route(server, regi
 def test_offline_gives_one_line_naming_the_url(registry, cache):
     registry(["http://127.0.0.1:9/blob"])  # discard port: nothing listens
     with pytest.raises(PulseError) as err:
-        weights.fetch("blob", cache_dir=cache, retry=Retry(attempts=2, backoff=0.01, timeout=2), progress=False)
+        resolve.fetch("blob", cache_dir=cache, retry=Retry(attempts=2, backoff=0.01, timeout=2), progress=False)
     message = str(err.value)
     assert "\n" not in message
     assert "http://127.0.0.1:9/blob (connection failed" in message and "gave up after 2 attempts" in message
@@ -249,7 +253,7 @@ def test_server_errors_are_retried_then_mirrors_tried_in_order(server, registry,
     server.routes["/flaky"] = flaky
     server.routes["/good"] = file_route()
     registry([server.url + "/missing", server.url + "/flaky", server.url + "/good"])
-    weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+    resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     assert blob_sha(cache) == PAYLOAD_SHA
     assert [p for p, _, _ in server.log] == ["/missing", "/flaky", "/flaky", "/flaky"]
 
@@ -292,7 +296,7 @@ def test_drive_confirmation_page_is_followed(server, registry, cache, page, conf
     server.routes["/uc"] = page
     server.routes["/download"] = download
     registry([server.url + "/uc?export=download&id=F1"])
-    weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+    resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     assert blob_sha(cache) == PAYLOAD_SHA
     assert len(server.log) == 2
 
@@ -302,7 +306,7 @@ def test_drive_quota_page_is_reported_as_such(server, registry, cache, status):
     server.routes["/uc"] = lambda h, q: h.serve_html(QUOTA_PAGE, status=status)
     registry([server.url + "/uc?id=F1"])
     with pytest.raises(PulseError, match="Google Drive quota exceeded: too many users") as err:
-        weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+        resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     assert "\n" not in str(err.value)
     assert len(server.log) == 1
 
@@ -311,7 +315,7 @@ def test_unexpected_web_page_is_not_stored(server, registry, cache):
     server.routes["/login"] = lambda h, q: h.serve_html("<html><title>Sign in</title>please log in</html>")
     registry([server.url + "/login"])
     with pytest.raises(PulseError, match=r"got a web page \('Sign in'\) instead of the file"):
-        weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+        resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     assert cache_contents(cache) == []
 
 
@@ -319,7 +323,7 @@ def test_bz2_url_is_decompressed_and_checked(server, registry, cache):
     import bz2
     server.routes["/blob.dat.bz2"] = file_route(bz2.compress(PAYLOAD))
     registry([server.url + "/blob.dat.bz2"])
-    weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+    resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     assert blob_sha(cache) == PAYLOAD_SHA
     assert cache_contents(cache) == ["blob.dat"]
 
@@ -328,26 +332,26 @@ def test_no_sha256_needs_explicit_trust_then_pins(server, registry, cache):
     server.routes["/blob"] = file_route()
     registry([server.url + "/blob"], sha256=None)
     with pytest.raises(PulseError, match="--no-verify"):
-        weights.resolve_file("blob", cache_dir=cache)
+        resolve.resolve_file("blob", cache_dir=cache)
     assert server.log == []
-    path = weights.fetch("blob", cache_dir=cache, trust_unverified=True, retry=FAST, progress=False)
+    path = resolve.fetch("blob", cache_dir=cache, trust_unverified=True, retry=FAST, progress=False)
     assert (cache / "blob" / "blob.dat.sha256").read_text().split()[0] == PAYLOAD_SHA
-    assert weights.resolve_file("blob", cache_dir=cache) == path
+    assert resolve.resolve_file("blob", cache_dir=cache) == path
     path.write_bytes(PAYLOAD[:-1] + b"\0")  # same size, different bytes: the pin catches it
-    [status] = weights.verify("blob", cache_dir=cache)
+    [status] = store.verify("blob", cache_dir=cache)
     assert status.state == "corrupt" and not path.exists()
 
 
 def test_truncated_cache_file_is_caught_by_verify_and_downloaded_again(server, registry, cache):
     server.routes["/blob"] = file_route()
     registry([server.url + "/blob"])
-    path = weights.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
+    path = resolve.fetch("blob", cache_dir=cache, retry=FAST, progress=False)
     path.write_bytes(PAYLOAD[:1000])
-    result = CliRunner().invoke(weights.weights_cli, ["verify", "blob", "--cache-dir", str(cache)])
+    result = CliRunner().invoke(weights_cli, ["verify", "blob", "--cache-dir", str(cache)])
     assert result.exit_code == 1
     assert "corrupt" in result.output and "deleted" in result.output
     assert not path.exists()
-    assert weights.resolve_file("blob", cache_dir=cache) == path
+    assert resolve.resolve_file("blob", cache_dir=cache) == path
     assert blob_sha(cache) == PAYLOAD_SHA
     assert len(server.log) == 2
 
@@ -356,7 +360,7 @@ def _fetch_in_child(cache, barrier, results):
     barrier.wait()
     start = time.time()
     try:
-        path = weights.fetch("blob", cache_dir=cache, retry=Retry(attempts=2, backoff=0.01), progress=False)
+        path = resolve.fetch("blob", cache_dir=cache, retry=Retry(attempts=2, backoff=0.01), progress=False)
         results.put({"start": start, "path": str(path)})
     except Exception as err:  # reported to the parent, which fails the test
         results.put({"start": start, "error": repr(err)})
@@ -397,18 +401,18 @@ def test_registry_names_cannot_escape_the_cache(tmp_path, monkeypatch, cache):
     path = write_registry(tmp_path / "bad.toml", ["http://127.0.0.1:9/x"])
     path.write_text(path.read_text().replace('name = "blob.dat"', 'name = "../../evil"'))
     with pytest.raises(PulseError, match="not a valid name"):
-        weights.load_registry(path)
+        weights_registry.load_registry(path)
     path.write_text(path.read_text().replace('"../../evil"', '".."'))
     with pytest.raises(PulseError, match="not a valid name"):
-        weights.load_registry(path)
+        weights_registry.load_registry(path)
     with pytest.raises(PulseError, match="outside"):
-        weights._inside(cache, "..", "x")
+        store._inside(cache, "..", "x")
 
 
 def test_shipped_registry_parses_and_records_what_is_unknown():
-    models = weights.load_registry()
+    models = weights_registry.load_registry()
     assert {"pulse-faces-128", "ffhq-1024", "dlib-68-landmarks"} <= set(models)
-    assert weights.DEFAULT_GENERATOR == "pulse-faces-128"
+    assert weights_registry.DEFAULT_GENERATOR == "pulse-faces-128"
     bundled = models["pulse-faces-128"].files[0]
     assert bundled.path == "pulse-faces-128.pt" and not bundled.urls
     assert [f.name for f in models["ffhq-1024"].files] == ["synthesis.pt", "mapping.pt"]
@@ -416,36 +420,36 @@ def test_shipped_registry_parses_and_records_what_is_unknown():
 
 
 def test_resolve_generator_paths_and_names(tmp_path, tiny_generator_file, monkeypatch):
-    assert weights.resolve_generator(tiny_generator_file) == tiny_generator_file
-    assert weights.resolve_generator(str(tiny_generator_file)) == tiny_generator_file
+    assert resolve.resolve_generator(tiny_generator_file) == tiny_generator_file
+    assert resolve.resolve_generator(str(tiny_generator_file)) == tiny_generator_file
     with pytest.raises(PulseError, match="generator file not found"):
-        weights.resolve_generator(tmp_path / "nope.pt")
+        resolve.resolve_generator(tmp_path / "nope.pt")
     with pytest.raises(PulseError, match="no such generator file or registry name"):
-        weights.resolve_generator("no-such-model")
+        resolve.resolve_generator("no-such-model")
     with pytest.raises(PulseError, match="not a generator"):
-        weights.resolve_generator("dlib-68-landmarks")
-    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "weights")  # a checkout without the trained file
+        resolve.resolve_generator("dlib-68-landmarks")
+    monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", tmp_path / "weights")  # a checkout without the trained file
     with pytest.raises(PulseError) as err:
-        weights.resolve_generator("pulse-faces-128", cache_dir=tmp_path / "cache")
+        resolve.resolve_generator("pulse-faces-128", cache_dir=tmp_path / "cache")
     assert str(err.value).startswith("the bundled generator pulse-faces-128 is not installed "
                                      "(weights/pulse-faces-128.pt missing): pass --generator PATH")
 
 
 def test_bundled_generator_from_the_repository_or_imported(tmp_path, tiny_generator_file, monkeypatch, cache):
-    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", tmp_path / "weights")
     with pytest.raises(PulseError, match="a 32 px generator, but pulse-faces-128 is 128 px"):
-        weights.import_files("pulse-faces-128", [tiny_generator_file], cache_dir=cache)
+        resolve.import_files("pulse-faces-128", [tiny_generator_file], cache_dir=cache)
     g = Generator(GeneratorConfig())  # the compact 128 px layout
     save_generator(tmp_path / "trained.pt", g, gaussian_fit(g.mapping, g.style_dim, samples=1000), {})
-    [line] = weights.import_files("pulse-faces-128", [tmp_path / "trained.pt"], cache_dir=cache)
+    [line] = resolve.import_files("pulse-faces-128", [tmp_path / "trained.pt"], cache_dir=cache)
     imported = (cache / "pulse-faces-128" / "pulse-faces-128.pt").resolve()
     assert "pinned" in line and imported.read_bytes() == (tmp_path / "trained.pt").read_bytes()
-    assert weights.resolve_generator(weights.DEFAULT_GENERATOR, cache_dir=cache) == imported
+    assert resolve.resolve_generator(weights_registry.DEFAULT_GENERATOR, cache_dir=cache) == imported
 
     (tmp_path / "weights").mkdir()  # a checkout that ships the file: that one wins
     shipped = tmp_path / "weights" / "pulse-faces-128.pt"
     shipped.write_bytes(tiny_generator_file.read_bytes())
-    assert weights.resolve_generator(weights.DEFAULT_GENERATOR, cache_dir=cache) == shipped.resolve()
+    assert resolve.resolve_generator(weights_registry.DEFAULT_GENERATOR, cache_dir=cache) == shipped.resolve()
 
 
 # ---------------------------------------------------------------- CLI
@@ -462,7 +466,7 @@ def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch,
         name = "tiny-32.pt"
         urls = ["http://127.0.0.1:9/tiny-32.pt"]
     """))
-    monkeypatch.setattr(weights, "REGISTRY_PATH", path)
+    monkeypatch.setattr(weights_registry, "REGISTRY_PATH", path)
     monkeypatch.setenv("PULSE_CACHE", str(cache))
     run = CliRunner().invoke
 
@@ -481,7 +485,7 @@ def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch,
     assert target.read_bytes() == tiny_generator_file.read_bytes()
 
     assert run(pulse_main, ["weights", "path", "tiny-32"]).output.strip() == str(target)
-    assert weights.resolve_generator("tiny-32") == target
+    assert resolve.resolve_generator("tiny-32") == target
     info = run(pulse_main, ["weights", "info", "tiny-32"])
     assert info.exit_code == 0 and info.output.startswith(f"{target} (")
     assert "architecture: stylegan1, 32 px" in info.output and "recommended search settings: none" in info.output
@@ -523,12 +527,12 @@ def official(tmp_path_factory):
 
 def test_official_import_renders_identically_to_the_directly_loaded_module(official, cache):
     direct, synthesis, mapping = official
-    report = weights.import_files("ffhq-1024", [synthesis, mapping], cache_dir=cache, fit_samples=4000, device="cpu")
+    report = resolve.import_files("ffhq-1024", [synthesis, mapping], cache_dir=cache, fit_samples=4000, device="cpu")
     text = "\n".join(report)
     assert f"accepted {len(torch.load(synthesis))} synthesis tensors" in text and "accepted 16 mapping tensors" in text
     assert "filled 8 missing blur kernels" in text and "4,000 samples on cpu" in text
 
-    path = weights.resolve_generator("ffhq-1024", cache_dir=cache)
+    path = resolve.resolve_generator("ffhq-1024", cache_dir=cache)
     assert path == (cache / "ffhq-1024" / "ffhq-1024.pt").resolve()
     loaded = load_generator(path)
     assert loaded.metadata["resolution"] == 1024 and loaded.metadata["alignment"] == "ffhq"
@@ -543,7 +547,7 @@ def test_official_import_renders_identically_to_the_directly_loaded_module(offic
         got = loaded.generator(ws=ws, noise=noise)
     assert torch.isfinite(expected).all() and expected.std() > 0
     assert torch.equal(got, expected)
-    [status] = weights.verify("ffhq-1024", cache_dir=cache)  # the sources were read, not kept
+    [status] = store.verify("ffhq-1024", cache_dir=cache)  # the sources were read, not kept
     assert status.state == "ok" and status.path == path
 
 
@@ -551,37 +555,37 @@ def test_official_download_is_converted_and_resolved(official, server, cache, tm
     direct, synthesis, mapping = official
     server.routes["/synthesis.pt"] = file_route(synthesis.read_bytes())
     server.routes["/mapping.pt"] = file_route(mapping.read_bytes())
-    text = weights.REGISTRY_PATH.read_text()
+    text = weights_registry.REGISTRY_PATH.read_text()
     for name in ("synthesis.pt", "mapping.pt"):
         text = re.sub(rf'(name = "{name}"\nurls = )\[[^]]*\]', rf'\1["{server.url}/{name}"]', text)
     (tmp_path / "registry.toml").write_text(text)
-    monkeypatch.setattr(weights, "REGISTRY_PATH", tmp_path / "registry.toml")
+    monkeypatch.setattr(weights_registry, "REGISTRY_PATH", tmp_path / "registry.toml")
 
     with pytest.raises(PulseError, match="no sha256 for synthesis.pt.*--no-verify"):
-        weights.resolve_generator("ffhq-1024", cache_dir=cache)
-    path = weights.fetch("ffhq-1024", cache_dir=cache, trust_unverified=True, retry=FAST, progress=False,
+        resolve.resolve_generator("ffhq-1024", cache_dir=cache)
+    path = resolve.fetch("ffhq-1024", cache_dir=cache, trust_unverified=True, retry=FAST, progress=False,
                          fit_samples=2000, device="cpu")
     assert [p for p, _, _ in server.log] == ["/synthesis.pt", "/mapping.pt"]
-    assert weights.resolve_generator("ffhq-1024", cache_dir=cache) == path
+    assert resolve.resolve_generator("ffhq-1024", cache_dir=cache) == path
     state = load_generator(path).generator.state_dict()
     assert all(torch.equal(state[k], v) for k, v in direct.state_dict().items())
-    assert [s.state for s in weights.verify("ffhq-1024", cache_dir=cache)] == ["ok", "ok", "ok"]  # 2 pinned + 1
+    assert [s.state for s in store.verify("ffhq-1024", cache_dir=cache)] == ["ok", "ok", "ok"]  # 2 pinned + 1
 
 
 def test_official_import_refuses_what_it_cannot_account_for(tmp_path):
     mapping = Generator(GeneratorConfig.official_ffhq()).mapping.state_dict()
     torch.save(mapping, tmp_path / "mapping.pt")
     with pytest.raises(PulseError, match=r"synthesis: \d+ tensors missing"):
-        weights.import_official_stylegan1([tmp_path / "mapping.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
+        convert_stylegan1.import_official_stylegan1([tmp_path / "mapping.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
     torch.save({**mapping, "g_ema.conv1.weight": torch.zeros(1)}, tmp_path / "stylegan2.pt")
     with pytest.raises(PulseError, match="'g_ema.conv1.weight' is not part of the official"):
-        weights.import_official_stylegan1([tmp_path / "stylegan2.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
+        convert_stylegan1.import_official_stylegan1([tmp_path / "stylegan2.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
     torch.save({"dense0.weight": np.zeros(3)}, tmp_path / "pickled.pt")
     with pytest.raises(PulseError, match="refused: reading it would run pickled code"):
-        weights.import_official_stylegan1([tmp_path / "pickled.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
+        convert_stylegan1.import_official_stylegan1([tmp_path / "pickled.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
     torch.save({**mapping, "dense0.weight": torch.zeros(3, 3)}, tmp_path / "shape.pt")
     with pytest.raises(PulseError, match=r"dense0.weight has shape \(3, 3\), expected \(512, 512\)"):
-        weights.import_official_stylegan1([tmp_path / "shape.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
+        convert_stylegan1.import_official_stylegan1([tmp_path / "shape.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
     assert not (tmp_path / "out.pt").exists()
 
 
@@ -596,8 +600,8 @@ def test_a_wheel_carries_the_registry_and_the_bundled_generator(tmp_path):
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
-    probe = ("import pulse.weights as w; print(w.resolve_generator('pulse-faces-128')); "
-             "print(len(w.load_registry()))")
+    probe = ("from pulse.weights.resolve import resolve_generator; print(resolve_generator('pulse-faces-128')); "
+             "from pulse.weights.registry import load_registry; print(len(load_registry()))")
     env = {**os.environ, "PYTHONPATH": str(site), "PULSE_CACHE": str(tmp_path / "cache")}
     found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert found.returncode == 0, found.stderr[-2000:]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..metrics import detect_face, lpips_network
+from .metrics import detect_face, lpips_network
 
 FEATURE_SCALE = 20.0
 PR_NEIGHBOURS = 3

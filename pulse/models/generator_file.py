@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -18,16 +19,18 @@ import torch.nn.functional as F
 
 from ..errors import PulseError
 from ..files import atomic_path, load_payload
+from . import build_generator, generator_config
 
 FILE_FORMAT = "pulse-generator"
 
 
 FILE_VERSION = 2  # 2: config["architecture"] (files without it are StyleGAN-1)
+FIT_SAMPLES = 1_000_000  # latents in the Gaussian fit: the reference's choice
 MAPPING_SLOPE = 0.2  # the mapping's output LeakyReLU: the Gaussian fit undoes it, the search applies it again
 
 
 @torch.no_grad()
-def gaussian_fit(mapping: nn.Module, style_dim: int, samples: int = 1_000_000, seed: int = 0,
+def gaussian_fit(mapping: nn.Module, style_dim: int, samples: int = FIT_SAMPLES, seed: int = 0,
                  chunk: int = 100_000, device=None, on_chunk: Callable[[int], object] | None = None) -> dict:
     """Per-dimension mean/std of LeakyReLU(5)(mapping(z)): the space where PULSE's latent is Gaussian.
 
@@ -115,8 +118,6 @@ def read_generator_file(path) -> dict:
 
 def load_generator(path, device="cpu") -> LoadedGenerator:
     """Build the generator described by a file; weights go to float32 on ``device``, frozen, in eval mode."""
-    from . import build_generator, generator_config
-
     payload = read_generator_file(path)
     generator = build_generator(generator_config(payload["config"], origin=str(path)))
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
@@ -128,3 +129,25 @@ def load_generator(path, device="cpu") -> LoadedGenerator:
     fit = payload["gaussian_fit"]
     loaded = LoadedGenerator(generator, fit["mean"].float(), fit["std"].float(), dict(payload["metadata"]), str(path))
     return loaded.to(device)
+
+
+def describe_generator(path: Path) -> list[str]:
+    """What a generator file holds, for a person: architecture, size, training record, search settings."""
+    payload = read_generator_file(path)
+    config = generator_config(payload["config"], origin=str(path))
+    meta = dict(payload.get("metadata", {}))
+    parameters = sum(t.numel() for t in payload["state_dict"].values())
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in payload["state_dict"].values()})
+    lines = [f"{path} ({path.stat().st_size / 1e6:.1f} MB)",
+             f"  architecture: {config.architecture}, {config.resolution} px, {config.n_styles} styles x {config.style_dim}, "
+             f"{config.mapping_layers} mapping layers, widths {','.join(map(str, config.channels))} "
+             f"(4..{config.resolution} px), {parameters / 1e6:.2f} M parameters stored as {'/'.join(dtypes)}"]
+    defaults = meta.pop("search_defaults", None)
+    commands = meta.pop("training_commands", None)
+    lines += [f"  {key}: {value}" for key, value in meta.items() if value not in ("", None)]
+    for leg in commands or []:
+        start = "?" if leg.get("from_kimg") is None else f"{leg['from_kimg']:g}"
+        lines.append(f"  trained from {start} kimg: {leg['command'] or '(from Python, no command)'}")
+    settings = ", ".join(f"{k}={v}" for k, v in defaults.items()) if defaults else "none (PULSE's reference settings)"
+    lines.append(f"  recommended search settings: {settings}")
+    return lines

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import click
 import requests
 
-from .errors import PulseError
+from ..errors import PulseError
 
 CHUNK = 1 << 20
 NETWORK_CHUNK = 1 << 16  # small: urllib3 drops the unfilled tail of a read when the connection breaks

@@ -1,4 +1,4 @@
-"""Click commands ``pulse train`` (with ``pulse train export``) and ``pulse sample``; registered in cli.py.
+"""`pulse train` (with `pulse train export`): train a generator, or export a checkpoint as a generator file.
 
 Training options default to None here so that ``--resume`` can tell what was given on this command line
 (overrides) from what should come from the checkpoint; the documented defaults live in ``TrainConfig``.
@@ -11,15 +11,12 @@ import sys
 
 import click
 
-from ..devices import select_device
 from ..errors import PulseError
-from ..imageio import save_image
-from ..models.generator_file import load_generator
-from ..sampling import image_grid, sample_images
 from ..search import parse_search_defaults
-from .config import TrainConfig
-from .export import export_checkpoint
-from .loop import train
+from ..training.config import TrainConfig
+from ..training.export import export_checkpoint
+from ..training.loop import train
+from .common import say
 
 DEFAULTS = TrainConfig(data=["-"], out="-")
 
@@ -35,9 +32,6 @@ def _channels(ctx, param, value):
         raise click.BadParameter(f"{value!r}: give one positive width per level, 4 px first")
     return widths
 
-
-def _say(line: str):
-    click.echo(line, err=True)
 
 
 def _default(name: str) -> str:
@@ -102,11 +96,11 @@ def train_command(ctx, resume, init, **options):
         raise click.UsageError("Missing option '--data' (or --resume a run)")
     command = "pulse " + shlex.join(sys.argv[1:])
     try:
-        path = train(options, resume=resume, init=init, command=command, report=_say)
+        path = train(options, resume=resume, init=init, command=command, report=say)
     except PulseError as err:
         raise click.ClickException(str(err))
     if path is not None:
-        _say(f"generator: {path}")
+        say(f"generator: {path}")
 
 
 @train_command.command("export")
@@ -130,29 +124,4 @@ def export_command(checkpoint, out, half, fit_samples, device, search_defaults):
                                  search_defaults=defaults)
     except PulseError as err:
         raise click.ClickException(str(err))
-    _say(f"generator: {path}")
-
-
-@click.command("sample")
-@click.option("--generator", "generator_path", required=True, type=click.Path(dir_okay=False),
-              help="A pulse generator file.")
-@click.option("--n", type=click.IntRange(1, 1024), default=16, show_default=True, help="How many faces.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same faces.")
-@click.option("--columns", type=click.IntRange(1), help="Faces per row [default: about square].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Grid image to write (PNG, JPEG).")
-def sample_command(generator_path, n, seed, columns, device, out):
-    """Random faces from a generator file, as one grid image.
-
-    \b
-    Example:
-      pulse sample --generator runs/faces128/generator.pt --n 16 --seed 0 --out grid.png
-    """
-    try:
-        model = load_generator(generator_path, device=select_device(device))
-        path = save_image(image_grid(sample_images(model.generator, n, seed=seed), columns), out)
-    except PulseError as err:
-        raise click.ClickException(str(err))
-    except OSError as err:
-        raise click.ClickException(f"{out}: could not write the grid ({err.strerror or err})")
-    _say(f"{n} faces: {path}")
+    say(f"generator: {path}")

@@ -1,4 +1,4 @@
-"""The ``pulse`` command line: thin click commands over the package's modules."""
+"""`pulse run`: LR faces in, super-resolved faces, a report and optional grids out."""
 
 from __future__ import annotations
 
@@ -11,33 +11,11 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from .align import align_command
-from .errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError, say_below_progress
-from .evaluate import eval_command
-from .restore import restore_command
-from .training.cli import sample_command, train_command
-from .weights import weights_cli
+from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError, say_below_progress
+from .common import say
 
 REPORT_NAME = "report.jsonl"
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pulse")
-def main():
-    """pulse: face super-resolution by searching a generator's latent space (PULSE).
-
-    It invents a plausible face that downscales to the input; it does not recover the true face.
-    Never use its output to identify anyone.
-    """
-
-
-# Commands of other concepts live with their modules; `run` is the heart and lives here.
-for command in (align_command, restore_command, train_command, sample_command, eval_command, weights_cli):
-    main.add_command(command)
-
-
-def _say(message: str) -> None:
-    click.echo(message, err=True)
 
 
 def _output_names(stem: str, samples: int) -> list[str]:
@@ -46,9 +24,9 @@ def _output_names(stem: str, samples: int) -> list[str]:
 
 def _comparison(lr, results, scale: float):
     """One input's picture: LR (nearest-enlarged) | bicubic | each pulse sample, at the output size."""
-    from .imageio import tensor_to_pil
-    from .resample import resize
-    from .sampling import labelled_grid
+    from ..imageio import tensor_to_pil
+    from ..resample import resize
+    from ..sampling import labelled_grid
 
     cell = results[0].image.width
     tiles = [tensor_to_pil(lr).resize((cell, cell), Image.Resampling.NEAREST), tensor_to_pil(resize(lr, cell))]
@@ -70,7 +48,7 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
     return lines
 
 
-@main.command()
+@click.command("run")
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="An LR face image, or a folder of them (PNG, JPEG, WebP, BMP).")
 @click.option("--output", "output_dir", default="pulse_out", show_default=True, type=click.Path(path_type=Path),
@@ -120,11 +98,11 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     (LR MSE, LR-PSNR, success, seed, seconds) or per failed input. Re-running skips finished inputs.
     Exit codes: 0 all within eps; 1 some inputs failed; 2 usage/setup error; 3 some results not within eps.
     """
-    from .training import distributed
-    from .api import COMPILE_NOTE, Upsampler, check_lr, output_size, to_lr_tensor
-    from .devices import select_device
-    from .imageio import list_images, output_stems, save_image, write_text_atomic
-    from .memory import batch_size_arg
+    from ..api import COMPILE_NOTE, Upsampler, check_lr, output_size, to_lr_tensor
+    from ..devices import select_device
+    from ..imageio import list_images, output_stems, save_image, write_text_atomic
+    from ..memory import batch_size_arg
+    from ..training import distributed
 
     try:
         files = list_images(input_path)
@@ -137,7 +115,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
             device = f"cuda:{processes.local_rank}"
         upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile_generator)
     except PulseError as err:
-        _say(f"error: {err}")
+        say(f"error: {err}")
         sys.exit(EXIT_USAGE)
 
     report_path = output_dir / REPORT_NAME
@@ -157,11 +135,11 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
                 check_lr(lr, upsampler.resolution, str(path))
                 output_size(lr.shape[-1], scale, str(path))
             except PulseError as err:
-                _say(f"error: {err}")
+                say(f"error: {err}")
                 mine[str(path)] = [{"input": str(path), "status": "error", "error": str(err)}]
                 continue
         for w in caught:
-            _say(f"warning: {w.message}")
+            say(f"warning: {w.message}")
         todo.append((path, lr))
 
     def write_report(entries: dict[str, list[dict]], path: Path):
@@ -176,10 +154,10 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     try:
         per_call = max(1, upsampler.fit_batch_size(**options) // samples) if todo else 1
     except PulseError as err:
-        _say(f"error: {err}")
+        say(f"error: {err}")
         sys.exit(EXIT_USAGE)
     if compile_generator and todo and processes.is_main:
-        _say(COMPILE_NOTE)
+        say(COMPILE_NOTE)
     started = time.perf_counter()
     with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s, hidden=not processes.is_main) as bar:
@@ -229,7 +207,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     ok_lines = [e for e in lines if e["status"] == "ok"]
     below = sum(not e["success"] for e in ok_lines)
     if processes.is_main:
-        _say(f"{counts[0]} processed, {counts[1]} skipped (already done), {failed} failed; "
+        say(f"{counts[0]} processed, {counts[1]} skipped (already done), {failed} failed; "
              f"{len(ok_lines) - below}/{len(ok_lines)} outputs within eps={eps:g}; "
              f"{time.perf_counter() - started:.1f} s; report: {report_path}")
     if failed:

@@ -15,33 +15,49 @@ they are located on disk without importing those packages, loaded once, and neve
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import PulseError
-from .imageio import tensor_to_pil
-from .resample import resize
-from .search import psnr_from_mse
-from .weights import installed_package_file
+from ..errors import PulseError
+from ..files import installed_package_file
+from ..imageio import tensor_to_pil
+from ..resample import resize
+from ..search import psnr_from_mse
+from .stlpips import STLPIPSAlex
 
 INSTALL_HINT = 'pip install "pulse[eval]"'
+
+
 LPIPS_PACKAGE, LPIPS_WEIGHTS = "stlpips_pytorch", "weights/vST0.0/alex_shift_tolerant.pth"
+
+
 FACE_PACKAGE = "face_recognition_models"
+
+
 RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+
+
 LANDMARKS_5_MODEL = "shape_predictor_5_face_landmarks.dat"
+
+
 LPIPS_NAME = "ST-LPIPS AlexNet"
 
+
 SAME_PERSON_DISTANCE = 0.6  # dlib's threshold for its face descriptors
+
+
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
+
+
 # dlib sees every face at this size (antialiased bicubic): an aligned face then spans ~150 px, well above
 # the 80 px window of its HOG detector and the 150 px chip of its recognition network.
 DLIB_SIZE = 256
+
+
 # Where dlib's HOG detector puts the face in an FFHQ-aligned crop (mean over 80 eval faces; std 0.03-0.045).
 # A fixed box keeps identity defined for outputs the detector misses, and gives steadier landmarks than the
 # whole image (same face at 128 vs 256 px: distance 0.06 with this box, 0.17 and up to 0.74 with the image).
@@ -69,8 +85,6 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
     if a.dim() != 3 or a.shape[0] != 3 or a.shape != b.shape:
         raise PulseError(f"metrics compare two (3, H, W) images of one size, got {tuple(a.shape)} and {tuple(b.shape)}")
 
-
-# ---- pixels ------------------------------------------------------------------------------------------------
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB over all pixels and RGB channels, peak 1 (inf for identical images)."""
@@ -107,86 +121,6 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(ssim_map.mean())
 
 
-# ---- perceptual distance -----------------------------------------------------------------------------------
-
-class _BlurPool(nn.Module):
-    """Anti-aliased stride-2 downsampling: reflect-pad 2, [1, 2, 1]^2 / 16 per channel (filter from the file)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.register_buffer("filt", torch.zeros(channels, 1, 3, 3))
-
-    def forward(self, x):
-        return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), self.filt, stride=2, groups=x.shape[1])
-
-
-class _Scaling(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("shift", torch.zeros(1, 3, 1, 1))
-        self.register_buffer("scale", torch.ones(1, 3, 1, 1))
-
-
-class _Head(nn.Module):
-    """LPIPS's learned per-channel weights of one layer's squared feature differences (a 1x1 conv)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.model = nn.Sequential(OrderedDict([("1", nn.Conv2d(channels, 1, 1, bias=False))]))
-
-
-class _AlexTrunk(nn.Module):
-    """AlexNet features with stride-1 convs and blur-pooling; module names match the weights file."""
-
-    def __init__(self):
-        super().__init__()
-        relu = lambda: nn.ReLU(inplace=False)  # noqa: E731
-        layers = [
-            nn.Conv2d(3, 64, 11, padding=2), _BlurPool(64), relu(),
-            nn.MaxPool2d(3, stride=1), _BlurPool(64), nn.Conv2d(64, 192, 5, padding=2), relu(),
-            nn.MaxPool2d(3, stride=1), _BlurPool(192), nn.Conv2d(192, 384, 3, padding=1), relu(),
-            nn.Conv2d(384, 256, 3, padding=1), relu(),
-            nn.Conv2d(256, 256, 3, padding=1), relu(),
-        ]
-        bounds = [0, 3, 7, 11, 13, 15]
-        for k in range(5):
-            self.add_module(f"slice{k + 1}", nn.Sequential(OrderedDict(
-                (str(i), layers[i]) for i in range(bounds[k], bounds[k + 1]))))
-
-    def forward(self, x):
-        features = []
-        for k in range(5):
-            x = getattr(self, f"slice{k + 1}")(x)
-            features.append(x)
-        return features
-
-
-class STLPIPSAlex(nn.Module):
-    """Shift-tolerant LPIPS with the AlexNet trunk, as in stlpips-pytorch (version 0.1 input scaling)."""
-
-    CHANNELS = (64, 192, 384, 256, 256)
-
-    def __init__(self):
-        super().__init__()
-        self.scaling_layer = _Scaling()
-        self.net = _AlexTrunk()
-        for k, channels in enumerate(self.CHANNELS):
-            self.add_module(f"lin{k}", _Head(channels))
-
-    def scale(self, images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images -> the trunk's input range."""
-        return ((2 * images - 1) - self.scaling_layer.shift) / self.scaling_layer.scale
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) in [0, 1] twice -> (N,) distances."""
-        total = 0
-        for k, (fa, fb) in enumerate(zip(self.net(self.scale(a)), self.net(self.scale(b)))):
-            fa = fa / (fa.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            fb = fb / (fb.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            total = total + getattr(self, f"lin{k}").model((fa - fb).pow(2)).mean((2, 3))
-        return total[:, 0]
-
-
 @lru_cache(maxsize=2)
 def lpips_network(device: str) -> STLPIPSAlex:
     """The ST-LPIPS AlexNet network (trunk and heads), loaded once per device, frozen."""
@@ -211,8 +145,6 @@ def lpips(a: torch.Tensor, b: torch.Tensor) -> float:
     model = lpips_network(str(a.device))
     return float(model(a.float().unsqueeze(0), b.float().unsqueeze(0).to(a.device))[0])
 
-
-# ---- faces (dlib) ------------------------------------------------------------------------------------------
 
 def _dlib_array(img: torch.Tensor) -> np.ndarray:
     """The image as dlib sees it: DLIB_SIZE x DLIB_SIZE, 8-bit RGB, contiguous."""
@@ -258,4 +190,3 @@ def detect_face(img: torch.Tensor) -> bool:
     seen at DLIB_SIZE px so that small outputs are enlarged rather than missed for size."""
     _, scores, _ = _frontal_detector().run(_dlib_array(img), 0, 0.0)
     return any(s > 0 for s in scores)
-

@@ -1,0 +1,114 @@
+"""The weights registry: ``weights/registry.toml`` read and checked, one ``Model`` per name."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import PulseError
+
+DEFAULT_GENERATOR = "pulse-faces-128"
+
+
+def _weights_dir() -> Path:
+    """A checkout's weights/ (clone, editable install), else the copy a wheel ships as pulse/_weights."""
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent / "weights"
+    return checkout if (checkout / "registry.toml").is_file() else package / "_weights"
+
+
+WEIGHTS_DIR = _weights_dir()
+
+
+REGISTRY_PATH = WEIGHTS_DIR / "registry.toml"
+
+
+KINDS = ("generator", "stylegan1-official", "landmarks")
+
+
+GENERATOR_KINDS = ("generator", "stylegan1-official")
+
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    name: str
+    urls: tuple[str, ...] = ()
+    path: str | None = None  # shipped in the repository, relative to its root
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    kind: str
+    resolution: int
+    licence: str
+    description: str
+    files: tuple[WeightsFile, ...]
+    alignment: str | None = None
+    data: str | None = None
+
+    @property
+    def import_command(self) -> str:
+        files = " ".join(f.name for f in self.files) if self.kind == "stylegan1-official" else "FILE"
+        return f"`pulse weights import {self.name} {files}`"
+
+
+def load_registry(path=None) -> dict[str, Model]:
+    """Parse and validate the registry; a malformed entry is an error naming it, never silently skipped."""
+    path = Path(path or REGISTRY_PATH)
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise PulseError(f"{path}: weights registry not found (pulse must be installed from its repository)")
+    except tomllib.TOMLDecodeError as err:
+        raise PulseError(f"{path}: not valid TOML ({err})")
+    return {name: _parse_model(path, name, table) for name, table in raw.get("models", {}).items()}
+
+
+def _parse_model(path: Path, name: str, table: dict) -> Model:
+    where = f"{path}: model {name!r}"
+    _check_name(name, where)
+    table = dict(table)
+    try:
+        files = tuple(_parse_file(where, f) for f in table.pop("files"))
+        model = Model(name=name, files=files, **table)
+    except (KeyError, TypeError) as err:
+        raise PulseError(f"{where}: missing or unknown field ({err})")
+    if model.kind not in KINDS:
+        raise PulseError(f"{where}: kind must be one of {', '.join(KINDS)}, not {model.kind!r}")
+    if not files or (model.kind != "stylegan1-official" and len(files) != 1):
+        raise PulseError(f"{where}: a {model.kind} entry has exactly one file, this one has {len(files)}")
+    return model
+
+
+def _parse_file(where: str, table: dict) -> WeightsFile:
+    table = dict(table)
+    sha = table.pop("sha256", "").lower() or None
+    if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise PulseError(f"{where}: sha256 must be 64 hex digits or empty, got {sha!r}")
+    wfile = WeightsFile(sha256=sha, size=table.pop("size", 0) or None,
+                        urls=tuple(table.pop("urls", ())), **table)
+    _check_name(wfile.name, where)
+    if not wfile.urls and not wfile.path:
+        raise PulseError(f"{where}: file {wfile.name} needs urls or a path")
+    return wfile
+
+
+def _check_name(name: str, where: str):
+    if not NAME_PATTERN.fullmatch(name) or set(name) == {"."}:
+        raise PulseError(f"{where}: {name!r} is not a valid name (letters, digits, '.', '_', '-'; not '..')")
+
+
+def get_model(name: str) -> Model:
+    models = load_registry()
+    if name not in models:
+        raise PulseError(f"{name}: not a weights name in the registry (known: {', '.join(models)})")
+    return models[name]

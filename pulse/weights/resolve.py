@@ -1,0 +1,186 @@
+"""From a name or a path to a verified local file: download, convert and import when needed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ..errors import PulseError
+from ..models.generator_file import FIT_SAMPLES, read_generator_file
+from .convert_stylegan1 import import_official_stylegan1
+from .download import DownloadFailed, Retry, download, sha256_file
+from .registry import GENERATOR_KINDS, Model, WeightsFile, get_model, load_registry
+from .store import cache_path, check_cached, check_shipped, converted_path, copy_checked, locked, pin, resolve_cache_dir, shipped_path
+
+
+def resolve_generator(spec: str | os.PathLike, *, cache_dir=None) -> Path:
+    """A generator file for ``spec``: an existing path as is, or a registry name's verified file.
+
+    A downloadable name that is not cached is downloaded (and official checkpoints converted); every failure
+    is a one-line ``PulseError`` saying what is missing and how to get it.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    models = load_registry()
+    if isinstance(spec, os.PathLike) or str(spec) not in models:
+        if isinstance(spec, os.PathLike) or os.sep in str(spec) or path.suffix:
+            raise PulseError(f"{spec}: generator file not found")
+        names = ", ".join(n for n, m in models.items() if m.kind in GENERATOR_KINDS)
+        raise PulseError(f"{spec}: no such generator file or registry name (known generators: {names})")
+    model = models[str(spec)]
+    if model.kind not in GENERATOR_KINDS:
+        raise PulseError(f"{model.name} is a {model.kind} file, not a generator")
+    return locate(model, resolve_cache_dir(cache_dir))
+
+
+
+
+def resolve_file(name: str, *, cache_dir=None) -> Path:
+    """The verified local file of a single-file registry entry (e.g. the dlib predictor), downloading it if needed."""
+    model = get_model(name)
+    if len(model.files) != 1:
+        raise PulseError(f"{name} has {len(model.files)} files; use resolve_generator({name!r})")
+    return locate(model, resolve_cache_dir(cache_dir))
+
+
+def fetch(name: str, *, cache_dir=None, extra_urls: dict[str, list[str]] | None = None,
+          trust_unverified: bool = False, retry: Retry = Retry(), progress: bool = True,
+          fit_samples: int = FIT_SAMPLES, device=None) -> Path:
+    """Download what ``name`` lacks (``extra_urls[file]`` first, then the registry's mirrors); return its file.
+
+    ``trust_unverified`` accepts files the registry has no sha256 for and pins the sha256 of what arrived.
+    """
+    model = get_model(name)
+    unknown = set(extra_urls or ()) - {f.name for f in model.files}
+    if unknown:
+        raise PulseError(f"{name} has no file {', '.join(sorted(unknown))} (files: "
+                         f"{', '.join(f.name for f in model.files)})")
+    return locate(model, resolve_cache_dir(cache_dir), extra_urls=extra_urls or {},
+                   trust_unverified=trust_unverified, retry=retry, progress=progress,
+                   fit_samples=fit_samples, device=device)
+
+
+def locate(model: Model, cache: Path, *, download_missing: bool = True, extra_urls: dict | None = None,
+            trust_unverified: bool = False, retry: Retry = Retry(), progress: bool = True,
+            fit_samples: int = FIT_SAMPLES, device=None) -> Path:
+    """The usable file of ``model``: shipped, cached, or (``download_missing``) downloaded/converted now."""
+    get = dict(download_missing=download_missing, extra_urls=extra_urls or {},
+               trust_unverified=trust_unverified, retry=retry, progress=progress)
+    if model.kind != "stylegan1-official":
+        return _locate_file(model, model.files[0], cache, **get)
+    out = converted_path(cache, model)
+    flag = "" if all(f.sha256 for f in model.files) else " --no-verify"
+    not_installed = f"{model.name} is not installed: run `pulse weights download {model.name}{flag}`"
+    if not download_missing and not out.exists():
+        raise PulseError(not_installed)
+    with locked(out):
+        if check_cached(model, out).state == "ok":
+            return out
+        if not download_missing:
+            raise PulseError(not_installed)
+        sources = [_locate_file(model, wfile, cache, **get) for wfile in model.files]
+        for line in _convert_into(model, sources, out, fit_samples, device):
+            click.echo(line, err=True)
+    return out
+
+
+def is_installed(model: Model, cache: Path) -> bool:
+    """Present where resolve would look (no hashing: `verify` does that)."""
+    if model.kind == "stylegan1-official":
+        return converted_path(cache, model).is_file()
+    wfile = model.files[0]
+    return (bool(wfile.path) and shipped_path(wfile).is_file()) or cache_path(cache, model, wfile.name).is_file()
+
+
+def _locate_file(model: Model, wfile: WeightsFile, cache: Path, *, download_missing: bool, extra_urls: dict,
+                 trust_unverified: bool, retry: Retry, progress: bool) -> Path:
+    if wfile.path:
+        status = check_shipped(model, wfile)
+        if status.state == "corrupt":
+            raise PulseError(f"{status.path}: corrupt ({status.detail}); restore it from the pulse repository")
+        if status.state == "ok":
+            return status.path
+    target = cache_path(cache, model, wfile.name)
+    urls = [*extra_urls.get(wfile.name, ()), *wfile.urls]
+    if not target.exists() and not (urls and download_missing):
+        raise PulseError(_missing_message(model, wfile, target, downloadable=bool(urls)))
+    with locked(target):
+        status = check_cached(model, target, wfile)
+        if status.state == "ok":
+            return target
+        if status.state == "corrupt":
+            click.echo(f"{status}: downloading it again", err=True)
+        if not urls or not download_missing:
+            raise PulseError(_missing_message(model, wfile, target, downloadable=bool(urls)))
+        if wfile.sha256 is None and not trust_unverified:
+            raise PulseError(
+                f"{model.name}: the registry has no sha256 for {wfile.name}, so pulse will not download it "
+                f"unchecked: run `pulse weights download {model.name} --no-verify` to accept what the server "
+                f"sends (its sha256 is then pinned), or place a copy you trust with {model.import_command}")
+        try:
+            digest = download(urls, target, sha256=wfile.sha256, size=wfile.size, retry=retry, progress=progress)
+        except DownloadFailed as err:
+            raise PulseError(f"{model.name}: {err}. Without network: fetch the file elsewhere and place it "
+                             f"with {model.import_command}") from None
+        if wfile.sha256 is None:
+            pin(target, digest)
+        return target
+
+
+def _missing_message(model: Model, wfile: WeightsFile, target: Path, downloadable: bool) -> str:
+    if wfile.path and not downloadable:
+        return (f"the bundled generator {model.name} is not installed (weights/{wfile.path} missing): pass "
+                f"--generator PATH (a file made by `pulse train export`) or import one with {model.import_command}")
+    if downloadable:
+        flag = "" if wfile.sha256 else " --no-verify"
+        return f"{model.name} is not installed ({target} missing): run `pulse weights download {model.name}{flag}`"
+    return f"{model.name}: {wfile.name} is not installed and has no URL: place it with {model.import_command}"
+
+
+def import_files(name: str, files, *, cache_dir=None, fit_samples: int = FIT_SAMPLES,
+                 device=None) -> list[str]:
+    """Place user-supplied files into the cache as ``name``, checked like downloads; return what was done.
+
+    Official StyleGAN-1 state dicts are converted into a generator file; a generator file must be a readable
+    pulse generator of the registry's resolution; a .bz2 copy of a single file is decompressed.
+    """
+    model = get_model(name)
+    files = [Path(f) for f in files]
+    for f in files:
+        if not f.is_file():
+            raise PulseError(f"{f}: file not found")
+    cache = resolve_cache_dir(cache_dir)
+    if model.kind == "stylegan1-official":
+        out = converted_path(cache, model)
+        known = {f.sha256: f"the registry's {f.name}" for f in model.files if f.sha256}
+        notes = []
+        for source in files:
+            digest = sha256_file(source)
+            origin = known.get(digest, "not hashed in the registry; judged by its tensors")
+            notes.append(f"{source}: sha256 {digest}, {origin}")
+        with locked(out):
+            return notes + _convert_into(model, files, out, fit_samples, device)
+    if len(files) != 1:
+        raise PulseError(f"{name} is one file; got {len(files)}")
+    source, wfile = files[0], model.files[0]
+    if model.kind == "generator":
+        resolution = read_generator_file(source)["config"].get("resolution")
+        if resolution != model.resolution:
+            raise PulseError(f"{source}: a {resolution} px generator, but {name} is {model.resolution} px")
+    target = cache_path(cache, model, wfile.name)
+    with locked(target):
+        digest, how = copy_checked(source, target, wfile)
+    return [f"{name}: imported {source} -> {target} ({how}, sha256 {digest})"]
+
+
+def _convert_into(model: Model, sources, out: Path, fit_samples: int, device) -> list[str]:
+    """Convert official state dicts into ``out`` and pin its sha256 (the caller holds the lock on ``out``)."""
+    metadata = {"name": model.name, "resolution": model.resolution, "alignment": model.alignment,
+                "data": model.data, "licence": model.licence, "description": model.description,
+                "source": "official StyleGAN-1 state dicts: " + ", ".join(Path(s).name for s in sources)}
+    report = import_official_stylegan1(sources, out, metadata=metadata, samples=fit_samples, device=device)
+    pin(out, sha256_file(out))
+    return report
