@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..devices import select_device
 from ..errors import PulseError
@@ -50,6 +49,7 @@ from .config import TrainConfig, make_discriminator, resolve_config
 from .dataset import DataOrder, FaceData
 from .distributed import Processes
 from .export import generator_metadata, write_generator_file
+from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 
 R1_INTERVAL = 16  # lazy regularisation: the R1 penalty every 16th D step, weighted 16x
 
@@ -257,7 +257,7 @@ class Trainer:
         for _ in range(accum):
             with self._autocast():
                 logits = self.D(diff_augment(self._fakes(n), self.policy)).float()
-            loss_g = F.softplus(-logits).mean()
+            loss_g = g_nonsaturating_loss(logits)
             (loss_g / accum).backward()
             stats[0] += loss_g.detach() / accum
         self.G.requires_grad_(False)
@@ -275,11 +275,10 @@ class Trainer:
                 fake_logits = self.D(diff_augment(fakes, self.policy)).float()
             with self._autocast(enabled=not with_r1):  # the penalty's double backward runs in float32
                 real_logits = self.D(diff_augment(reals, self.policy)).float()
-            loss_d = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+            loss_d = d_logistic_loss(real_logits, fake_logits)
             total = loss_d
             if with_r1:
-                grad, = torch.autograd.grad(real_logits.sum(), reals, create_graph=True)
-                r1 = grad.square().sum(dim=(1, 2, 3)).mean()
+                r1 = d_r1_loss(real_logits, reals)
                 total = total + r1 * (cfg.r1_gamma / 2 * R1_INTERVAL)
                 stats[2] += r1.detach() / accum
             (total / accum).backward()
