@@ -376,3 +376,18 @@ def test_sample_writes_the_same_grid_for_the_same_seed(tiny_generator_file, tmp_
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
     missing = CliRunner().invoke(sample_command, ["--generator", str(tmp_path / "no.pt"), "--out", "x.png"])
     assert missing.exit_code == 1 and "generator file not found" in missing.output
+
+
+def test_generator_metrics_go_into_the_log(faces, tmp_path):
+    out = tmp_path / "measured"
+    train(dict(OPTIONS, data=[str(faces)], out=str(out), kimg=0.032, metrics_every=0.016, metrics_samples=12,
+               snapshot_every=0, checkpoint_every=0.032))
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    measured = [line for line in lines if "metrics" in line]
+    assert [m["kimg"] for m in measured] == [0.016, 0.032]
+    for m in measured:
+        scores = m["metrics"]
+        assert scores["samples"] == 12 and scores["reals"] == 12
+        assert scores["fd"] > 0 and 0 <= scores["precision"] <= 1 and 0 <= scores["recall"] <= 1
+        assert 0 <= scores["detected"] <= 1 and scores["diversity"] > 0
+    assert all("loss_g" in line for line in lines if "metrics" not in line)  # loss lines keep their shape

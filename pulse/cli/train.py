@@ -67,6 +67,10 @@ def _default(name: str) -> str:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[default: auto]")
 @click.option("--cache-gb", type=float, help=f"Memory for decoded images per process {_default('cache_gb')}")
 @click.option("--fit-samples", type=int, help=f"Latents for the exported Gaussian fit {_default('fit_samples')}")
+@click.option("--metrics-every", type=float,
+              help="kimg between generator metrics in log.jsonl (FD, KID, precision/recall, diversity, dlib "
+                   "detection; needs pulse[eval]), 0 for none [default: 0]")
+@click.option("--metrics-samples", type=int, help=f"Samples and real faces per measurement {_default('metrics_samples')}")
 @click.option("--resume", type=click.Path(dir_okay=False),
               help="Continue exactly from a checkpoint (runs/NAME/latest.ckpt); its options apply unless given.")
 @click.option("--init", type=click.Path(dir_okay=False),

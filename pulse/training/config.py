@@ -41,6 +41,8 @@ class TrainConfig:
     device: str = "auto"
     cache_gb: float = 8.0  # decode the data into memory when this process's share fits
     fit_samples: int = 1_000_000  # latents for the Gaussian fit of the exported generator
+    metrics_every: float = 0.0  # kimg between generator metrics in the log (FD, KID, precision/recall...); 0: never
+    metrics_samples: int = 1000  # samples and real faces those metrics compare
 
     def __post_init__(self):
         self.data = [str(p) for p in self.data]
@@ -61,6 +63,7 @@ class TrainConfig:
                   ("checkpoint_every", self.checkpoint_every > 0), ("snapshot_every", self.snapshot_every >= 0),
                   ("log_every", self.log_every > 0),
                   ("cache_gb", self.cache_gb >= 0), ("fit_samples", self.fit_samples > 0),
+                  ("metrics_every", self.metrics_every >= 0), ("metrics_samples", self.metrics_samples >= 2),
                   ("device", self.device in ("auto", "cpu", "cuda"))]
         for name, ok in checks:
             if not ok:

@@ -276,6 +276,12 @@ class FaceData:
                     batch.append(pixels.flip(-1) if flip else pixels)
         return torch.stack(batch).to(device)
 
+    def images_at(self, indices) -> torch.Tensor:
+        """The images at these positions of this process's share (uint8, CPU), readable ones only."""
+        if self._images is not None:
+            return self._images[torch.as_tensor(indices, device=self._images.device)].cpu()
+        return torch.stack([p for p in map(self._decode_once_counted, indices) if p is not None])
+
     def _decode_once_counted(self, index: int) -> torch.Tensor | None:
         if index in self._bad:
             return None

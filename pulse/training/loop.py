@@ -61,6 +61,7 @@ ADAM_BETAS = (0.0, 0.99)
 
 
 GRID_FACES, GRID_SEED = 16, 0
+METRICS_SEED = 1
 
 
 LATEST, GENERATOR_FILE, LOG_FILE = "latest.ckpt", "generator.pt", "log.jsonl"
@@ -152,6 +153,15 @@ class Progress:
             self._draw(nimg, rate, end="" if self.tty else "\n")
         return entry
 
+    def record_metrics(self, nimg: int, step: int, metrics: dict):
+        """A log line of generator metrics (its own line: loss lines keep their shape)."""
+        if self.enabled:
+            with open(self.log_path, "a") as log:
+                log.write(json.dumps({"kimg": round(nimg / 1000, 3), "step": step, "metrics": metrics}) + "\n")
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+            print(("\r\033[K" if self.tty else "") + f"kimg {nimg / 1000:.2f} metrics: {shown}", file=sys.stderr,
+                  flush=True)
+
     def _draw(self, nimg: int, rate: float, end: str):
         left = (self.total_img - nimg) / max(rate, 1e-9)
         eta = f"{left / 3600:.1f} h" if left >= 3600 else f"{left / 60:.0f} min"
@@ -220,6 +230,7 @@ class Trainer:
                 distributed.broadcast_weights(net, processes)
         self.run_info["commands"].append({"from_kimg": self.nimg / 1000, "command": command})
         self._stats = torch.zeros(len(STATS), device=self.device)
+        self._real_features = None
         self._stat_steps = 0
         report(self.data.summary())
 
@@ -366,6 +377,19 @@ class Trainer:
                         f"{self.processes.world}: training continues, but not step-for-step as it would have")
             _seed_process(self.config.seed + self.step, self.processes.rank)
 
+    @torch.no_grad()
+    def measure(self) -> dict:
+        """Generator metrics of G_ema against real faces of the training data (``generator_metrics``): FD, KID,
+        precision/recall, diversity and dlib detection, from ``metrics_samples`` samples with a fixed seed."""
+        from ..evaluation.generator_metrics import image_features, score_samples
+
+        n = self.config.metrics_samples
+        if self._real_features is None:  # the same real faces for every measurement of the run
+            spread = [round(i * len(self.data) / n) for i in range(min(n, len(self.data)))]
+            self._real_features = image_features(self.data.images_at(spread).float() / 255, self.device)
+        samples = sample_images(self.G_ema, n, seed=METRICS_SEED)
+        return score_samples(samples, self._real_features, self.device).as_dict()
+
     def write_grid(self) -> Path:
         """Faces from G_ema at fixed latents: the same faces at every checkpoint, to watch them form."""
         images = sample_images(self.G_ema, GRID_FACES, seed=GRID_SEED)
@@ -422,6 +446,11 @@ class Trainer:
                     self.write_grid()
                     if snapshot:
                         keep_copy(out / LATEST, out / f"snapshot-{self.nimg / 1000:010.3f}kimg.ckpt")
+                progress.exclude(time.monotonic() - started)
+            metrics_every = round(cfg.metrics_every * 1000)
+            if main and metrics_every > 0 and (_crossed(before, self.nimg, metrics_every) or done):
+                started = time.monotonic()
+                progress.record_metrics(self.nimg, self.step, self.measure())
                 progress.exclude(time.monotonic() - started)
 
 
