@@ -235,7 +235,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(faces, tmp_path):
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     stderr = process.communicate(timeout=120)[1]
-    assert process.returncode == 1 and "interrupted at" in stderr and "--resume" in stderr, stderr[-2000:]
+    assert process.returncode == 130 and "interrupted: at" in stderr and "--resume" in stderr, stderr[-2000:]
     state = load_checkpoint(out / "latest.ckpt")
     logged = read_log(out)
     assert state["progress"]["step"] == logged[-1]["step"] >= 3  # saved after the last finished step
@@ -358,9 +358,9 @@ def test_bad_input_is_one_clear_line(args, message, faces, full_run, tiny_genera
     if "--resume" not in given:
         base += ["--resolution", "32", "--style-dim", "32", "--mapping-layers", "2", "--channels", "32,16,16,8"]
     result = CliRunner().invoke(train_command, base + given)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert lines[-1].startswith("Error: ") and message in lines[-1]
+    assert lines[-1].startswith("error: ") and message in lines[-1]
 
 
 def test_sample_writes_the_same_grid_for_the_same_seed(tiny_generator_file, tmp_path):
@@ -375,7 +375,11 @@ def test_sample_writes_the_same_grid_for_the_same_seed(tiny_generator_file, tmp_
     assert a.size == (3 * 34 + 2, 2 * 34 + 2)  # 3 columns x 2 rows of 32 px with 2 px gaps
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
     missing = CliRunner().invoke(sample_command, ["--generator", str(tmp_path / "no.pt"), "--out", "x.png"])
-    assert missing.exit_code == 1 and "generator file not found" in missing.output
+    assert missing.exit_code == 2 and "generator file not found" in missing.output
+    bundled = CliRunner().invoke(sample_command, ["--generator", "pulse-faces-128", "--n", "2", "--device", "cpu",
+                                                  "--output", str(tmp_path / "bundled.png")])  # a registry name
+    assert bundled.exit_code == 0, bundled.output
+    assert Image.open(tmp_path / "bundled.png").height == 128
 
 
 def test_generator_metrics_go_into_the_log(faces, tmp_path):

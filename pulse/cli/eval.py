@@ -8,35 +8,35 @@ from pathlib import Path
 
 import click
 
-from ..errors import EXIT_INPUT_ERRORS, EXIT_USAGE, PulseError
+from ..errors import EXIT_INPUT_ERRORS, PulseError
 from ..evaluation import metrics
 from ..evaluation.evaluate import METHODS, comparison_grid, csv_text, evaluate, summary_table
 from ..imageio import list_images, save_image, write_text_atomic
+from .common import PulseCommand, device_option, generator_option, output_option
 
 
-@click.command("eval")
+@click.command("eval", cls=PulseCommand)
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="A folder of aligned HR faces (square; at least the evaluation size).")
-@click.option("--out", "out_dir", default="pulse_eval", show_default=True, type=click.Path(path_type=Path),
-              help="Folder for summary.md, metrics.csv and grid.png.")
+@output_option("pulse_eval", "Folder for summary.md, metrics.csv and grid.png.")
 @click.option("--scale", default=8, show_default=True, type=click.IntRange(2), help="LR size = resolution / scale.")
 @click.option("--methods", default="bicubic,pulse", show_default=True, help="Comma-separated: bicubic, pulse.")
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(1), help="pulse samples per face.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N faces (sorted by name).")
-@click.option("--generator", default=None, help="Registry name or generator file (default: the bundled one).")
+@generator_option
 @click.option("--resolution", default=None, type=click.IntRange(1),
               help="Evaluation size in px (default: the generator's); lets a bicubic-only run go without one.")
 @click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Search steps.")
 @click.option("--eps", default=2e-3, show_default=True, type=float, help="LR MSE threshold counted as consistent.")
 @click.option("--seed", default=0, show_default=True, type=int, help="pulse sample k uses seed + k.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option()
 @click.option("--batch-size", default="auto", show_default=True,
               help="Faces x samples searched at once: a number, or auto (8 on a CPU; on a GPU, what fits in memory).")
 @click.option("--compile", "compile_generator", is_flag=True,
               help="torch.compile the generator: faster steps after a compile of about a minute; for many faces.")
 @click.option("--grid-faces", default=8, show_default=True, type=click.IntRange(0),
               help="Faces in grid.png (0: no grid).")
-def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, resolution, steps, eps, seed, device,
+def eval_command(data_dir, output, scale, methods, samples, limit, generator, resolution, steps, eps, seed, device,
                  batch_size, compile_generator, grid_faces):
     """Evaluate pulse against bicubic on aligned HR faces whose truth is known.
 
@@ -55,29 +55,25 @@ def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, r
 
     say = lambda message: click.echo(message, err=True)  # noqa: E731
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-    try:
-        if not chosen or set(chosen) - set(METHODS):
-            raise PulseError(f"--methods must list some of {', '.join(METHODS)}, got {methods!r}")
-        files = list_images(data_dir)[:limit]
-        upsampler = None
-        if "pulse" in chosen:
-            from ..api import Upsampler
-            from ..memory import batch_size_arg
+    if not chosen or set(chosen) - set(METHODS):
+        raise PulseError(f"--methods must list some of {', '.join(METHODS)}, got {methods!r}")
+    files = list_images(data_dir)[:limit]
+    upsampler = None
+    if "pulse" in chosen:
+        from ..api import Upsampler
+        from ..memory import batch_size_arg
 
-            upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size_arg(batch_size),
-                                  compile=compile_generator)
-            if resolution not in (None, upsampler.resolution):
-                raise PulseError(f"--resolution {resolution} differs from the generator's {upsampler.resolution} px")
-            resolution = upsampler.resolution
-        elif resolution is None:
-            from ..models.generator_file import load_generator
-            from ..weights.registry import DEFAULT_GENERATOR
-            from ..weights.resolve import resolve_generator
+        upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size_arg(batch_size),
+                              compile=compile_generator)
+        if resolution not in (None, upsampler.resolution):
+            raise PulseError(f"--resolution {resolution} differs from the generator's {upsampler.resolution} px")
+        resolution = upsampler.resolution
+    elif resolution is None:
+        from ..models.generator_file import load_generator
+        from ..weights.registry import DEFAULT_GENERATOR
+        from ..weights.resolve import resolve_generator
 
-            resolution = load_generator(resolve_generator(generator or DEFAULT_GENERATOR)).generator.resolution
-    except PulseError as err:
-        say(f"error: {err}")
-        sys.exit(EXIT_USAGE)
+        resolution = load_generator(resolve_generator(generator or DEFAULT_GENERATOR)).generator.resolution
 
     missing = metrics.unavailable()
     if missing:
@@ -91,13 +87,9 @@ def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, r
     with click.progressbar(length=len(files), label="eval", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s) as bar, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            evaluation = evaluate(files, resolution, scale, chosen, upsampler, samples=samples, seed=seed, eps=eps,
-                                  grid_faces=grid_faces, steps=steps, on_error=errors.append,
-                                  on_face=lambda name: bar.update(1, name))
-        except PulseError as err:
-            say(f"\nerror: {err}")
-            sys.exit(EXIT_USAGE)
+        evaluation = evaluate(files, resolution, scale, chosen, upsampler, samples=samples, seed=seed, eps=eps,
+                              grid_faces=grid_faces, steps=steps, on_error=errors.append,
+                              on_face=lambda name: bar.update(1, name))
     for message in dict.fromkeys(str(w.message) for w in caught):
         say(f"warning: {message}")
     for error in errors:
@@ -112,10 +104,10 @@ def eval_command(data_dir, out_dir, scale, methods, samples, limit, generator, r
                f"{evaluation.hr_detected}/{evaluation.faces} HR faces.\n\n")
     table = summary_table(evaluation, chosen, eps)
     click.echo(caption + table, nl=False)
-    write_text_atomic(out_dir / "summary.md", caption + table)
-    write_text_atomic(out_dir / "metrics.csv", csv_text(evaluation.rows))
+    write_text_atomic(output / "summary.md", caption + table)
+    write_text_atomic(output / "metrics.csv", csv_text(evaluation.rows))
     if grid_faces:
-        save_image(comparison_grid(evaluation.grid_rows, scale), out_dir / "grid.png")
-    say(f"{evaluation.faces} faces evaluated, {len(errors)} failed; report: {out_dir}")
+        save_image(comparison_grid(evaluation.grid_rows, scale), output / "grid.png")
+    say(f"{evaluation.faces} faces evaluated, {len(errors)} failed; report: {output}")
     if errors:
         sys.exit(EXIT_INPUT_ERRORS)

@@ -11,14 +11,15 @@ from pathlib import Path
 import click
 
 from ..api import Upsampler
-from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError, say_below_progress
+from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, PulseError
 from ..faces.detect import require_models
 from ..faces.restore import MASKS, before_after, lr_size_for, restore
 from ..imageio import list_images, load_image, output_stems, save_image, write_text_atomic
 from .align import detection_options
+from .common import PulseCommand, device_option, generator_option, say_below_progress
 
 
-@click.command("restore")
+@click.command("restore", cls=PulseCommand)
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="A photo, or a folder of photos (PNG, JPEG, WebP, BMP).")
 @click.option("--output", "output_dir", default="restored", show_default=True, type=click.Path(path_type=Path),
@@ -26,10 +27,10 @@ from .align import detection_options
 @click.option("--scale", default=8, show_default=True, type=click.IntRange(1),
               help="Photo enlargement; faces are searched at generator resolution // scale px.")
 @click.option("--grid", is_flag=True, help="Also write <stem>_grid.png: bicubic upscale | restored.")
-@click.option("--generator", default=None, help="Registry name or generator file (default: the bundled one).")
+@generator_option
 @click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Search steps.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the search.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option()
 @click.option("--feather", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
               help="Width of the blend at the pasted region's edge, as a fraction of the face square's side.")
 @click.option("--mask", default="face", show_default=True, type=click.Choice(MASKS),
@@ -52,14 +53,10 @@ def restore_command(input_path, output_dir, scale, grid, generator, steps, seed,
     stderr and the batch goes on. Exit codes: 0 every face restored within eps; 1 some photo failed
     (unreadable, too large, no face); 2 usage/setup error; 3 some face did not get within eps.
     """
-    try:
-        files = list_images(input_path)
-        upsampler = Upsampler(generator=generator, device=device)
-        lr_size = lr_size_for(upsampler.resolution, scale)
-        require_models(detector)
-    except PulseError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(EXIT_USAGE)
+    files = list_images(input_path)
+    upsampler = Upsampler(generator=generator, device=device)
+    lr_size = lr_size_for(upsampler.resolution, scale)
+    require_models(detector)
 
     failed, inconsistent, started = 0, 0, time.perf_counter()
     stems = output_stems(files)

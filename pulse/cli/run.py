@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_USAGE, PulseError, say_below_progress
-from .common import say
+from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, PulseError
+from .common import PulseCommand, device_option, generator_option, say, say_below_progress
 
 REPORT_NAME = "report.jsonl"
 
@@ -48,7 +48,7 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
     return lines
 
 
-@click.command("run")
+@click.command("run", cls=PulseCommand)
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="An LR face image, or a folder of them (PNG, JPEG, WebP, BMP).")
 @click.option("--output", "output_dir", default="pulse_out", show_default=True, type=click.Path(path_type=Path),
@@ -63,8 +63,8 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
 @click.option("--seed", default=0, show_default=True, type=int, help="Sample k of every input uses seed + k.")
 @click.option("--batch-size", default="auto", show_default=True,
               help="Faces x samples searched at once: a number, or auto (8 on a CPU; on a GPU, what fits in memory).")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--generator", default=None, help="Registry name or generator file (default: the bundled one).")
+@device_option()
+@generator_option
 @click.option("--loss", default=None, help="Weighted loss terms: L2, L1, GEOCROSS [default: the generator's "
               "recommended, else 100*L2+0.05*GEOCROSS].")
 @click.option("--learning-rate", default=None, type=float,
@@ -104,19 +104,15 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     from ..memory import batch_size_arg
     from ..training import distributed
 
-    try:
-        files = list_images(input_path)
-        if samples < 1 or steps < 1:
-            raise PulseError("--samples and --steps must be >= 1")
-        batch_size = batch_size_arg(batch_size)
-        device = select_device(device)
-        processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
-        if device.type == "cuda":
-            device = f"cuda:{processes.local_rank}"
-        upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile_generator)
-    except PulseError as err:
-        say(f"error: {err}")
-        sys.exit(EXIT_USAGE)
+    files = list_images(input_path)
+    if samples < 1 or steps < 1:
+        raise PulseError("--samples and --steps must be >= 1")
+    batch_size = batch_size_arg(batch_size)
+    device = select_device(device)
+    processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
+    if device.type == "cuda":
+        device = f"cuda:{processes.local_rank}"
+    upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile_generator)
 
     report_path = output_dir / REPORT_NAME
     previous = _read_report(report_path)
@@ -151,11 +147,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
                    frame_every=10 if save_intermediate else 0)
     given = (("loss", loss), ("learning_rate", learning_rate), ("trainable_noise_layers", noise_layers))
     options.update({k: v for k, v in given if v is not None})
-    try:
-        per_call = max(1, upsampler.fit_batch_size(**options) // samples) if todo else 1
-    except PulseError as err:
-        say(f"error: {err}")
-        sys.exit(EXIT_USAGE)
+    per_call = max(1, upsampler.fit_batch_size(**options) // samples) if todo else 1
     if compile_generator and todo and processes.is_main:
         say(COMPILE_NOTE)
     started = time.perf_counter()
@@ -166,12 +158,8 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
             on_step = lambda step, total: bar.update(0, f"{chunk[0][0].name}: step {step}/{total}")  # noqa: E731
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                try:
-                    results = upsampler.run([lr for _, lr in chunk], scale=scale, samples=samples, seed=seed,
-                                            on_step=on_step, **options)
-                except PulseError as err:
-                    say_below_progress(f"error: {err}")
-                    sys.exit(EXIT_USAGE)
+                results = upsampler.run([lr for _, lr in chunk], scale=scale, samples=samples, seed=seed,
+                                        on_step=on_step, **options)
             for w in {str(w.message) for w in caught}:
                 say_below_progress(f"warning: {w}")
             for (path, lr), per_sample in zip(chunk, results):

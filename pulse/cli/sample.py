@@ -1,4 +1,4 @@
-"""`pulse sample`: random faces from a generator file, as one grid."""
+"""`pulse sample`: random faces from a generator, as one grid."""
 
 from __future__ import annotations
 
@@ -9,29 +9,29 @@ from ..errors import PulseError
 from ..imageio import save_image
 from ..models.generator_file import load_generator
 from ..sampling import image_grid, sample_images
-from .common import say
+from ..weights.registry import DEFAULT_GENERATOR
+from ..weights.resolve import resolve_generator
+from .common import PulseCommand, device_option, generator_option, output_option, say
 
 
-@click.command("sample")
-@click.option("--generator", "generator_path", required=True, type=click.Path(dir_okay=False),
-              help="A pulse generator file.")
+@click.command("sample", cls=PulseCommand)
+@generator_option
 @click.option("--n", type=click.IntRange(1, 1024), default=16, show_default=True, help="How many faces.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same faces.")
 @click.option("--columns", type=click.IntRange(1), help="Faces per row [default: about square].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Grid image to write (PNG, JPEG).")
-def sample_command(generator_path, n, seed, columns, device, out):
-    """Random faces from a generator file, as one grid image.
+@device_option()
+@output_option(None, "Grid image to write (PNG, JPEG).", file=True, required=True)
+def sample_command(generator, n, seed, columns, device, output):
+    """Random faces from a generator, as one grid image.
 
     \b
-    Example:
-      pulse sample --generator runs/faces128/generator.pt --n 16 --seed 0 --out grid.png
+    Examples:
+      pulse sample --output grid.png
+      pulse sample --generator runs/faces128/generator.pt --n 16 --seed 0 --output grid.png
     """
+    model = load_generator(resolve_generator(generator or DEFAULT_GENERATOR), device=select_device(device))
     try:
-        model = load_generator(generator_path, device=select_device(device))
-        path = save_image(image_grid(sample_images(model.generator, n, seed=seed), columns), out)
-    except PulseError as err:
-        raise click.ClickException(str(err))
+        path = save_image(image_grid(sample_images(model.generator, n, seed=seed), columns), output)
     except OSError as err:
-        raise click.ClickException(f"{out}: could not write the grid ({err.strerror or err})")
+        raise PulseError(f"{output}: could not write the grid ({err.strerror or err})")
     say(f"{n} faces: {path}")

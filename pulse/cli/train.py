@@ -11,12 +11,11 @@ import sys
 
 import click
 
-from ..errors import PulseError
 from ..search import parse_search_defaults
 from ..training.config import TrainConfig
 from ..training.export import export_checkpoint
 from ..training.loop import train
-from .common import say
+from .common import PulseGroup, device_option, output_option, say
 
 DEFAULTS = TrainConfig(data=["-"], out="-")
 
@@ -38,11 +37,11 @@ def _default(name: str) -> str:
     return f"[default: {getattr(DEFAULTS, name)}]"
 
 
-@click.group("train", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("train", cls=PulseGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data", multiple=True, type=click.Path(),
               help="Folder of images (searched recursively, zip shards included), a zip shard, or an image; "
                    "repeat for several.")
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder: checkpoints, log, sample grids.")
+@output_option(None, "Run folder: checkpoints, log, sample grids.")
 @click.option("--architecture", type=click.Choice(["stylegan2", "stylegan1"]),
               help=f"Generator architecture (D follows) {_default('architecture')}")
 @click.option("--resolution", type=int, help=f"Image size, a power of two {_default('resolution')}")
@@ -64,7 +63,7 @@ def _default(name: str) -> str:
 @click.option("--snapshot-every", type=float,
               help=f"kimg between checkpoints kept for good, 0 for none {_default('snapshot_every')}")
 @click.option("--log-every", type=float, help=f"kimg between log lines {_default('log_every')}")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[default: auto]")
+@device_option(default=None, help="[default: auto]")
 @click.option("--cache-gb", type=float, help=f"Memory for decoded images per process {_default('cache_gb')}")
 @click.option("--fit-samples", type=int, help=f"Latents for the exported Gaussian fit {_default('fit_samples')}")
 @click.option("--metrics-every", type=float,
@@ -77,15 +76,15 @@ def _default(name: str) -> str:
               help="Fine-tune: start G and G_ema from this generator file (D starts fresh).")
 @click.pass_context
 def train_command(ctx, resume, init, **options):
-    """Train a generator on aligned faces (DCGAN-style: non-saturating loss, R1, EMA, DiffAugment).
+    """Train a generator on aligned faces (StyleGAN2 by default: non-saturating loss, R1, EMA, DiffAugment).
 
     \b
     Examples:
-      pulse train --data ../shared/data/faces128 --resolution 128 --out runs/faces128
+      pulse train --data ../shared/data/faces128 --resolution 128 --output runs/faces128
       pulse train --resume runs/faces128/latest.ckpt
-      pulse train --init generator.pt --data my_faces/ --kimg 200 --out runs/finetune
-      torchrun --nproc_per_node=8 -m pulse train --data faces/ --batch 256 --out runs/big
-      pulse train export runs/faces128/latest.ckpt --out faces128.pt --half
+      pulse train --init generator.pt --data my_faces/ --kimg 200 --output runs/finetune
+      torchrun --nproc_per_node=8 -m pulse train --data faces/ --batch 256 --output runs/big
+      pulse train export runs/faces128/latest.ckpt --output faces128.pt --half
 
     The run folder gets latest.ckpt (always complete), snapshot-*kimg.ckpt (kept for good), log.jsonl, a
     sample grid per checkpoint and, at the end, generator.pt for `pulse run`. Faces must be FFHQ-aligned
@@ -96,36 +95,31 @@ def train_command(ctx, resume, init, **options):
             raise click.UsageError("training options go with `pulse train`, not before a subcommand")
         return
     options["data"] = list(options["data"]) or None
+    options["out"] = options.pop("output")
     if not (options["data"] or resume):
         raise click.UsageError("Missing option '--data' (or --resume a run)")
     command = "pulse " + shlex.join(sys.argv[1:])
-    try:
-        path = train(options, resume=resume, init=init, command=command, report=say)
-    except PulseError as err:
-        raise click.ClickException(str(err))
+    path = train(options, resume=resume, init=init, command=command, report=say)
     if path is not None:
         say(f"generator: {path}")
 
 
 @train_command.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Generator file to write.")
+@output_option(None, "Generator file to write.", file=True, required=True)
 @click.option("--half", is_flag=True, help="Store weights as float16 (half the size).")
 @click.option("--fit-samples", type=int, default=1_000_000, show_default=True,
               help="Latents for the Gaussian fit the search samples from.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--search-default", "search_defaults", multiple=True, metavar="FIELD=VALUE",
               help="Search setting recommended for this generator, used when a user gives none (repeatable), "
                    "e.g. loss=100*L2+0.01*GEOCROSS.")
-def export_command(checkpoint, out, half, fit_samples, device, search_defaults):
+def export_command(checkpoint, output, half, fit_samples, device, search_defaults):
     """Write the generator file (G_ema, a fresh Gaussian fit, metadata) of a training checkpoint."""
     try:
         defaults = parse_search_defaults(search_defaults)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--search-default")
-    try:
-        path = export_checkpoint(checkpoint, out, half=half, fit_samples=fit_samples, device=device,
-                                 search_defaults=defaults)
-    except PulseError as err:
-        raise click.ClickException(str(err))
+    path = export_checkpoint(checkpoint, output, half=half, fit_samples=fit_samples, device=device,
+                             search_defaults=defaults)
     say(f"generator: {path}")

@@ -12,6 +12,7 @@ from ..weights.download import Retry
 from ..weights.registry import GENERATOR_KINDS, get_model, load_registry
 from ..weights.resolve import fetch, import_files, is_installed, locate
 from ..weights.store import CACHE_ENV, resolve_cache_dir, verify
+from .common import PulseGroup
 
 cache_option = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                             help=f"Cache folder (default: ${CACHE_ENV}, else ~/.cache/pulse).")
@@ -32,17 +33,7 @@ def _with(options):
     return apply
 
 
-class _WeightsGroup(click.Group):
-    """Shows a PulseError as click's one-line "Error: ..." with exit status 1."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except PulseError as err:
-            raise click.ClickException(str(err)) from None
-
-
-@click.group(name="weights", cls=_WeightsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="weights", cls=PulseGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def weights_cli():
     """List, download, verify and import generator and landmark weights.
 

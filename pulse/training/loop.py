@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..devices import select_device
-from ..errors import PulseError
+from ..errors import Interrupted, PulseError
 from ..imageio import save_image, write_text_atomic
 from ..models import build_generator, generator_config
 from ..models.generator_file import LoadedGenerator, load_generator
@@ -411,8 +411,8 @@ class Trainer:
         if stop and self.nimg < total:
             self.wall_before = progress.wall()
             self.save(out / LATEST)
-            raise PulseError(f"interrupted at {self.nimg / 1000:.3f} kimg; the state is saved: continue with "
-                             f"--resume {out / LATEST}")
+            raise Interrupted(f"at {self.nimg / 1000:.3f} kimg; the state is saved: continue with "
+                              f"--resume {out / LATEST}")
         path = None
         if main:
             path = write_generator_file(self.G_ema, out / GENERATOR_FILE, generator_metadata(self.run_info, self.nimg),
