@@ -379,7 +379,7 @@ def test_sample_writes_the_same_grid_for_the_same_seed(tiny_generator_file, tmp_
     bundled = CliRunner().invoke(sample_command, ["--generator", "pulse-faces-128", "--n", "2", "--device", "cpu",
                                                   "--output", str(tmp_path / "bundled.png")])  # a registry name
     assert bundled.exit_code == 0, bundled.output
-    assert Image.open(tmp_path / "bundled.png").height == 128
+    assert Image.open(tmp_path / "bundled.png").size == (2 * 128 + 6, 128 + 4)  # two 128-px faces, 2-px gaps
 
 
 def test_generator_metrics_go_into_the_log(faces, tmp_path):
