@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import TINY
 from pulse.training import checkpoint as checkpoint_module
-from pulse.training.augment import diff_augment, parse_policy
+from pulse.training.augment import ADA_INTERVAL, ada_step, diff_augment, parse_policy
 from pulse.training.checkpoint import load_checkpoint, save_checkpoint
 from pulse.cli import main as pulse_main
 from pulse.training.dataset import DataOrder, FaceData
@@ -395,3 +395,24 @@ def test_generator_metrics_go_into_the_log(faces, tmp_path):
         assert scores["fd"] > 0 and 0 <= scores["precision"] <= 1 and 0 <= scores["recall"] <= 1
         assert 0 <= scores["detected"] <= 1 and scores["diversity"] > 0
     assert all("loss_g" in line for line in lines if "metrics" not in line)  # loss lines keep their shape
+
+
+def test_ada_controller_and_partial_augmentation():
+    assert ada_step(0.0, real_sign=0.9, target=0.6, images=64) == pytest.approx(64 / 100_000)
+    assert ada_step(0.0, real_sign=0.1, target=0.6, images=64) == 0.0  # never below 0
+    assert ada_step(1.0, real_sign=0.9, target=0.6, images=64) == 1.0  # nor above 1
+    x = torch.ones(400, 3, 16, 16)
+    assert torch.equal(diff_augment(x, ("cutout",), p=0.0), x)
+    cut = (diff_augment(x, ("cutout",), p=0.5) == 0).flatten(1).any(1).float().mean()
+    assert 0.4 < cut < 0.6  # about half the images
+
+
+def test_adaptive_augmentation_rises_while_d_is_sure_and_resumes(faces, tmp_path):
+    # a target of 0.01: D calls the reals real from the first steps, so p must rise from 0
+    train(dict(OPTIONS, data=[str(faces)], out=str(tmp_path / "ada"), kimg=0.064, ada_target=0.01,
+               augment="color,translation,cutout", snapshot_every=0))
+    logged = [e["augment_p"] for e in read_log(tmp_path / "ada") if "augment_p" in e]
+    assert logged[0] == 0 and max(logged) > 0  # starts without augmentation, raised when D was sure
+    step = OPTIONS["batch"] * ADA_INTERVAL / 100_000
+    assert all(abs(round((b - a) / step) * step - (b - a)) < 1e-6 for a, b in zip(logged, logged[1:]))
+    assert load_checkpoint(tmp_path / "ada" / "latest.ckpt")["progress"]["augment_p"] == pytest.approx(logged[-1])

@@ -53,7 +53,11 @@ def _default(name: str) -> str:
 @click.option("--r1-gamma", type=float, help="R1 penalty weight [default: 0.0002 * resolution^2 / batch]")
 @click.option("--ema-kimg", type=float, help=f"Half-life of G's moving average, kimg {_default('ema_kimg')}")
 @click.option("--mixing-prob", type=float, help=f"Style-mixing probability {_default('mixing_prob')}")
-@click.option("--augment", help=f"DiffAugment operations, or 'none' {_default('augment')}")
+@click.option("--augment", help=f"DiffAugment operations (color, translation, cutout), or 'none' "
+                               f"{_default('augment')}")
+@click.option("--ada-target", type=float,
+              help="Adaptive augmentation: apply each --augment operation with a probability that keeps "
+                   "E[sign D(real)] near this (ADA uses 0.6); 0 = always apply [default: 0]")
 @click.option("--seed", type=int, help=f"Random seed {_default('seed')}")
 @click.option("--channels", callback=_channels, help="Generator widths per level from 4 px, comma-separated "
                                                      "[default: the architecture's, train.default_channels]")

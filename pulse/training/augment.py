@@ -3,6 +3,9 @@
 The discriminator only ever sees augmented images, real and generated alike, with the same random policy;
 because every operation is differentiable, the generator's gradient passes through the augmentation and it
 learns to produce un-augmented faces. This stops the discriminator from memorising a small training set.
+Each operation applies to every image (p = 1), or, adaptively (ADA, Karras et al. 2020), to each image with a
+probability p that ``ada_step`` raises while D looks overfitted and lowers while it does not. Mirroring is
+not here: the data order mirrors real faces already (``dataset.DataOrder``).
 All randomness comes from torch's global generator on the images' device (saved with checkpoints).
 """
 
@@ -10,7 +13,9 @@ from __future__ import annotations
 
 import torch
 
-POLICIES = ("flip", "color", "translation", "cutout")
+POLICIES = ("color", "translation", "cutout")
+ADA_INTERVAL = 4  # D steps between adjustments of p
+ADA_KIMG = 100  # p can go from 0 to 1 in this many kimg (ADA: 500; our runs are short)
 
 
 def parse_policy(spec: str) -> tuple[str, ...]:
@@ -20,12 +25,6 @@ def parse_policy(spec: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown augmentation {', '.join(unknown)} (choose from {', '.join(POLICIES)})")
     return names
-
-
-def flip(x: torch.Tensor) -> torch.Tensor:
-    """Mirror half of the images left-right (faces are near-symmetric: a mirrored face is still a face)."""
-    mirrored = torch.rand(x.size(0), 1, 1, 1, device=x.device) < 0.5
-    return torch.where(mirrored, x.flip(3), x)
 
 
 def color(x: torch.Tensor) -> torch.Tensor:
@@ -65,11 +64,23 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
-OPERATIONS = {"flip": flip, "color": color, "translation": translation, "cutout": cutout}
+OPERATIONS = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def diff_augment(x: torch.Tensor, policy: tuple[str, ...] = POLICIES) -> torch.Tensor:
-    """Apply the policy's operations in order; differentiable with respect to ``x``."""
+def diff_augment(x: torch.Tensor, policy: tuple[str, ...] = POLICIES, p: float = 1.0) -> torch.Tensor:
+    """Apply the policy's operations in order, each to an image with probability ``p``; differentiable with
+    respect to ``x``."""
     for name in policy:
-        x = OPERATIONS[name](x)
+        if p >= 1:
+            x = OPERATIONS[name](x)
+        elif p > 0:
+            chosen = torch.rand(x.size(0), 1, 1, 1, device=x.device) < p
+            x = torch.where(chosen, OPERATIONS[name](x), x)
     return x
+
+
+def ada_step(p: float, real_sign: float, target: float, images: int) -> float:
+    """ADA's controller: ``real_sign`` = E[sign D(real)] over the last images (1: D is sure of every real face,
+    a sign of overfitting); above ``target`` p rises, below it falls, by at most ``images`` / ``ADA_KIMG`` kimg."""
+    step = images / (ADA_KIMG * 1000)
+    return min(max(p + (step if real_sign > target else -step), 0.0), 1.0)

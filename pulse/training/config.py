@@ -33,7 +33,8 @@ class TrainConfig:
     r1_gamma: float | None = None  # None: StyleGAN2-ADA's heuristic 0.0002 * resolution² / batch
     ema_kimg: float = 10.0  # half-life of G_ema's average
     mixing_prob: float = 0.9
-    augment: str = "flip,translation"
+    augment: str = "translation"
+    ada_target: float = 0.0  # > 0: each augmentation applies with an adaptive p aiming E[sign D(real)] here (ADA: 0.6)
     seed: int = 0
     checkpoint_every: float = 50.0  # kimg
     snapshot_every: float = 500.0  # kimg between checkpoints kept for good (latest.ckpt is overwritten); 0: none
@@ -63,7 +64,7 @@ class TrainConfig:
                   ("checkpoint_every", self.checkpoint_every > 0), ("snapshot_every", self.snapshot_every >= 0),
                   ("log_every", self.log_every > 0),
                   ("cache_gb", self.cache_gb >= 0), ("fit_samples", self.fit_samples > 0),
-                  ("metrics_every", self.metrics_every >= 0), ("metrics_samples", self.metrics_samples >= 2),
+                  ("ada_target", 0 <= self.ada_target < 1), ("metrics_every", self.metrics_every >= 0), ("metrics_samples", self.metrics_samples >= 2),
                   ("device", self.device in ("auto", "cpu", "cuda"))]
         for name, ok in checks:
             if not ok:

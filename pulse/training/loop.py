@@ -37,7 +37,7 @@ from ..models import build_generator, generator_config
 from ..models.generator_file import LoadedGenerator, load_generator
 from ..sampling import image_grid, sample_images
 from . import distributed
-from .augment import diff_augment, parse_policy
+from .augment import ADA_INTERVAL, ada_step, diff_augment, parse_policy
 from .checkpoint import (
     capture_rng,
     keep_copy,
@@ -219,6 +219,8 @@ class Trainer:
             self.data.to(self.device)
         self.order = DataOrder(len(self.data), config.seed, processes.rank)
         self.nimg = self.step = 0
+        self.augment_p = 0.0 if config.ada_target > 0 else 1.0  # ADA starts without augmentation
+        self._real_signs = torch.zeros(2, device=self.device)  # sum of sign D(real), count (for ADA)
         self.wall_before = 0.0
         self.run_info = {"name": Path(config.out).name, "data": self.data.description,
                          "commands": [], "init": init.source if init else ""}
@@ -267,7 +269,7 @@ class Trainer:
         self.G.requires_grad_(True)
         for _ in range(accum):
             with self._autocast():
-                logits = self.D(diff_augment(self._fakes(n), self.policy)).float()
+                logits = self.D(diff_augment(self._fakes(n), self.policy, self.augment_p)).float()
             loss_g = g_nonsaturating_loss(logits)
             (loss_g / accum).backward()
             stats[0] += loss_g.detach() / accum
@@ -283,9 +285,9 @@ class Trainer:
                 fakes = self._fakes(n)
             reals = self._reals(n).detach().requires_grad_(with_r1)
             with self._autocast():
-                fake_logits = self.D(diff_augment(fakes, self.policy)).float()
+                fake_logits = self.D(diff_augment(fakes, self.policy, self.augment_p)).float()
             with self._autocast(enabled=not with_r1):  # the penalty's double backward runs in float32
-                real_logits = self.D(diff_augment(reals, self.policy)).float()
+                real_logits = self.D(diff_augment(reals, self.policy, self.augment_p)).float()
             loss_d = d_logistic_loss(real_logits, fake_logits)
             total = loss_d
             if with_r1:
@@ -295,6 +297,7 @@ class Trainer:
             (total / accum).backward()
             stats[1] += loss_d.detach() / accum
             stats[4] += real_logits.detach().mean() / accum
+            self._real_signs += torch.stack([real_logits.detach().sign().sum(), real_logits.new_tensor(n)])
             stats[5] += fake_logits.detach().mean() / accum
         stats[3] = float(with_r1)
         self.D.requires_grad_(False)
@@ -305,6 +308,10 @@ class Trainer:
         self._update_ema()
         self.nimg += cfg.batch
         self.step += 1
+        if cfg.ada_target > 0 and self.step % ADA_INTERVAL == 0:
+            signs, count = distributed.average(self._real_signs, self.processes).tolist()
+            self.augment_p = ada_step(self.augment_p, signs / count, cfg.ada_target, cfg.batch * ADA_INTERVAL)
+            self._real_signs.zero_()
         self._stats += stats
         self._stat_steps += 1
 
@@ -324,6 +331,8 @@ class Trainer:
         stats = dict(zip(STATS, values))
         r1_share = stats.pop("r1_steps")
         stats["r1"] = stats["r1"] / r1_share if r1_share > 0 else None
+        if self.config.ada_target > 0:
+            stats["augment_p"] = self.augment_p
         return {k: (round(v, 6) if v is not None else None) for k, v in stats.items()}
 
     # --- checkpoints ------------------------------------------------------------------------------------
@@ -339,7 +348,8 @@ class Trainer:
             "generator_config": asdict(self.G.config),
             "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-            "progress": {"nimg": self.nimg, "step": self.step, "wall_s": self.wall_before},
+            "progress": {"nimg": self.nimg, "step": self.step, "wall_s": self.wall_before, "augment_p": self.augment_p,
+                         "real_signs": self._real_signs.tolist()},
             "processes": states,
             "run": self.run_info,
         })
@@ -362,6 +372,8 @@ class Trainer:
                 group["lr"] = lr
         progress = checkpoint["progress"]
         self.nimg, self.step, self.wall_before = progress["nimg"], progress["step"], progress["wall_s"]
+        self.augment_p = progress.get("augment_p", self.augment_p)
+        self._real_signs = torch.tensor(progress.get("real_signs", [0.0, 0.0]), device=self.device)
         self.run_info["init"] = checkpoint["run"]["init"]
         self.run_info["commands"] = list(checkpoint["run"]["commands"])
         states = checkpoint["processes"]
