@@ -42,7 +42,8 @@ from pulse.models.stylegan1 import Generator, GeneratorConfig
 from pulse.models.generator_file import LoadedGenerator, gaussian_fit, load_generator
 from pulse.losses import geocross
 from pulse.resample import resize
-from pulse.search import SearchOptions, initial_state, lr_factor, psnr_from_mse, search
+from pulse.search import SearchOptions, initial_state, lr_factor, search
+from pulse.imageio import psnr_from_mse
 
 # PULSE's settings on both sides; eps margin 0 is the reference's objective (the L2 term clamped at eps)
 REFERENCE = SearchOptions(eps_margin=0)

@@ -20,11 +20,11 @@ from PIL import Image
 
 from .devices import select_device
 from .errors import PulseError
-from .imageio import load_image, pil_to_tensor, tensor_to_pil, to_rgb
+from .imageio import load_image, pil_to_tensor, psnr_from_mse, tensor_to_pil, to_rgb
 from .memory import CPU_BATCH, cuda_free_bytes, cuda_peak_bytes, fit_batch_size
 from .models.generator_file import LoadedGenerator, load_generator
 from .resample import resize
-from .search import SearchOptions, options_for, psnr_from_mse, search
+from .search import SearchOptions, options_for, search
 
 ImageLike = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
 
@@ -198,8 +198,9 @@ class Upsampler:
                 start += len(chunk)
                 filled = chunk + chunk[-1:] * (self._rows_to_run(key, len(chunk)) - len(chunk))
                 t0 = time.perf_counter()
+                rows = replace(opts, eps=tuple(eps_per_image[i] for i, _ in filled))
                 found = self._search(torch.stack([lrs[i] for i, _ in filled]), [seed + k for _, k in filled],
-                                     opts, [eps_per_image[i] for i, _ in filled], on_step)[: len(chunk)]
+                                     rows, on_step)[: len(chunk)]
                 seconds = (time.perf_counter() - t0) / len(chunk)
                 for (i, k), res in zip(chunk, found):
                     results[i][k] = self._deliver(res, lrs[i], scale, eps_per_image[i], k, seconds)
@@ -220,10 +221,10 @@ class Upsampler:
         except (TypeError, ValueError) as err:
             raise PulseError(f"search options: {err}") from None
 
-    def _search(self, lr, seeds, opts, eps, on_step):
+    def _search(self, lr, seeds, opts, on_step):
         """One batch of the search; out of GPU memory, it halves the batch (for good) and carries on."""
         try:
-            return search(self.model, lr, seeds, opts, eps=eps, progress=on_step)
+            return search(self.model, lr, seeds, opts, progress=on_step)
         except torch._dynamo.exc.BackendCompilerFailed as err:  # e.g. no C++ compiler for CPU kernels
             reason = str(err).strip().splitlines()[0]
             raise PulseError(f"torch.compile failed on {self.device}: {reason}; run without --compile") from None
@@ -235,8 +236,8 @@ class Upsampler:
             key = _memory_key(opts)
             self._rows[key] = min(self._rows[key], half)
             warnings.warn(f"CUDA out of memory with {len(seeds)} faces at once: batch size lowered to {half}")
-            return (self._search(lr[:half], seeds[:half], opts, eps[:half], on_step)
-                    + self._search(lr[half:], seeds[half:], opts, eps[half:], on_step))
+            return (self._search(lr[:half], seeds[:half], replace(opts, eps=opts.eps[:half]), on_step)
+                    + self._search(lr[half:], seeds[half:], replace(opts, eps=opts.eps[half:]), on_step))
 
     def _deliver(self, res, lr: torch.Tensor, scale: float, eps: float, sample: int, seconds: float) -> Result:
         """Resize to input x scale, quantise to 8 bits, and measure what the user actually receives."""

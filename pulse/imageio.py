@@ -6,6 +6,7 @@ line, so a batch can report it and go on. Conversions that lose information (alp
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -113,3 +114,12 @@ def write_text_atomic(path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def psnr_from_mse(mse: float) -> float:
+    return 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")
+
+
+def quantize(image: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to 8-bit levels, as the saved PNG will be."""
+    return torch.round(image.clamp(0, 1) * 255) / 255

@@ -8,7 +8,6 @@ sample its own seed, and runs on whatever device the generator is on.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
+from .imageio import psnr_from_mse, quantize
 from .models.generator_file import MAPPING_SLOPE, LoadedGenerator
 from .resample import resize
 
@@ -32,7 +32,7 @@ class SearchOptions:
     (measured: 47/48 vs 44/48 held-out faces, +0.4 dB LR-PSNR). ``eps_margin=0`` is the reference."""
 
     steps: int = 100
-    eps: float = 2e-3
+    eps: float | tuple[float, ...] = 2e-3  # the success threshold on LR MSE: one value, or one per row
     eps_margin: float = 0.1
     loss: str = losses.DEFAULT_LOSS
     learning_rate: float = 0.4
@@ -48,7 +48,7 @@ class SearchOptions:
         losses.parse_loss(self.loss)
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if not self.eps > 0:
+        if not all(e > 0 for e in (self.eps if isinstance(self.eps, tuple) else (self.eps,))):
             raise ValueError(f"eps must be > 0, got {self.eps}")
         if not 0 <= self.eps_margin < 1:
             raise ValueError(f"eps_margin must be in [0, 1), got {self.eps_margin}")
@@ -102,15 +102,6 @@ class SearchResult:
         return psnr_from_mse(self.lr_mse)
 
 
-def psnr_from_mse(mse: float) -> float:
-    return 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")
-
-
-def quantize(image: torch.Tensor) -> torch.Tensor:
-    """Clamp to [0, 1] and round to 8-bit levels, as the saved PNG will be."""
-    return torch.round(image.clamp(0, 1) * 255) / 255
-
-
 def lr_factor(step: int, steps: int, schedule: str = "linear1cycledrop") -> float:
     """Learning-rate multiplier at ``step``: linear1cycledrop goes 0.1 -> 1 (45 %) -> 0.1 (90 %) -> 0.001."""
     if schedule == "fixed":
@@ -158,11 +149,11 @@ def latent_to_w(model: LoadedGenerator, latent: torch.Tensor) -> torch.Tensor:
 
 
 def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: SearchOptions | None = None,
-           eps=None, progress: Callable[[int, int], None] | None = None) -> list[SearchResult]:
+           progress: Callable[[int, int], None] | None = None) -> list[SearchResult]:
     """Search for each LR image (B, 3, h, w) in [0, 1]; ``seeds`` gives one seed per row.
 
     ``options`` default to ``options_for(model)``: the generator file's recommended settings.
-    ``eps`` may be a float or one value per row (default ``options.eps``). Returns one result per row.
+    ``options.eps`` is one value for all rows or one per row. Returns one result per row.
     """
     options = options or options_for(model)
     device = model.mean.device
@@ -171,7 +162,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
         raise ValueError(f"need one seed per image: {len(seeds)} seeds for {batch} images")
     target = lr_images.to(device=device, dtype=torch.float32)
     lr_size = tuple(target.shape[-2:])
-    eps_rows = torch.as_tensor(options.eps if eps is None else eps, dtype=torch.float32, device=device)
+    eps_rows = torch.as_tensor(options.eps, dtype=torch.float32, device=device)
     eps_rows = eps_rows.expand(batch).clone()
     aim_rows = eps_rows * (1 - options.eps_margin)  # where the consistency terms stop pulling
     terms = losses.parse_loss(options.loss)

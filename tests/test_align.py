@@ -24,7 +24,7 @@ from pulse.errors import PulseError
 from pulse.imageio import pil_to_tensor, tensor_to_pil
 from pulse.resample import resize
 from pulse.faces.restore import restore, upscale_photo
-from pulse.search import psnr_from_mse
+from pulse.imageio import psnr_from_mse
 from pulse.files import installed_package_file
 
 

@@ -14,7 +14,7 @@ from pulse.sampling import GRID_HEADER
 from pulse.models.generator_file import load_generator
 from pulse.imageio import load_image, pil_to_tensor, tensor_to_pil
 from pulse.resample import resize
-from pulse.search import quantize
+from pulse.imageio import quantize
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_recovers_every_image_of_a_batch(model):
 
 def test_best_not_last_and_per_image_eps(model):
     lr = targets(model, 2, seed=5)
-    loose, strict = search(model, lr, seeds=[1, 2], options=SearchOptions(steps=30), eps=[1.0, 1e-9])
+    loose, strict = search(model, lr, seeds=[1, 2], options=SearchOptions(steps=30, eps=(1.0, 1e-9)))
     assert loose.success and not strict.success
     # with a huge eps every step qualifies; ties are broken by the lowest total loss, not the last step
     assert 0 <= loose.best_step < 30

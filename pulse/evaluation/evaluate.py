@@ -23,10 +23,9 @@ import torch
 from PIL import Image
 
 from ..errors import PulseError
-from ..imageio import load_image, pil_to_tensor, tensor_to_pil
+from ..imageio import load_image, pil_to_tensor, psnr_from_mse, quantize, tensor_to_pil
 from ..resample import resize
 from ..sampling import labelled_grid
-from ..search import psnr_from_mse, quantize
 from . import metrics
 
 METHODS = ("bicubic", "pulse")

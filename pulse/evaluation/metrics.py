@@ -24,9 +24,8 @@ import torch.nn.functional as F
 
 from ..errors import PulseError
 from ..files import installed_package_file
-from ..imageio import tensor_to_pil
+from ..imageio import psnr_from_mse, tensor_to_pil
 from ..resample import resize
-from ..search import psnr_from_mse
 from .stlpips import STLPIPSAlex
 
 INSTALL_HINT = 'pip install "pulse[eval]"'

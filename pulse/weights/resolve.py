@@ -12,7 +12,17 @@ from ..models.generator_file import FIT_SAMPLES, read_generator_file
 from .convert_stylegan1 import import_official_stylegan1
 from .download import DownloadFailed, Retry, download, sha256_file
 from .registry import GENERATOR_KINDS, Model, WeightsFile, get_model, load_registry
-from .store import cache_path, check_cached, check_shipped, converted_path, copy_checked, locked, pin, resolve_cache_dir, shipped_path
+from .store import (
+    cache_path,
+    check_cached,
+    check_shipped,
+    converted_path,
+    copy_checked,
+    locked,
+    pin,
+    resolve_cache_dir,
+    shipped_path,
+)
 
 
 def resolve_generator(spec: str | os.PathLike, *, cache_dir=None) -> Path:
