@@ -110,7 +110,9 @@ def _locate_file(model: Model, wfile: WeightsFile, cache: Path, *, download_miss
     if wfile.path:
         status = check_shipped(model, wfile)
         if status.state == "corrupt":
-            raise PulseError(f"{status.path}: corrupt ({status.detail}); restore it from the pulse repository")
+            lfs = status.path.read_bytes()[:64].startswith(b"version https://git-lfs")
+            hint = "a Git LFS pointer, not the weights: run `git lfs pull`" if lfs else status.detail
+            raise PulseError(f"{status.path}: corrupt ({hint}); restore it from the pulse repository")
         if status.state == "ok":
             return status.path
     target = cache_path(cache, model, wfile.name)
