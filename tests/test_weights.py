@@ -436,20 +436,34 @@ def test_resolve_generator_paths_and_names(tmp_path, tiny_generator_file, monkey
 
 
 def test_bundled_generator_from_the_repository_or_imported(tmp_path, tiny_generator_file, monkeypatch, cache):
-    monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", tmp_path / "weights")
-    with pytest.raises(PulseError, match="a 32 px generator, but pulse-faces-128 is 128 px"):
-        resolve.import_files("pulse-faces-128", [tiny_generator_file], cache_dir=cache)
+    # a registry entry like the bundled generator's, but with no pin: any 128 px generator may be imported
+    (tmp_path / "registry.toml").write_text(textwrap.dedent("""
+        [models.faces-128]
+        kind = "generator"
+        resolution = 128
+        licence = "test"
+        description = "test"
+        [[models.faces-128.files]]
+        name = "faces-128.pt"
+        path = "faces-128.pt"
+        sha256 = ""
+        size = 0
+    """))
+    monkeypatch.setattr(weights_registry, "REGISTRY_PATH", tmp_path / "registry.toml")
+    monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", tmp_path / "weights")  # a checkout without the file
+    with pytest.raises(PulseError, match="a 32 px generator, but faces-128 is 128 px"):
+        resolve.import_files("faces-128", [tiny_generator_file], cache_dir=cache)
     g = Generator(GeneratorConfig())  # the compact 128 px layout
     save_generator(tmp_path / "trained.pt", g, gaussian_fit(g.mapping, g.style_dim, samples=1000), {})
-    [line] = resolve.import_files("pulse-faces-128", [tmp_path / "trained.pt"], cache_dir=cache)
-    imported = (cache / "pulse-faces-128" / "pulse-faces-128.pt").resolve()
+    [line] = resolve.import_files("faces-128", [tmp_path / "trained.pt"], cache_dir=cache)
+    imported = (cache / "faces-128" / "faces-128.pt").resolve()
     assert "pinned" in line and imported.read_bytes() == (tmp_path / "trained.pt").read_bytes()
-    assert resolve.resolve_generator(weights_registry.DEFAULT_GENERATOR, cache_dir=cache) == imported
+    assert resolve.resolve_generator("faces-128", cache_dir=cache) == imported
 
     (tmp_path / "weights").mkdir()  # a checkout that ships the file: that one wins
-    shipped = tmp_path / "weights" / "pulse-faces-128.pt"
+    shipped = tmp_path / "weights" / "faces-128.pt"
     shipped.write_bytes(tiny_generator_file.read_bytes())
-    assert resolve.resolve_generator(weights_registry.DEFAULT_GENERATOR, cache_dir=cache) == shipped.resolve()
+    assert resolve.resolve_generator("faces-128", cache_dir=cache) == shipped.resolve()
 
 
 # ---------------------------------------------------------------- CLI
