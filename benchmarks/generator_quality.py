@@ -18,15 +18,14 @@ from pathlib import Path
 
 import torch
 
-from pulse.training.checkpoint import load_checkpoint
-from pulse.training.dataset import ImageDecoder, find_images
 from pulse.evaluation.generator_metrics import image_features, kernel_distance, score_samples
-from pulse.models.generator_file import load_generator
 from pulse.imageio import list_images, load_image, pil_to_tensor, save_image
 from pulse.models import build_generator, generator_config
 from pulse.resample import resize
 from pulse.sampling import image_grid, sample_images
-from pulse.weights.resolve import resolve_generator
+from pulse.training.checkpoint import load_checkpoint
+from pulse.training.dataset import ImageDecoder, find_images
+from pulse.weights.resolve import open_generator
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -38,7 +37,7 @@ def open_any(spec: str):
         generator = build_generator(generator_config(checkpoint["generator_config"], origin=spec))
         generator.load_state_dict(checkpoint["G_ema"])
         return generator.eval().requires_grad_(False), checkpoint["progress"]["nimg"] / 1000
-    model = load_generator(resolve_generator(spec))
+    model = open_generator(spec)
     return model.generator, model.metadata.get("kimg")
 
 

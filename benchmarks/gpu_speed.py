@@ -38,12 +38,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from pulse.api import Upsampler
 from pulse.devices import select_device
 from pulse.errors import PulseError
-from pulse.models.stylegan1 import Generator, GeneratorConfig
-from pulse.models.generator_file import LoadedGenerator, gaussian_fit, load_generator
+from pulse.imageio import psnr_from_mse
 from pulse.losses import geocross
+from pulse.models.generator_file import LoadedGenerator, gaussian_fit
+from pulse.models.stylegan1 import Generator, GeneratorConfig
 from pulse.resample import resize
 from pulse.search import SearchOptions, initial_state, lr_factor, search
-from pulse.imageio import psnr_from_mse
+from pulse.weights.resolve import open_generator
 
 # PULSE's settings on both sides; eps margin 0 is the reference's objective (the L2 term clamped at eps)
 REFERENCE = SearchOptions(eps_margin=0)
@@ -58,10 +59,7 @@ COMPILE_MODES = {"compiled": None, "cudagraphs": "reduce-overhead"}  # torch.com
 def build(arch: str, device) -> LoadedGenerator:
     if arch == "compact128":
         try:
-            from pulse.weights.registry import DEFAULT_GENERATOR
-            from pulse.weights.resolve import resolve_generator
-
-            return load_generator(resolve_generator(DEFAULT_GENERATOR), device)
+            return open_generator(None, device)
         except PulseError:
             config = GeneratorConfig()
     else:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-from pulse.models.generator_file import load_generator
-from pulse.imageio import save_image
 from pulse.evaluation.metrics import detect_face
+from pulse.imageio import save_image
 from pulse.sampling import image_grid, sample_images
 from pulse.weights.registry import DEFAULT_GENERATOR
-from pulse.weights.resolve import resolve_generator
+from pulse.weights.resolve import open_generator
 
 
 def main():
@@ -25,7 +24,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid", help="also write a 4x4 grid of the first 16 samples here")
     args = parser.parse_args()
-    model = load_generator(resolve_generator(args.generator))
+    model = open_generator(args.generator)
     images = sample_images(model.generator, args.n, seed=args.seed)
     found = sum(detect_face(img) for img in images)
     print(f"{args.generator}: dlib finds a face in {found}/{args.n} random samples ({100 * found / args.n:.1f} %), "

@@ -24,12 +24,11 @@ import torch
 from PIL import Image
 
 from pulse.evaluation.evaluate import Face, make_face
-from pulse.models.generator_file import load_generator
-from pulse.imageio import pil_to_tensor
 from pulse.evaluation.metrics import detect_face, lpips
+from pulse.imageio import pil_to_tensor
 from pulse.search import SearchOptions, parse_search_defaults, search
 from pulse.weights.registry import DEFAULT_GENERATOR
-from pulse.weights.resolve import resolve_generator
+from pulse.weights.resolve import open_generator
 
 SHARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces128" / "train-03.zip"
 BATCH = 8
@@ -57,7 +56,7 @@ def main():
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--scale", type=int, default=8)
     args = parser.parse_args()
-    model = load_generator(resolve_generator(args.generator))
+    model = open_generator(args.generator)
     faces = spread_faces(args.shard, args.n, model.generator.resolution, args.scale)
     hr, lr = torch.stack([f.hr for f in faces]), torch.stack([f.lr for f in faces])
     sources = [f.name.split("_")[0] for f in faces]

@@ -16,17 +16,17 @@ import torch
 
 from pulse.devices import select_device
 from pulse.errors import PulseError
+from pulse.models.generator_file import LoadedGenerator, gaussian_fit
 from pulse.models.stylegan1 import Generator, GeneratorConfig
-from pulse.models.generator_file import LoadedGenerator, gaussian_fit, load_generator
 from pulse.search import options_for, search
+from pulse.weights.resolve import open_generator
 
 
 def model_for(device) -> tuple[LoadedGenerator, str]:
     try:
         from pulse.weights.registry import DEFAULT_GENERATOR
-        from pulse.weights.resolve import resolve_generator
 
-        return load_generator(resolve_generator(DEFAULT_GENERATOR), device), DEFAULT_GENERATOR
+        return open_generator(None, device), DEFAULT_GENERATOR
     except PulseError:
         g = Generator(GeneratorConfig()).eval().requires_grad_(False)
         fit = gaussian_fit(g.mapping, g.style_dim, samples=10_000)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pulse.training.loop import R1_INTERVAL, Trainer
 from pulse.training.config import TrainConfig
+from pulse.training.loop import R1_INTERVAL, Trainer
 
 
 def synthetic_faces(folder: Path, count: int, size: int):

@@ -8,5 +8,6 @@ from .api import Result, Upsampler, upsample
 from .errors import PulseError
 from .models.generator_file import load_generator
 from .models.stylegan1 import Generator, GeneratorConfig
+from .weights.resolve import open_generator
 
-__all__ = ["upsample", "Upsampler", "Result", "load_generator", "Generator", "GeneratorConfig", "PulseError"]
+__all__ = ["upsample", "Upsampler", "Result", "open_generator", "load_generator", "Generator", "GeneratorConfig", "PulseError"]

@@ -22,7 +22,7 @@ from .devices import select_device
 from .errors import PulseError
 from .imageio import load_image, pil_to_tensor, psnr_from_mse, tensor_to_pil, to_rgb
 from .memory import CPU_BATCH, cuda_free_bytes, cuda_peak_bytes, fit_batch_size
-from .models.generator_file import LoadedGenerator, load_generator
+from .models.generator_file import LoadedGenerator
 from .resample import resize
 from .search import SearchOptions, options_for, search
 
@@ -119,10 +119,9 @@ class Upsampler:
         if isinstance(generator, LoadedGenerator):
             self.model = generator.to(self.device)
         else:
-            from .weights.registry import DEFAULT_GENERATOR
-            from .weights.resolve import resolve_generator
+            from .weights.resolve import open_generator
 
-            self.model = load_generator(resolve_generator(generator or DEFAULT_GENERATOR), self.device)
+            self.model = open_generator(generator, self.device)
         if compile:
             self.model.compile()
         self.batch_size: int | None = None if batch_size == "auto" else batch_size  # as asked; None: auto

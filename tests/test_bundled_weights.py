@@ -54,3 +54,14 @@ def test_a_git_lfs_pointer_or_truncated_file_is_named_not_loaded(checkout, tmp_p
     (checkout / "bundled.pt").write_bytes(b"\x00" * 1000)  # truncated
     with pytest.raises(PulseError, match=r"corrupt \(1000 bytes, expected 12051082"):
         resolve_generator("bundled", cache_dir=cache)
+
+
+def test_open_generator_by_default_name_or_file(tiny_generator_file):
+    import pulse
+
+    bundled = pulse.open_generator()
+    assert bundled.generator.resolution == 128 and bundled.source.endswith("pulse-faces-128.pt")
+    assert pulse.open_generator(registry.DEFAULT_GENERATOR).source == bundled.source
+    assert pulse.open_generator(tiny_generator_file).generator.resolution == 32
+    with pytest.raises(PulseError, match="no such generator file or registry name"):
+        pulse.open_generator("no-such-generator")

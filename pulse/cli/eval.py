@@ -69,11 +69,9 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, re
             raise PulseError(f"--resolution {resolution} differs from the generator's {upsampler.resolution} px")
         resolution = upsampler.resolution
     elif resolution is None:
-        from ..models.generator_file import load_generator
-        from ..weights.registry import DEFAULT_GENERATOR
-        from ..weights.resolve import resolve_generator
+        from ..weights.resolve import open_generator
 
-        resolution = load_generator(resolve_generator(generator or DEFAULT_GENERATOR)).generator.resolution
+        resolution = open_generator(generator).generator.resolution
 
     missing = metrics.unavailable()
     if missing:

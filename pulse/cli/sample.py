@@ -7,10 +7,8 @@ import click
 from ..devices import select_device
 from ..errors import PulseError
 from ..imageio import save_image
-from ..models.generator_file import load_generator
 from ..sampling import image_grid, sample_images
-from ..weights.registry import DEFAULT_GENERATOR
-from ..weights.resolve import resolve_generator
+from ..weights.resolve import open_generator
 from .common import PulseCommand, device_option, generator_option, output_option, say
 
 
@@ -29,7 +27,7 @@ def sample_command(generator, n, seed, columns, device, output):
       pulse sample --output grid.png
       pulse sample --generator runs/faces128/generator.pt --n 16 --seed 0 --output grid.png
     """
-    model = load_generator(resolve_generator(generator or DEFAULT_GENERATOR), device=select_device(device))
+    model = open_generator(generator, select_device(device))
     try:
         path = save_image(image_grid(sample_images(model.generator, n, seed=seed), columns), output)
     except OSError as err:

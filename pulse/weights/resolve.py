@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from ..errors import PulseError
-from ..models.generator_file import FIT_SAMPLES, read_generator_file
+from ..models.generator_file import FIT_SAMPLES, LoadedGenerator, load_generator, read_generator_file
 from .convert_stylegan1 import import_official_stylegan1
 from .download import DownloadFailed, Retry, download, sha256_file
-from .registry import GENERATOR_KINDS, Model, WeightsFile, get_model, load_registry
+from .registry import DEFAULT_GENERATOR, GENERATOR_KINDS, Model, WeightsFile, get_model, load_registry
 from .store import (
     cache_path,
     check_cached,
@@ -23,6 +23,11 @@ from .store import (
     resolve_cache_dir,
     shipped_path,
 )
+
+
+def open_generator(spec: str | os.PathLike | None = None, device="cpu", *, cache_dir=None) -> LoadedGenerator:
+    """The generator a user means, loaded for the search: a registry name or a file, default the bundled one."""
+    return load_generator(resolve_generator(spec or DEFAULT_GENERATOR, cache_dir=cache_dir), device)
 
 
 def resolve_generator(spec: str | os.PathLike, *, cache_dir=None) -> Path:
