@@ -120,6 +120,20 @@ def _norms(t: torch.Tensor) -> torch.Tensor:
     return (t.pow(2).sum(dims, keepdim=True) + 1e-9).sqrt()
 
 
+class Sphere:
+    """Keeps each latent vector and each optimised noise map on the sphere of its starting radius, as PULSE's
+    SphericalOptimizer does after every step: the search moves in direction only, where the prior lives."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = params
+        self.radii = [_norms(p).detach() for p in params]
+
+    @torch.no_grad()
+    def project(self):
+        for p, radius in zip(self.params, self.radii):
+            p.mul_(radius / _norms(p))
+
+
 def initial_state(model: LoadedGenerator, seeds, options: SearchOptions, device):
     """Each row's starting latent and noise maps, drawn from its own seed (batch-composition independent)."""
     g = model.generator
@@ -169,7 +183,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
 
     latent, noise, trainable = initial_state(model, seeds, options, device)
     params = [latent] + trainable
-    radii = [_norms(p).detach() for p in params]
+    sphere = Sphere(params)
     optimizer = torch.optim.Adam(params, lr=options.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, options.steps, options.schedule))
 
@@ -204,9 +218,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
                     frames[row].append(shown[row].cpu())
         optimizer.step()
         scheduler.step()
-        with torch.no_grad():
-            for p, r in zip(params, radii):
-                p.mul_(r / _norms(p))
+        sphere.project()
         steps_run = step + 1
         if progress:
             progress(steps_run, options.steps)
