@@ -31,8 +31,6 @@ from . import metrics
 METHODS = ("bicubic", "pulse")
 
 
-CSV_COLUMNS = ("image", "method", "sample", "seed", "lr_mse", "lr_psnr", "lr_within_eps", "psnr", "ssim", "lpips",
-               "identity_distance", "same_identity", "face_detected", "diversity_lpips", "seconds")
 
 
 GRID_CELL_MAX = 256  # grid cells are the faces at the generator's resolution, at most this many px
@@ -87,20 +85,97 @@ def bicubic_output(face: Face, resolution: int) -> Output:
     return Output("bicubic", image, time.perf_counter() - started)
 
 
-def score_output(face: Face, out: Output, eps: float, skip: set[str], hr_embedding=None, device="cpu") -> dict:
-    """One CSV row: every metric of one output that can be computed here (missing ones stay None). LPIPS runs
-    on ``device`` (the search's: at 1024 px it is slow on a CPU); dlib's metrics always run on the CPU."""
+@dataclass
+class Context:
+    """What scoring one face's outputs needs besides the face and the output."""
+
+    eps: float
+    device: str | torch.device = "cpu"
+    hr_embedding: np.ndarray | None = None  # the true face's dlib descriptor (identity metrics)
+
+
+def _stats(values: list[float], digits: int) -> str:
+    if not values:
+        return "n/a"
+    spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.{digits}f}{spread} ({statistics.median(values):.{digits}f})"
+
+
+def _share(flags: list[bool]) -> str:
+    return f"{100 * sum(flags) / len(flags):.0f}% ({sum(flags)}/{len(flags)})" if flags else "n/a"
+
+
+def _per_face(rows: list[dict], column: str, combine) -> list[float]:
+    """One value per face from its outputs' rows (e.g. seconds summed over samples)."""
+    by_face: dict[str, list[float]] = {}
+    for row in rows:
+        if row[column] is not None:
+            by_face.setdefault(row["image"], []).append(row[column])
+    return [combine(values) for values in by_face.values()]
+
+
+def _lr_consistency(face: Face, out: Output, ctx: Context) -> dict:
     lr_mse = float((resize(out.image, face.lr.shape[-1]) - face.lr).pow(2).mean())
+    return dict(lr_mse=lr_mse, lr_psnr=psnr_from_mse(lr_mse), lr_within_eps=lr_mse <= ctx.eps)
+
+
+def _identity(face: Face, out: Output, ctx: Context) -> dict:
+    distance = float(np.linalg.norm(metrics.face_embedding(out.image) - ctx.hr_embedding))
+    return dict(identity_distance=distance, same_identity=distance < metrics.SAME_PERSON_DISTANCE)
+
+
+def _mean(digits: int) -> Callable[[list], str]:
+    return lambda values: _stats(values, digits)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measurement: the CSV columns it fills per output, how it is scored, and its summary lines
+    ``(label, column, summarise)``; labels may use {eps}. ``needs``: the optional model it needs (skipped,
+    columns empty, when missing); ``score`` None: filled per face by ``evaluate`` (diversity).
+    Adding a metric is one entry in ``METRICS``."""
+
+    columns: tuple[str, ...]
+    score: Callable[[Face, Output, Context], dict] | None
+    summary: tuple[tuple[str, str, Callable[[list], str]], ...]
+    needs: str | None = None
+    per_face: Callable[[list[float]], float] | None = None  # combine one face's outputs before summarising
+
+
+METRICS = (
+    Metric(("lr_mse", "lr_psnr", "lr_within_eps"), _lr_consistency,
+           (("LR-PSNR, output downscaled vs input (dB) ↑", "lr_psnr", _mean(2)),
+            ("LR MSE within eps = {eps:g}", "lr_within_eps", _share))),
+    Metric(("psnr",), lambda face, out, ctx: dict(psnr=metrics.psnr(out.image, face.hr)),
+           (("PSNR vs HR (dB) ↑", "psnr", _mean(2)),)),
+    Metric(("ssim",), lambda face, out, ctx: dict(ssim=metrics.ssim(out.image, face.hr)),
+           (("SSIM vs HR (RGB mean) ↑", "ssim", _mean(4)),)),
+    Metric(("lpips",), lambda face, out, ctx: dict(lpips=metrics.lpips(out.image.to(ctx.device),
+                                                                        face.hr.to(ctx.device))),
+           ((f"LPIPS vs HR ({metrics.LPIPS_NAME}) ↓", "lpips", _mean(4)),), needs="lpips"),
+    Metric(("identity_distance", "same_identity"), _identity,
+           (("identity distance to HR (dlib) ↓", "identity_distance", _mean(3)),
+            (f"same person as HR (distance < {metrics.SAME_PERSON_DISTANCE})", "same_identity",
+             _share)), needs="identity"),
+    Metric(("face_detected",), lambda face, out, ctx: dict(face_detected=metrics.detect_face(out.image)),
+           (("face detected (dlib HOG)", "face_detected", _share),)),
+    Metric(("diversity_lpips",), None,
+           (("diversity: mean LPIPS between samples of a face ↑", "diversity_lpips", _mean(4)),), needs="lpips",
+           per_face=lambda values: values[0]),
+    Metric(("seconds",), lambda face, out, ctx: dict(seconds=out.seconds),
+           (("seconds per face", "seconds", _mean(4)),), per_face=sum),
+)
+CSV_COLUMNS = ("image", "method", "sample", "seed") + tuple(c for m in METRICS for c in m.columns)
+
+
+def score_output(face: Face, out: Output, ctx: Context, skip: set[str]) -> dict:
+    """One CSV row: every metric of one output that can be computed here (missing ones stay None). LPIPS runs
+    on ``ctx.device`` (the search's: at 1024 px it is slow on a CPU); dlib's metrics always run on the CPU."""
     row = dict.fromkeys(CSV_COLUMNS)
-    row.update(image=face.name, method=out.method, sample=out.sample, seed=out.seed, lr_mse=lr_mse,
-               lr_psnr=psnr_from_mse(lr_mse), lr_within_eps=lr_mse <= eps, psnr=metrics.psnr(out.image, face.hr),
-               ssim=metrics.ssim(out.image, face.hr), face_detected=metrics.detect_face(out.image),
-               seconds=out.seconds)
-    if "lpips" not in skip:
-        row["lpips"] = metrics.lpips(out.image.to(device), face.hr.to(device))
-    if "identity" not in skip:
-        distance = float(np.linalg.norm(metrics.face_embedding(out.image) - hr_embedding))
-        row.update(identity_distance=distance, same_identity=distance < metrics.SAME_PERSON_DISTANCE)
+    row.update(image=face.name, method=out.method, sample=out.sample, seed=out.seed)
+    for metric in METRICS:
+        if metric.score is not None and metric.needs not in skip:
+            row.update(metric.score(face, out, ctx))
     return row
 
 
@@ -135,8 +210,8 @@ def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, up
         for face, face_outputs in zip(faces, outputs):
             result.faces += 1
             result.hr_detected += metrics.detect_face(face.hr)
-            hr_embedding = None if "identity" in skip else metrics.face_embedding(face.hr)
-            rows = [score_output(face, out, eps, skip, hr_embedding, device) for out in face_outputs]
+            ctx = Context(eps, device, None if "identity" in skip else metrics.face_embedding(face.hr))
+            rows = [score_output(face, out, ctx, skip) for out in face_outputs]
             pulse_images = [out.image for out in face_outputs if out.method == "pulse"]
             if len(pulse_images) > 1 and "lpips" not in skip:
                 diversity = statistics.fmean(metrics.lpips(a.to(device), b.to(device))
@@ -152,49 +227,19 @@ def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, up
     return result
 
 
-def _stats(values: list[float], digits: int) -> str:
-    if not values:
-        return "n/a"
-    spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
-    return f"{statistics.fmean(values):.{digits}f}{spread} ({statistics.median(values):.{digits}f})"
-
-
-def _share(flags: list[bool]) -> str:
-    return f"{100 * sum(flags) / len(flags):.0f}% ({sum(flags)}/{len(flags)})" if flags else "n/a"
-
-
-def _per_face(rows: list[dict], column: str, combine) -> list[float]:
-    """One value per face from its outputs' rows (e.g. seconds summed over samples)."""
-    by_face: dict[str, list[float]] = {}
-    for row in rows:
-        if row[column] is not None:
-            by_face.setdefault(row["image"], []).append(row[column])
-    return [combine(values) for values in by_face.values()]
-
-
 def summary_table(evaluation: Evaluation, methods, eps: float) -> str:
-    """Markdown: one row per metric, one column per method; cells are mean ± std (median) over outputs."""
+    """Markdown: one row per metric line, one column per method; cells are mean ± std (median) over outputs
+    (or over faces, for metrics combined per face)."""
     lines = ["| metric | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
-
-    def add(label: str, cell: Callable[[list[dict]], str]):
-        cells = [cell([r for r in evaluation.rows if r["method"] == m]) for m in methods]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-
-    def values(column):
-        return lambda rows: [r[column] for r in rows if r[column] is not None]
-
-    add("LR-PSNR, output downscaled vs input (dB) ↑", lambda rows: _stats(values("lr_psnr")(rows), 2))
-    add(f"LR MSE within eps = {eps:g}", lambda rows: _share(values("lr_within_eps")(rows)))
-    add("PSNR vs HR (dB) ↑", lambda rows: _stats(values("psnr")(rows), 2))
-    add("SSIM vs HR (RGB mean) ↑", lambda rows: _stats(values("ssim")(rows), 4))
-    add(f"LPIPS vs HR ({metrics.LPIPS_NAME}) ↓", lambda rows: _stats(values("lpips")(rows), 4))
-    add("identity distance to HR (dlib) ↓", lambda rows: _stats(values("identity_distance")(rows), 3))
-    add(f"same person as HR (distance < {metrics.SAME_PERSON_DISTANCE})",
-        lambda rows: _share(values("same_identity")(rows)))
-    add("face detected (dlib HOG)", lambda rows: _share(values("face_detected")(rows)))
-    add("diversity: mean LPIPS between samples of a face ↑",
-        lambda rows: _stats(_per_face(rows, "diversity_lpips", lambda v: v[0]), 4))
-    add("seconds per face", lambda rows: _stats(_per_face(rows, "seconds", sum), 4))
+    for metric in METRICS:
+        for label, column, summarise in metric.summary:
+            cells = []
+            for method in methods:
+                rows = [r for r in evaluation.rows if r["method"] == method]
+                values = (_per_face(rows, column, metric.per_face) if metric.per_face else
+                          [r[column] for r in rows if r[column] is not None])
+                cells.append(summarise(values))
+            lines.append(f"| {label.format(eps=eps)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
