@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import PulseError
+from .base import StyleGenerator
 
 LRELU_SLOPE = 0.2
 
@@ -219,7 +220,7 @@ class PixelNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
 
 
-class Generator(nn.Module):
+class Generator(StyleGenerator):
     """mapping (z -> w) + synthesis (W+ -> image). Images come out in about [-1, 1]."""
 
     def __init__(self, config: GeneratorConfig | None = None):
@@ -228,32 +229,6 @@ class Generator(nn.Module):
         self.mapping = Mapping(self.config)
         self.synthesis = Synthesis(self.config)
 
-    @property
-    def resolution(self) -> int:
-        return self.config.resolution
-
-    @property
-    def n_styles(self) -> int:
-        return self.config.n_styles
-
-    @property
-    def style_dim(self) -> int:
-        return self.config.style_dim
-
     def noise_shapes(self) -> list[tuple[int, int]]:
         """Spatial size of each layer's noise map: 4, 4, 8, 8, ..., resolution, resolution."""
         return [(4 * 2 ** (i // 2),) * 2 for i in range(self.n_styles)]
-
-    def random_noise(self, batch: int, generator: torch.Generator | None = None, device=None):
-        device = device or self.synthesis.torgb.weight.device
-        return [torch.randn(batch, 1, h, w, generator=generator).to(device) for h, w in self.noise_shapes()]
-
-    def forward(self, z=None, ws=None, noise=None):
-        """Render from z (B, style_dim) via the mapping, or from ready W+ latents ``ws`` (B, n_styles, dim)."""
-        if ws is None:
-            ws = self.mapping(z).unsqueeze(1).expand(-1, self.n_styles, -1)
-        if ws.shape[1:] != (self.n_styles, self.style_dim):
-            raise ValueError(f"ws must be (B, {self.n_styles}, {self.style_dim}), got {tuple(ws.shape)}")
-        if noise is None:
-            noise = self.random_noise(ws.size(0), device=ws.device)
-        return self.synthesis(ws, noise)

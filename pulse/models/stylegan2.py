@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import PulseError
+from .base import StyleGenerator
 
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2)
@@ -236,7 +237,7 @@ class MappingNetwork(nn.Module):
         return x
 
 
-class StyleGAN2Generator(nn.Module):
+class StyleGAN2Generator(StyleGenerator):
     """mapping (z -> w) + synthesis (W+ -> image); the interface the search and the trainer use."""
 
     def __init__(self, config: StyleGAN2Config | None = None):
@@ -245,32 +246,6 @@ class StyleGAN2Generator(nn.Module):
         self.mapping = MappingNetwork(self.config)
         self.synthesis = SynthesisNetwork(self.config)
 
-    @property
-    def resolution(self) -> int:
-        return self.config.resolution
-
-    @property
-    def n_styles(self) -> int:
-        return self.config.n_styles
-
-    @property
-    def style_dim(self) -> int:
-        return self.config.style_dim
-
     def noise_shapes(self) -> list[tuple[int, int]]:
         """One noise map per conv layer: 4, 8, 8, 16, 16, ..., resolution, resolution."""
         return [(res, res) for block in self.synthesis.blocks() for res in [block.resolution] * block.num_conv]
-
-    def random_noise(self, batch: int, generator: torch.Generator | None = None, device=None):
-        device = device or self.mapping.w_avg.device
-        return [torch.randn(batch, 1, h, w, generator=generator).to(device) for h, w in self.noise_shapes()]
-
-    def forward(self, z=None, ws=None, noise=None):
-        """Render from z (B, style_dim) via the mapping, or from ready W+ latents ``ws`` (B, n_styles, dim)."""
-        if ws is None:
-            ws = self.mapping(z).unsqueeze(1).expand(-1, self.n_styles, -1)
-        if ws.shape[1:] != (self.n_styles, self.style_dim):
-            raise ValueError(f"ws must be (B, {self.n_styles}, {self.style_dim}), got {tuple(ws.shape)}")
-        if noise is None:
-            noise = self.random_noise(ws.size(0), device=ws.device)
-        return self.synthesis(ws, noise)
