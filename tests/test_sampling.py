@@ -1,6 +1,11 @@
+"""pulse.sampling's grids, and `pulse sample`, the command that draws them from a generator."""
+
 import numpy as np
 import torch
+from click.testing import CliRunner
+from PIL import Image
 
+from pulse.cli.sample import sample_command
 from pulse.sampling import image_grid
 
 
@@ -13,3 +18,22 @@ def test_image_grid_places_each_image_between_white_gaps():
         tile = grid[top:top + 8, left:left + 6].transpose(2, 0, 1)
         assert np.abs(tile - image.numpy()).max() <= 0.5 / 255 + 1e-6  # 8-bit rounding only
     assert (grid[:2] == 1).all() and (grid[12:, 2 * 8 + 2:] == 1).all()  # gaps and the empty sixth cell are white
+
+
+def test_sample_writes_the_same_grid_for_the_same_seed(tiny_generator_file, tmp_path):
+    def grid(seed, name):
+        args = ["--generator", str(tiny_generator_file), "--n", "6", "--seed", str(seed), "--device", "cpu",
+                "--out", str(tmp_path / name)]
+        result = CliRunner().invoke(sample_command, args)
+        assert result.exit_code == 0, result.output
+        return Image.open(tmp_path / name)
+
+    a, b, c = grid(0, "a.png"), grid(0, "b.png"), grid(1, "c.png")
+    assert a.size == (3 * 34 + 2, 2 * 34 + 2)  # 3 columns x 2 rows of 32 px with 2 px gaps
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
+    missing = CliRunner().invoke(sample_command, ["--generator", str(tmp_path / "no.pt"), "--out", "x.png"])
+    assert missing.exit_code == 2 and "generator file not found" in missing.output
+    bundled = CliRunner().invoke(sample_command, ["--generator", "pulse-faces-128", "--n", "2", "--device", "cpu",
+                                                  "--output", str(tmp_path / "bundled.png")])  # a registry name
+    assert bundled.exit_code == 0, bundled.output
+    assert Image.open(tmp_path / "bundled.png").size == (2 * 128 + 6, 128 + 4)  # two 128-px faces, 2-px gaps

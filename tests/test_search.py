@@ -7,12 +7,10 @@ from pulse.models.generator_file import LoadedGenerator, gaussian_fit
 from pulse.resample import resize
 from pulse.search import SearchOptions, initial_state, options_for, parse_search_defaults, search
 
-from conftest import make_tiny_generator
-
 
 @pytest.fixture(scope="module")
-def model():
-    g = make_tiny_generator(0)
+def model(tiny_generator):
+    g = tiny_generator(0)
     fit = gaussian_fit(g.mapping, g.style_dim, samples=20_000)
     return LoadedGenerator(g, fit["mean"], fit["std"], {}, "memory")
 

@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from pulse.training.discriminators import DiscriminatorConfig, ResidualDiscriminator
 from pulse.models.generator_file import LoadedGenerator, gaussian_fit, load_generator, save_generator
 from pulse.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, modulated_conv2d, stylegan2_channels
 from pulse.resample import resize
@@ -115,14 +114,6 @@ def test_style_mixing_later_styles_leave_the_coarse_layers_alone():
     ws = pure.clone().requires_grad_(True)
     g.synthesis(ws, noise).square().sum().backward()
     assert (ws.grad.abs().sum(-1) > 0).all()  # every style reaches the image
-
-
-def test_residual_discriminator_names_and_output():
-    d = ResidualDiscriminator(DiscriminatorConfig(32, [32, 32, 16, 8]))
-    assert [name for name, _ in d.named_children()] == ["b32", "b16", "b8", "b4"]
-    assert d.b32.fromrgb.weight.shape == (8, 3, 1, 1) and d.b4.fc.weight.shape == (32, 32 * 16)
-    logits = d(torch.randn(6, 3, 32, 32))
-    assert logits.shape == (6,) and torch.isfinite(logits).all()
 
 
 def test_file_roundtrip_and_search_run_on_stylegan2(tmp_path):

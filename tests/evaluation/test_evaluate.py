@@ -1,3 +1,5 @@
+"""`pulse eval`: the metric table, the CSV, the grid, and what happens without extras."""
+
 import csv
 import io
 
@@ -37,6 +39,7 @@ def read_csv(path) -> list[dict]:
     return list(csv.DictReader(io.StringIO(path.read_text())))
 
 
+@pytest.mark.usefixtures("needs_lpips", "needs_identity")
 def test_eval_end_to_end(hr_faces, tiny_generator_file, tmp_path):
     out = tmp_path / "report"
     result = eval_cli("--data", hr_faces, "--scale", 4, "--out", out, "--generator", tiny_generator_file,
@@ -61,13 +64,10 @@ def test_eval_end_to_end(hr_faces, tiny_generator_file, tmp_path):
                                                       rel=1e-4)
         assert row["lr_within_eps"] == str(int(float(row["lr_mse"]) <= 2e-3))
         assert 0 < float(row["ssim"]) <= 1 and row["face_detected"] in ("0", "1") and float(row["seconds"]) >= 0
-        if "lpips" not in metrics.unavailable():
-            assert float(row["lpips"]) >= 0
-        if "identity" not in metrics.unavailable():
-            distance = float(row["identity_distance"])
-            assert row["same_identity"] == str(int(distance < metrics.SAME_PERSON_DISTANCE))
-    if "lpips" not in metrics.unavailable():
-        assert all(float(r["diversity_lpips"]) > 0 for r in pulse_rows)  # two seeds, two different faces
+        assert float(row["lpips"]) >= 0
+        distance = float(row["identity_distance"])
+        assert row["same_identity"] == str(int(distance < metrics.SAME_PERSON_DISTANCE))
+    assert all(float(r["diversity_lpips"]) > 0 for r in pulse_rows)  # two seeds, two different faces
     assert all(r["diversity_lpips"] == "" for r in rows if r["method"] == "bicubic")
 
     # bicubic is exactly: HR at 32 px -> resize to 8 px -> 8 bits -> resize to 32 px -> 8 bits

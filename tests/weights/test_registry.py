@@ -1,0 +1,64 @@
+"""The registry: names, the shipped registry, its pin of the bundled generator, and a wheel that carries both."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from pulse.errors import PulseError
+from pulse.weights import registry as weights_registry
+from pulse.weights import store
+
+
+def test_registry_names_cannot_escape_the_cache(tmp_path, monkeypatch, cache, write_registry):
+    path = write_registry(tmp_path / "bad.toml", ["http://127.0.0.1:9/x"])
+    path.write_text(path.read_text().replace('name = "blob.dat"', 'name = "../../evil"'))
+    with pytest.raises(PulseError, match="not a valid name"):
+        weights_registry.load_registry(path)
+    path.write_text(path.read_text().replace('"../../evil"', '".."'))
+    with pytest.raises(PulseError, match="not a valid name"):
+        weights_registry.load_registry(path)
+    with pytest.raises(PulseError, match="outside"):
+        store._inside(cache, "..", "x")
+
+
+def test_shipped_registry_parses_and_records_what_is_unknown():
+    models = weights_registry.load_registry()
+    assert {"pulse-faces-128", "ffhq-1024", "dlib-68-landmarks"} <= set(models)
+    assert weights_registry.DEFAULT_GENERATOR == "pulse-faces-128"
+    bundled = models["pulse-faces-128"].files[0]
+    assert bundled.path == "pulse-faces-128.pt" and not bundled.urls
+    assert [f.name for f in models["ffhq-1024"].files] == ["synthesis.pt", "mapping.pt"]
+    assert models["dlib-68-landmarks"].files[0].sha256 is None  # unknown: downloads need --no-verify
+
+
+def test_the_registry_pins_the_bundled_generator_it_ships():
+    [wfile] = weights_registry.get_model(weights_registry.DEFAULT_GENERATOR).files
+    shipped = weights_registry.WEIGHTS_DIR / wfile.path
+    assert wfile.sha256 == hashlib.sha256(shipped.read_bytes()).hexdigest(), "update sha256 in weights/registry.toml"
+    assert wfile.size == shipped.stat().st_size, "update size in weights/registry.toml"
+
+
+def test_a_wheel_carries_the_registry_and_the_bundled_generator(tmp_path):
+    """Installed from a wheel (no checkout around it), pulse still finds weights/ as pulse/_weights."""
+    pytest.importorskip("setuptools")
+    root = Path(__file__).resolve().parents[2]
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(root)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("pulse-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    probe = ("from pulse.weights.resolve import resolve_generator; print(resolve_generator('pulse-faces-128')); "
+             "from pulse.weights.registry import load_registry; print(len(load_registry()))")
+    env = {**os.environ, "PYTHONPATH": str(site), "PULSE_CACHE": str(tmp_path / "cache")}
+    found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr[-2000:]
+    generator, models = found.stdout.split()
+    assert Path(generator) == site / "pulse" / "_weights" / "pulse-faces-128.pt" and int(models) >= 3
+    assert Path(generator).read_bytes() == (root / "weights" / "pulse-faces-128.pt").read_bytes()

@@ -1,0 +1,174 @@
+"""From a name or a path to a generator file: the registry, the cache, the bundled generator, and the `pulse
+weights` commands that list, import, locate and describe them."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from pulse.cli import main as pulse_main
+from pulse.errors import PulseError
+from pulse.models.generator_file import gaussian_fit, save_generator
+from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.weights import registry as weights_registry
+from pulse.weights import resolve
+from pulse.weights.resolve import resolve_generator
+from pulse.weights.store import verify
+
+
+def test_resolve_generator_paths_and_names(tmp_path, tiny_generator_file, monkeypatch):
+    assert resolve.resolve_generator(tiny_generator_file) == tiny_generator_file
+    assert resolve.resolve_generator(str(tiny_generator_file)) == tiny_generator_file
+    with pytest.raises(PulseError, match="generator file not found"):
+        resolve.resolve_generator(tmp_path / "nope.pt")
+    with pytest.raises(PulseError, match="no such generator file or registry name"):
+        resolve.resolve_generator("no-such-model")
+    with pytest.raises(PulseError, match="not a generator"):
+        resolve.resolve_generator("dlib-68-landmarks")
+    monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", tmp_path / "weights")  # a checkout without the trained file
+    with pytest.raises(PulseError) as err:
+        resolve.resolve_generator("pulse-faces-128", cache_dir=tmp_path / "cache")
+    assert str(err.value).startswith("the bundled generator pulse-faces-128 is not installed "
+                                     "(weights/pulse-faces-128.pt missing): pass --generator PATH")
+
+
+def test_bundled_generator_from_the_repository_or_imported(tmp_path, tiny_generator_file, monkeypatch, cache):
+    # a registry entry like the bundled generator's, but with no pin: any 128 px generator may be imported
+    (tmp_path / "registry.toml").write_text(textwrap.dedent("""
+        [models.faces-128]
+        kind = "generator"
+        resolution = 128
+        licence = "test"
+        description = "test"
+        [[models.faces-128.files]]
+        name = "faces-128.pt"
+        path = "faces-128.pt"
+        sha256 = ""
+        size = 0
+    """))
+    monkeypatch.setattr(weights_registry, "REGISTRY_PATH", tmp_path / "registry.toml")
+    monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", tmp_path / "weights")  # a checkout without the file
+    with pytest.raises(PulseError, match="a 32 px generator, but faces-128 is 128 px"):
+        resolve.import_files("faces-128", [tiny_generator_file], cache_dir=cache)
+    g = Generator(GeneratorConfig())  # the compact 128 px layout
+    save_generator(tmp_path / "trained.pt", g, gaussian_fit(g.mapping, g.style_dim, samples=1000), {})
+    [line] = resolve.import_files("faces-128", [tmp_path / "trained.pt"], cache_dir=cache)
+    imported = (cache / "faces-128" / "faces-128.pt").resolve()
+    assert "pinned" in line and imported.read_bytes() == (tmp_path / "trained.pt").read_bytes()
+    assert resolve.resolve_generator("faces-128", cache_dir=cache) == imported
+
+    (tmp_path / "weights").mkdir()  # a checkout that ships the file: that one wins
+    shipped = tmp_path / "weights" / "faces-128.pt"
+    shipped.write_bytes(tiny_generator_file.read_bytes())
+    assert resolve.resolve_generator("faces-128", cache_dir=cache) == shipped.resolve()
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A weights folder like the repository's: the bundled file, pinned by its registry as the real one is."""
+    [real] = weights_registry.get_model(weights_registry.DEFAULT_GENERATOR).files
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(weights_registry.WEIGHTS_DIR / real.path, folder / "bundled.pt")
+    (folder / "registry.toml").write_text(textwrap.dedent(f"""
+        [models.bundled]
+        kind = "generator"
+        resolution = 128
+        licence = "test"
+        description = "test"
+        [[models.bundled.files]]
+        name = "bundled.pt"
+        path = "bundled.pt"
+        sha256 = "{real.sha256}"
+        size = {real.size}
+    """))
+    monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", folder)
+    monkeypatch.setattr(weights_registry, "REGISTRY_PATH", folder / "registry.toml")
+    return folder
+
+
+def test_a_git_lfs_pointer_or_truncated_file_is_named_not_loaded(checkout, tmp_path):
+    cache = tmp_path / "cache"
+    assert resolve_generator("bundled", cache_dir=cache) == checkout / "bundled.pt"
+
+    (checkout / "bundled.pt").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12051082\n")
+    with pytest.raises(PulseError, match=r"bundled\.pt: corrupt \(a Git LFS pointer, not the weights: run `git lfs pull`\)"):
+        resolve_generator("bundled", cache_dir=cache)
+    [status] = verify("bundled", cache_dir=cache)
+    assert status.state == "corrupt"
+
+    (checkout / "bundled.pt").write_bytes(b"\x00" * 1000)  # truncated
+    with pytest.raises(PulseError, match=r"corrupt \(1000 bytes, expected 12051082"):
+        resolve_generator("bundled", cache_dir=cache)
+
+
+def test_open_generator_by_default_name_or_file(tiny_generator_file):
+    import pulse
+
+    bundled = pulse.open_generator()
+    assert bundled.generator.resolution == 128 and bundled.source.endswith("pulse-faces-128.pt")
+    assert pulse.open_generator(weights_registry.DEFAULT_GENERATOR).source == bundled.source
+    assert pulse.open_generator(tiny_generator_file).generator.resolution == 32
+    with pytest.raises(PulseError, match="no such generator file or registry name"):
+        pulse.open_generator("no-such-generator")
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch, cache, payload, write_registry):
+    path = write_registry(tmp_path / "registry.toml", ["http://127.0.0.1:9/blob"], extra=textwrap.dedent("""
+        [models.tiny-32]
+        kind = "generator"
+        resolution = 32
+        licence = "test"
+        description = "tiny test generator"
+
+        [[models.tiny-32.files]]
+        name = "tiny-32.pt"
+        urls = ["http://127.0.0.1:9/tiny-32.pt"]
+    """))
+    monkeypatch.setattr(weights_registry, "REGISTRY_PATH", path)
+    monkeypatch.setenv("PULSE_CACHE", str(cache))
+    run = CliRunner().invoke
+
+    listed = run(pulse_main, ["weights", "list"])
+    assert listed.exit_code == 0 and "tiny-32" in listed.output and "not installed" in listed.output
+
+    missing = run(pulse_main, ["weights", "path", "tiny-32"])
+    assert missing.exit_code == 2 and "pulse weights download tiny-32 --no-verify" in missing.output
+    missing = run(pulse_main, ["weights", "info", "tiny-32"])  # says how to get it; downloads nothing
+    assert missing.exit_code == 2 and "pulse weights download tiny-32 --no-verify" in missing.output
+
+    imported = run(pulse_main, ["weights", "import", "tiny-32", str(tiny_generator_file)])
+    assert imported.exit_code == 0, imported.output
+    assert "pinned" in imported.output
+    target = (cache / "tiny-32" / "tiny-32.pt").resolve()
+    assert target.read_bytes() == tiny_generator_file.read_bytes()
+
+    assert run(pulse_main, ["weights", "path", "tiny-32"]).output.strip() == str(target)
+    assert resolve.resolve_generator("tiny-32") == target
+    info = run(pulse_main, ["weights", "info", "tiny-32"])
+    assert info.exit_code == 0 and info.output.startswith(f"{target} (")
+    assert "architecture: stylegan1, 32 px" in info.output and "recommended search settings: none" in info.output
+    verified = run(pulse_main, ["weights", "verify", "tiny-32"])
+    assert verified.exit_code == 0 and ": ok (sha256" in verified.output
+
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(payload[:-1])
+    refused = run(pulse_main, ["weights", "import", "blob", str(blob)])
+    assert refused.exit_code == 2 and "does not match the registry" in refused.output
+    assert not (cache / "blob" / "blob.dat").exists()
+    not_a_generator = run(pulse_main, ["weights", "import", "tiny-32", str(blob)])
+    assert not_a_generator.exit_code == 2 and "not a readable generator file" in not_a_generator.output
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pulse.weights", "path", "no-such-name"],
+                            capture_output=True, text=True, env={**os.environ, "PULSE_CACHE": str(tmp_path)})
+    assert result.returncode == 2  # a PulseError: nothing done, one line (the policy of every command)
+    assert result.stderr.strip().startswith("error: no-such-name: not a weights name in the registry")
