@@ -7,6 +7,7 @@ with their LR consistency measured again on the delivered 8-bit image: that numb
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -84,8 +85,8 @@ def to_lr_tensor(img: ImageLike, name: str = "input") -> torch.Tensor:
 
 def output_size(lr_size: int, scale: float, name: str = "input") -> int:
     """input size x scale, which must be a positive whole number of pixels."""
-    if not scale > 0:
-        raise PulseError(f"{name}: scale must be > 0, got {scale}")
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise PulseError(f"{name}: scale must be > 0 and finite, got {scale!r}")
     size = lr_size * scale
     if abs(size - round(size)) > 1e-6 or round(size) < 1:
         raise PulseError(f"{name}: {lr_size} px x scale {scale} = {size:g} px is not a whole number of pixels")

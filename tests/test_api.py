@@ -89,7 +89,9 @@ def test_bad_inputs_raise_one_line(upsampler, bad, message):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("scale, message", [(0, "scale must be > 0"), (-2, "scale must be > 0"), (3.3, "whole number")])
+@pytest.mark.parametrize("scale, message", [(0, "scale must be > 0"), (-2, "scale must be > 0"), (3.3, "whole number"),
+                                            (float("inf"), "scale must be > 0 and finite"),
+                                            (float("nan"), "scale must be > 0 and finite")])
 def test_bad_scales(upsampler, lr_face, scale, message):
     with pytest.raises(PulseError, match=message):
         upsampler.run([lr_face], scale=scale, steps=1)

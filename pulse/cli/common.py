@@ -7,6 +7,7 @@ no generator — any ``PulseError`` that reaches a command's top; 3 all done, bu
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -51,6 +52,33 @@ class PulseGroup(_ExitPolicy, click.Group):
     """A command group under the exit-code policy; its commands are ``PulseCommand``s by default."""
 
     command_class = PulseCommand
+
+
+class Scale(click.ParamType):
+    """A scale factor: a finite number of at least ``minimum`` (above 0 where it is 0); ``whole``: also a whole
+    number (photo enlargement, evaluation sizes)."""
+
+    name = "scale"
+
+    def __init__(self, whole: bool = False, minimum: float = 0):
+        self.whole, self.minimum = whole, minimum
+
+    def convert(self, value, param, ctx):
+        try:
+            scale = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not (math.isfinite(scale) and scale > 0 and scale >= self.minimum):
+            least = f"of at least {self.minimum:g}" if self.minimum else "above 0"
+            self.fail(f"{value!r}: give a finite number {least}", param, ctx)
+        if self.whole and not scale.is_integer():
+            self.fail(f"{value!r}: give a whole number", param, ctx)
+        return int(scale) if self.whole else scale
+
+
+def scale_option(help: str, whole: bool = False, minimum: float = 0):
+    """``--scale`` as every command spells and checks it (default 8)."""
+    return click.option("--scale", default=8, show_default=True, type=Scale(whole, minimum), help=help)
 
 
 def device_option(default: str | None = "auto", help: str = "Where the work runs: auto = CUDA if present, else CPU."):

@@ -12,14 +12,14 @@ from ..errors import EXIT_INPUT_ERRORS, PulseError
 from ..evaluation import metrics
 from ..evaluation.evaluate import METHODS, comparison_grid, csv_text, evaluate, summary_table
 from ..imageio import list_images, save_image, write_text_atomic
-from .common import PulseCommand, device_option, generator_option, output_option
+from .common import PulseCommand, scale_option, device_option, generator_option, output_option
 
 
 @click.command("eval", cls=PulseCommand)
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="A folder of aligned HR faces (square; at least the evaluation size).")
 @output_option("pulse_eval", "Folder for summary.md, metrics.csv and grid.png.")
-@click.option("--scale", default=8, show_default=True, type=click.IntRange(2), help="LR size = resolution / scale.")
+@scale_option("LR size = resolution / scale (a whole number).", whole=True, minimum=2)
 @click.option("--methods", default="bicubic,pulse", show_default=True, help="Comma-separated: bicubic, pulse.")
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(1), help="pulse samples per face.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N faces (sorted by name).")

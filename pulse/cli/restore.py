@@ -16,7 +16,7 @@ from ..faces.detect import require_models
 from ..faces.restore import MASKS, before_after, lr_size_for, restore
 from ..imageio import list_images, load_image, output_stems, save_image, write_text_atomic
 from .align import detection_options
-from .common import PulseCommand, device_option, generator_option, say_below_progress
+from .common import PulseCommand, scale_option, device_option, generator_option, say_below_progress
 
 
 @click.command("restore", cls=PulseCommand)
@@ -24,8 +24,8 @@ from .common import PulseCommand, device_option, generator_option, say_below_pro
               help="A photo, or a folder of photos (PNG, JPEG, WebP, BMP).")
 @click.option("--output", "output_dir", default="restored", show_default=True, type=click.Path(path_type=Path),
               help="Folder for the restored photos and their JSON reports.")
-@click.option("--scale", default=8, show_default=True, type=click.IntRange(1),
-              help="Photo enlargement; faces are searched at generator resolution // scale px.")
+@scale_option("Photo enlargement (a whole number); faces are searched at generator resolution // scale px.",
+              whole=True, minimum=1)
 @click.option("--grid", is_flag=True, help="Also write <stem>_grid.png: bicubic upscale | restored.")
 @generator_option
 @click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Search steps.")

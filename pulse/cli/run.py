@@ -12,7 +12,7 @@ import click
 from PIL import Image
 
 from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, PulseError
-from .common import PulseCommand, device_option, generator_option, say, say_below_progress
+from .common import PulseCommand, scale_option, device_option, generator_option, say, say_below_progress
 
 REPORT_NAME = "report.jsonl"
 
@@ -53,7 +53,7 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
               help="An LR face image, or a folder of them (PNG, JPEG, WebP, BMP).")
 @click.option("--output", "output_dir", default="pulse_out", show_default=True, type=click.Path(path_type=Path),
               help="Folder for the results and report.jsonl.")
-@click.option("--scale", default=8.0, show_default=True, type=float, help="Output size = input size x scale.")
+@scale_option("Output size = input size x scale.")
 @click.option("--steps", default=100, show_default=True, type=int, help="Search steps per batch.")
 @click.option("--eps", default=2e-3, show_default=True, type=float,
               help="Success threshold on the LR mean squared error (images in [0, 1]).")

@@ -37,7 +37,8 @@ def _default(name: str) -> str:
     return f"[default: {getattr(DEFAULTS, name)}]"
 
 
-@click.group("train", cls=PulseGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("train", cls=PulseGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data", multiple=True, type=click.Path(),
               help="Folder of images (searched recursively, zip shards included), a zip shard, or an image; "
                    "repeat for several.")
@@ -62,7 +63,8 @@ def _default(name: str) -> str:
 @click.option("--channels", callback=_channels, help="Generator widths per level from 4 px, comma-separated "
                                                      "[default: the architecture's, train.default_channels]")
 @click.option("--style-dim", type=int, help=f"Latent and style width {_default('style_dim')}")
-@click.option("--mapping-layers", type=int, help="Dense layers in the mapping [default: 2 for stylegan2, 8 for stylegan1]")
+@click.option("--mapping-layers", type=int,
+              help="Dense layers in the mapping [default: 2 for stylegan2, 8 for stylegan1]")
 @click.option("--checkpoint-every", type=float, help=f"kimg between checkpoints {_default('checkpoint_every')}")
 @click.option("--snapshot-every", type=float,
               help=f"kimg between checkpoints kept for good, 0 for none {_default('snapshot_every')}")
@@ -73,7 +75,8 @@ def _default(name: str) -> str:
 @click.option("--metrics-every", type=float,
               help="kimg between generator metrics in log.jsonl (FD, KID, precision/recall, diversity, dlib "
                    "detection; needs pulse[eval]), 0 for none [default: 0]")
-@click.option("--metrics-samples", type=int, help=f"Samples and real faces per measurement {_default('metrics_samples')}")
+@click.option("--metrics-samples", type=int,
+              help=f"Samples and real faces per measurement {_default('metrics_samples')}")
 @click.option("--resume", type=click.Path(dir_okay=False),
               help="Continue exactly from a checkpoint (runs/NAME/latest.ckpt); its options apply unless given.")
 @click.option("--init", type=click.Path(dir_okay=False),

@@ -175,6 +175,10 @@ def test_cli_usage_errors(tmp_path, tiny_generator_file):
     result = run_cli("--input", tmp_path / "face.png", "--generator", tiny_generator_file, "--batch-size", "many")
     assert result.exit_code == EXIT_USAGE and result.output.strip() == (
         "error: --batch-size must be a whole number >= 1 or 'auto', got 'many'")
+    for scale in ("inf", "nan", "0", "-2", "x"):  # refused before any input is read, in one usage line
+        result = run_cli("--input", tmp_path / "nope", "--generator", tiny_generator_file, "--scale", scale)
+        assert result.exit_code == EXIT_USAGE and "Invalid value for '--scale'" in result.output, scale
+        assert "Traceback" not in result.output and "nope" not in result.output
 
 
 def test_torchrun_shares_inputs_between_processes_and_merges_the_report(tmp_path, tiny_generator_file):
