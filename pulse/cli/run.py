@@ -67,9 +67,12 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
 @generator_option
 @click.option("--loss", default=None, help="Weighted loss terms: L2, L1, GEOCROSS [default: the generator's "
               "recommended, else 100*L2+0.05*GEOCROSS].")
-@click.option("--learning-rate", default=None, type=float,
-              help="[default: the generator's recommended, else 0.4]")
-@click.option("--noise", default="trainable", show_default=True, type=click.Choice(["trainable", "fixed", "zero"]))
+@click.option("--learning-rate", default=None, type=click.FloatRange(0, min_open=True),
+              help="Peak Adam learning rate of the search's one-cycle schedule [default: the generator's "
+                   "recommended, else 0.4].")
+@click.option("--noise", default="trainable", show_default=True, type=click.Choice(["trainable", "fixed", "zero"]),
+              help="Noise maps: the coarsest --noise-layers optimised with the latent (trainable), kept as drawn "
+                   "from the seed (fixed), or all zero.")
 @click.option("--noise-layers", default=None, type=click.IntRange(0),
               help="How many noise maps (coarsest first) the search may change [default: the generator's "
                    "recommended, else 5].")
