@@ -63,26 +63,39 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _write_registry(path: Path, urls, sha256=PAYLOAD_SHA, size=None, extra=""):
-    urls_toml = ", ".join(f'"{u}"' for u in urls)
-    path.write_text(textwrap.dedent(f"""
-        [models.blob]
-        kind = "landmarks"
-        resolution = 0
+def _registry_entry(name: str, kind: str, resolution: int, file: str, urls=(), path: str | None = None,
+                    sha256: str | None = None, size: int | None = None, description: str = "test") -> str:
+    """One model of a registry.toml, in the format of weights/registry.toml."""
+    where = f'path = "{path}"' if path else "urls = [" + ", ".join(f'"{u}"' for u in urls) + "]"
+    return textwrap.dedent(f"""
+        [models.{name}]
+        kind = "{kind}"
+        resolution = {resolution}
         licence = "test"
-        description = "test payload"
+        description = "{description}"
 
-        [[models.blob.files]]
-        name = "blob.dat"
-        urls = [{urls_toml}]
+        [[models.{name}.files]]
+        name = "{file}"
+        {where}
         sha256 = "{sha256 or ''}"
         size = {size or 0}
-    """) + extra)
+    """)
+
+
+def _write_registry(path: Path, urls, sha256=PAYLOAD_SHA, size=None, extra=""):
+    path.write_text(_registry_entry("blob", "landmarks", 0, "blob.dat", urls, sha256=sha256, size=size,
+                                    description="test payload") + extra)
     return path
 
 
 def _blob_sha(cache: Path) -> str:
     return hashlib.sha256((cache / "blob" / "blob.dat").read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def registry_entry():
+    """``registry_entry(name, kind, resolution, file, urls=(), path=None, sha256=None, size=None)`` -> TOML."""
+    return _registry_entry
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import torch
 from pulse.errors import PulseError
 from pulse.models.generator_file import gaussian_fit, load_generator
 from pulse.models.stylegan1 import Generator, GeneratorConfig
-from pulse.weights import convert_stylegan1
+from pulse.weights.convert_stylegan1 import import_official_stylegan1
 from pulse.weights import registry as weights_registry
 from pulse.weights import resolve
 from pulse.weights import store
@@ -83,14 +83,14 @@ def test_official_import_refuses_what_it_cannot_account_for(tmp_path):
     mapping = Generator(GeneratorConfig.official_ffhq()).mapping.state_dict()
     torch.save(mapping, tmp_path / "mapping.pt")
     with pytest.raises(PulseError, match=r"synthesis: \d+ tensors missing"):
-        convert_stylegan1.import_official_stylegan1([tmp_path / "mapping.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
+        import_official_stylegan1([tmp_path / "mapping.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
     torch.save({**mapping, "g_ema.conv1.weight": torch.zeros(1)}, tmp_path / "stylegan2.pt")
     with pytest.raises(PulseError, match="'g_ema.conv1.weight' is not part of the official"):
-        convert_stylegan1.import_official_stylegan1([tmp_path / "stylegan2.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
+        import_official_stylegan1([tmp_path / "stylegan2.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
     torch.save({"dense0.weight": np.zeros(3)}, tmp_path / "pickled.pt")
     with pytest.raises(PulseError, match="refused: reading it would run pickled code"):
-        convert_stylegan1.import_official_stylegan1([tmp_path / "pickled.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
+        import_official_stylegan1([tmp_path / "pickled.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
     torch.save({**mapping, "dense0.weight": torch.zeros(3, 3)}, tmp_path / "shape.pt")
     with pytest.raises(PulseError, match=r"dense0.weight has shape \(3, 3\), expected \(512, 512\)"):
-        convert_stylegan1.import_official_stylegan1([tmp_path / "shape.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
+        import_official_stylegan1([tmp_path / "shape.pt"], tmp_path / "out.pt", metadata={}, samples=1000)
     assert not (tmp_path / "out.pt").exists()

@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from click.testing import CliRunner
@@ -36,20 +35,11 @@ def test_resolve_generator_paths_and_names(tmp_path, tiny_generator_file, monkey
                                      "(weights/pulse-faces-128.pt missing): pass --generator PATH")
 
 
-def test_bundled_generator_from_the_repository_or_imported(tmp_path, tiny_generator_file, monkeypatch, cache):
+def test_bundled_generator_from_the_repository_or_imported(tmp_path, tiny_generator_file, monkeypatch, cache,
+                                                           registry_entry):
     # a registry entry like the bundled generator's, but with no pin: any 128 px generator may be imported
-    (tmp_path / "registry.toml").write_text(textwrap.dedent("""
-        [models.faces-128]
-        kind = "generator"
-        resolution = 128
-        licence = "test"
-        description = "test"
-        [[models.faces-128.files]]
-        name = "faces-128.pt"
-        path = "faces-128.pt"
-        sha256 = ""
-        size = 0
-    """))
+    (tmp_path / "registry.toml").write_text(registry_entry("faces-128", "generator", 128, "faces-128.pt",
+                                                           path="faces-128.pt"))
     monkeypatch.setattr(weights_registry, "REGISTRY_PATH", tmp_path / "registry.toml")
     monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", tmp_path / "weights")  # a checkout without the file
     with pytest.raises(PulseError, match="a 32 px generator, but faces-128 is 128 px"):
@@ -68,24 +58,14 @@ def test_bundled_generator_from_the_repository_or_imported(tmp_path, tiny_genera
 
 
 @pytest.fixture
-def checkout(tmp_path, monkeypatch):
+def checkout(tmp_path, monkeypatch, registry_entry):
     """A weights folder like the repository's: the bundled file, pinned by its registry as the real one is."""
     [real] = weights_registry.get_model(weights_registry.DEFAULT_GENERATOR).files
     folder = tmp_path / "weights"
     folder.mkdir()
     shutil.copy(weights_registry.WEIGHTS_DIR / real.path, folder / "bundled.pt")
-    (folder / "registry.toml").write_text(textwrap.dedent(f"""
-        [models.bundled]
-        kind = "generator"
-        resolution = 128
-        licence = "test"
-        description = "test"
-        [[models.bundled.files]]
-        name = "bundled.pt"
-        path = "bundled.pt"
-        sha256 = "{real.sha256}"
-        size = {real.size}
-    """))
+    (folder / "registry.toml").write_text(registry_entry("bundled", "generator", 128, "bundled.pt", path="bundled.pt",
+                                                         sha256=real.sha256, size=real.size))
     monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", folder)
     monkeypatch.setattr(weights_registry, "REGISTRY_PATH", folder / "registry.toml")
     return folder
@@ -96,7 +76,8 @@ def test_a_git_lfs_pointer_or_truncated_file_is_named_not_loaded(checkout, tmp_p
     assert resolve_generator("bundled", cache_dir=cache) == checkout / "bundled.pt"
 
     (checkout / "bundled.pt").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12051082\n")
-    with pytest.raises(PulseError, match=r"bundled\.pt: corrupt \(a Git LFS pointer, not the weights: run `git lfs pull`\)"):
+    lfs = r"bundled\.pt: corrupt \(a Git LFS pointer, not the weights: run `git lfs pull`\)"
+    with pytest.raises(PulseError, match=lfs):
         resolve_generator("bundled", cache_dir=cache)
     [status] = verify("bundled", cache_dir=cache)
     assert status.state == "corrupt"
@@ -120,18 +101,10 @@ def test_open_generator_by_default_name_or_file(tiny_generator_file):
 # ---------------------------------------------------------------- CLI
 
 
-def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch, cache, payload, write_registry):
-    path = write_registry(tmp_path / "registry.toml", ["http://127.0.0.1:9/blob"], extra=textwrap.dedent("""
-        [models.tiny-32]
-        kind = "generator"
-        resolution = 32
-        licence = "test"
-        description = "tiny test generator"
-
-        [[models.tiny-32.files]]
-        name = "tiny-32.pt"
-        urls = ["http://127.0.0.1:9/tiny-32.pt"]
-    """))
+def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch, cache, payload, write_registry,
+                                     registry_entry):
+    path = write_registry(tmp_path / "registry.toml", ["http://127.0.0.1:9/blob"], extra=registry_entry(
+        "tiny-32", "generator", 32, "tiny-32.pt", ["http://127.0.0.1:9/tiny-32.pt"], description="tiny test generator"))
     monkeypatch.setattr(weights_registry, "REGISTRY_PATH", path)
     monkeypatch.setenv("PULSE_CACHE", str(cache))
     run = CliRunner().invoke
