@@ -1,6 +1,6 @@
 """How often a generator's random samples look like a face to dlib: the bundled generator's headline check.
 
-Draws N random faces (fixed seed), runs dlib's frontal face detector on each (pulse.metrics.detect_face, the
+Draws N random faces (fixed seed), runs dlib's frontal face detector on each (pulse.evaluation.metrics.detect_face, the
 same test `pulse eval` uses) and prints the share found, plus a grid of the first 16.
 
     python benchmarks/sample_quality.py [--generator pulse-faces-128] [--n 256] [--seed 0] [--grid FILE]

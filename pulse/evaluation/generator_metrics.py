@@ -1,7 +1,7 @@
 """How good a generator is on its own, before any search: its random samples against real faces.
 
 All distribution metrics live in one feature space that no discriminator trains on: the ST-LPIPS AlexNet
-trunk (``pulse.metrics``), each layer's activations unit-normalised per pixel across channels (as LPIPS
+trunk (``pulse.evaluation.stlpips``), each layer's activations unit-normalised per pixel across channels (as LPIPS
 compares them) and averaged over the image, the five layers concatenated, times ``FEATURE_SCALE`` so that
 x·x / d is about 1 on real faces, as KID's polynomial kernel expects of Inception features. Numbers are comparable between
 generators only when they use the same real faces, sample count and seed.
