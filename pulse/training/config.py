@@ -79,10 +79,9 @@ class TrainConfig:
 
 
 def default_channels(architecture: str, resolution: int) -> list[int]:
-    """Widths per level: StyleGAN2 at 192/96/48/24 channels from 16 to 128 px costs about what the
-    StyleGAN-1 compact widths (128/64/32/16) cost, where an eye is drawn."""
+    """Widths per level: the architecture's default (``stylegan2_channels`` or ``compact_channels``)."""
     if architecture == "stylegan2":
-        return stylegan2_channels(resolution, base=3072, cap=256)
+        return stylegan2_channels(resolution)
     return compact_channels(resolution)
 
 

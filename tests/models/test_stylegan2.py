@@ -70,7 +70,7 @@ def test_shapes_styles_and_noise_maps():
     assert out.shape == (3, 3, 32, 32) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="ws must be"):
         g(ws=torch.randn(3, 7, 32))
-    assert stylegan2_channels(128, base=3072, cap=256) == [256, 256, 192, 96, 48, 24]
+    assert stylegan2_channels(128) == StyleGAN2Config().channels == [256, 256, 192, 96, 48, 24]
 
 
 def test_demodulation_gives_unit_variance_per_channel():
