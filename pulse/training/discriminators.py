@@ -1,10 +1,12 @@
-"""The DCGAN-style convolutional discriminator that trains the generator.
+"""The discriminators that train the generators; each mirrors its generator's widths level by level.
 
-It mirrors the generator's widths level by level (16 → 32 → ... → 256 for the compact 128-px generator) so
-it costs about as much as the generator: per level a 3×3 conv and a 4×4 stride-2 conv, LeakyReLU(0.2),
-then a minibatch-stddev feature at 4×4 (lets D see a lack of variety, a guard against mode collapse) and a
-linear head giving one logit per image. Weights use the equalised learning rate, like the generator's, so
-both networks can share Adam settings.
+- ``Discriminator`` (for StyleGAN-1): DCGAN-style, per level a 3×3 conv and a 4×4 stride-2 conv, LeakyReLU(0.2).
+- ``ResidualDiscriminator`` (for StyleGAN2, config E): per level two 3×3 convs (the second ÷2 through the FIR
+  filter) beside a 1×1 ÷2 skip, NVlabs' names (b128 … b4).
+
+Both end in a minibatch-stddev feature at 4×4 (lets D see a lack of variety, a guard against mode collapse)
+and a dense head giving one logit per image; weights use the equalised learning rate, like the generators',
+so both networks share Adam settings.
 """
 
 from __future__ import annotations
