@@ -20,10 +20,10 @@ import torch
 
 from pulse.evaluation.generator_metrics import image_features, kernel_distance, score_samples
 from pulse.imageio import list_images, load_image, pil_to_tensor, save_image
-from pulse.models import build_generator, generator_config
 from pulse.resample import resize
 from pulse.sampling import image_grid, sample_images
 from pulse.training.checkpoint import load_checkpoint
+from pulse.training.export import checkpoint_generator
 from pulse.training.dataset import ImageDecoder, find_images
 from pulse.weights.resolve import open_generator
 
@@ -34,9 +34,7 @@ def open_any(spec: str):
     """A generator module from a registry name, a generator file or a training checkpoint (its G_ema)."""
     if spec.endswith(".ckpt"):
         checkpoint = load_checkpoint(spec)
-        generator = build_generator(generator_config(checkpoint["generator_config"], origin=spec))
-        generator.load_state_dict(checkpoint["G_ema"])
-        return generator.eval().requires_grad_(False), checkpoint["progress"]["nimg"] / 1000
+        return checkpoint_generator(checkpoint, spec), checkpoint["progress"]["nimg"] / 1000
     model = open_generator(spec)
     return model.generator, model.metadata.get("kimg")
 

@@ -42,14 +42,19 @@ def write_generator_file(generator: torch.nn.Module, out, metadata: dict, half: 
     return Path(out)
 
 
+def checkpoint_generator(checkpoint: dict, origin: str = "checkpoint") -> torch.nn.Module:
+    """A loaded checkpoint's G_ema as a frozen generator in eval mode (on the CPU)."""
+    generator = build_generator(generator_config(checkpoint["generator_config"], origin=origin))
+    generator.load_state_dict(checkpoint["G_ema"])
+    return generator.eval().requires_grad_(False)
+
+
 def export_checkpoint(checkpoint_path, out, half: bool = False, fit_samples: int = 1_000_000,
                       device: str = "auto", search_defaults: dict | None = None) -> Path:
     """The generator file for a checkpoint's G_ema (``pulse train export``), with the search settings
     recommended for it (see ``search.options_for``)."""
     checkpoint = load_checkpoint(checkpoint_path)
-    generator = build_generator(generator_config(checkpoint["generator_config"], origin=str(checkpoint_path)))
-    generator.load_state_dict(checkpoint["G_ema"])
-    generator.to(select_device(device)).eval().requires_grad_(False)
+    generator = checkpoint_generator(checkpoint, str(checkpoint_path)).to(select_device(device))
     metadata = generator_metadata(checkpoint["run"], checkpoint["progress"]["nimg"])
     if search_defaults:
         metadata["search_defaults"] = dict(search_defaults)
