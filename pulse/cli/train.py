@@ -44,7 +44,7 @@ def _default(name: str) -> str:
                    "repeat for several.")
 @output_option(None, "Run folder: checkpoints, log, sample grids.")
 @click.option("--architecture", type=click.Choice(["stylegan2", "stylegan1"]),
-              help=f"Generator architecture (D follows) {_default('architecture')}")
+              help=f"Generator architecture {_default('architecture')}")
 @click.option("--resolution", type=int, help=f"Image size, a power of two {_default('resolution')}")
 @click.option("--kimg", type=float, help=f"Training length in thousands of real images {_default('kimg')}")
 @click.option("--batch", type=int, help=f"Images per optimiser step over all GPUs {_default('batch')}")
@@ -62,6 +62,10 @@ def _default(name: str) -> str:
 @click.option("--seed", type=int, help=f"Random seed {_default('seed')}")
 @click.option("--channels", callback=_channels, help="Generator widths per level from 4 px, comma-separated "
                                                      "[default: the architecture's, train.default_channels]")
+@click.option("--discriminator", type=click.Choice(["residual", "dcgan"]),
+              help="Discriminator kind [default: residual for stylegan2, dcgan for stylegan1]")
+@click.option("--d-channels", callback=_channels,
+              help="Discriminator widths per level from 4 px, comma-separated [default: the generator's]")
 @click.option("--style-dim", type=int, help=f"Latent and style width {_default('style_dim')}")
 @click.option("--mapping-layers", type=int,
               help="Dense layers in the mapping [default: 2 for stylegan2, 8 for stylegan1]")

@@ -11,6 +11,7 @@ from ..models.stylegan2 import stylegan2_channels
 from .augment import parse_policy
 from .discriminators import Discriminator, DiscriminatorConfig, ResidualDiscriminator
 
+DISCRIMINATORS = {"residual": ResidualDiscriminator, "dcgan": Discriminator}
 ARCHITECTURE = ("architecture", "resolution", "style_dim", "mapping_layers", "channels")
 
 
@@ -20,7 +21,9 @@ class TrainConfig:
 
     data: list[str]
     out: str
-    architecture: str = "stylegan2"  # of the generator; D follows: stylegan2 residual D, stylegan1 DCGAN D
+    architecture: str = "stylegan2"  # of the generator
+    discriminator: str | None = None  # "residual" or "dcgan"; None: the architecture's own (residual for stylegan2)
+    d_channels: list[int] | None = None  # D's widths per level from 4 px; None: the generator's
     resolution: int = 128
     style_dim: int = 512
     mapping_layers: int | None = None  # None: 2 for stylegan2 (ADA's small-data choice), 8 for stylegan1
@@ -55,6 +58,16 @@ class TrainConfig:
         if self.channels is None:
             self.channels = default_channels(self.architecture, self.resolution) if self.resolution >= 4 else []
         self.channels = [int(c) for c in self.channels]
+        if self.discriminator is None:
+            self.discriminator = "residual" if self.architecture == "stylegan2" else "dcgan"
+        if self.discriminator not in DISCRIMINATORS:
+            raise PulseError(f"--discriminator {self.discriminator}: choose from {', '.join(DISCRIMINATORS)}")
+        if self.d_channels is None:
+            self.d_channels = list(self.channels)
+        self.d_channels = [int(c) for c in self.d_channels]
+        if len(self.d_channels) != len(self.channels) or min(self.d_channels, default=1) < 1:
+            raise PulseError(f"--d-channels {','.join(map(str, self.d_channels))}: needs {len(self.channels)} "
+                             "positive widths, one per level from 4 px")
         self.generator_config()  # a bad resolution or channel list fails here, before any data is read
         if self.r1_gamma is None:
             self.r1_gamma = 0.0002 * self.resolution**2 / self.batch
@@ -85,10 +98,9 @@ def default_channels(architecture: str, resolution: int) -> list[int]:
     return compact_channels(resolution)
 
 
-def make_discriminator(config):
-    """The discriminator that trains a generator of this config: same widths, the architecture's own kind."""
-    d_config = DiscriminatorConfig(config.resolution, list(config.channels))
-    return ResidualDiscriminator(d_config) if config.architecture == "stylegan2" else Discriminator(d_config)
+def make_discriminator(config: TrainConfig, resolution: int):
+    """The run's discriminator (``--discriminator``, ``--d-channels``) for generators of this resolution."""
+    return DISCRIMINATORS[config.discriminator](DiscriminatorConfig(resolution, list(config.d_channels)))
 
 
 def resolve_config(given: dict, checkpoint: dict | None = None, init_config: dict | None = None,

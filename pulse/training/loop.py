@@ -200,7 +200,7 @@ class Trainer:
                       generator_config(checkpoint["generator_config"]) if checkpoint else config.generator_config())
         torch.manual_seed(config.seed)  # the same initial weights in every process
         self.G = build_generator(gen_config)
-        self.D = make_discriminator(gen_config)
+        self.D = make_discriminator(config, gen_config.resolution)
         if init is not None:
             self.G.load_state_dict(init.generator.state_dict())
         for net in (self.G, self.D):

@@ -18,6 +18,7 @@ from pulse.errors import PulseError
 from pulse.models.generator_file import load_generator
 from pulse.training.checkpoint import load_checkpoint
 from pulse.training.config import TrainConfig
+from pulse.training.discriminators import Discriminator, ResidualDiscriminator
 from pulse.training.loop import Trainer, train
 
 LOSSES = ("loss_g", "loss_d", "r1", "real_logit", "fake_logit")
@@ -94,6 +95,18 @@ def test_init_starts_g_and_g_ema_from_the_generator_file(faces, tiny_generator_f
     assert not torch.equal(trainer.G.synthesis.torgb.weight, file_state["synthesis.torgb.weight"])
     with pytest.raises(PulseError, match="channels=64,32,16,8.*8,8,8,8"):
         train(dict(data=[str(faces)], out=str(tmp_path / "x"), channels=[8, 8, 8, 8]), init=tiny_generator_file)
+
+
+def test_discriminator_kind_and_widths_are_chosen_apart_from_the_generator(faces, tmp_path, train_options):
+    options = dict(train_options, data=[str(faces)], out=str(tmp_path / "d"), architecture="stylegan1",
+                   discriminator="residual", d_channels=[64, 48, 32, 24])
+    trainer = Trainer(TrainConfig(**options))
+    assert isinstance(trainer.D, ResidualDiscriminator)
+    assert [getattr(trainer.D, f"b{res}").conv0.weight.shape[0] for res in (32, 16, 8)] == [24, 32, 48]
+    trainer.train_step()
+    assert isinstance(Trainer(TrainConfig(**dict(options, discriminator=None, d_channels=None))).D, Discriminator)
+    with pytest.raises(PulseError, match="--d-channels 64,48: needs 4 positive widths"):
+        TrainConfig(**dict(options, d_channels=[64, 48]))
 
 
 def test_generator_metrics_go_into_the_log(faces, tmp_path, train_options):
