@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -46,10 +46,22 @@ class Result:
     frames: list[Image.Image] = field(default_factory=list)  # intermediate steps, generator resolution
 
 
-def to_lr_tensor(img: ImageLike, name: str = "input") -> torch.Tensor:
-    """Any supported input -> (3, h, w) float32 in [0, 1]; raises PulseError naming ``name``."""
+def to_lr_tensor(img: ImageLike, name: str = "input", resolution: int | None = None) -> torch.Tensor:
+    """Any supported input -> (3, h, w) float32 in [0, 1]; raises PulseError naming ``name``.
+
+    ``resolution``: also check the face fits a generator of this size (``check_lr_size``), for a file from its
+    header, before decoding it."""
     if isinstance(img, (str, os.PathLike)):
-        return pil_to_tensor(load_image(img))
+        check = None if resolution is None else partial(check_lr_size, resolution=resolution, name=name)
+        lr = pil_to_tensor(load_image(img, check_size=check))
+    else:
+        lr = _to_tensor(img, name)
+    if resolution is not None:
+        check_lr_size(lr.shape[-1], lr.shape[-2], resolution, name)
+    return lr
+
+
+def _to_tensor(img, name: str) -> torch.Tensor:
     if isinstance(img, Image.Image):
         return pil_to_tensor(to_rgb(img, name))
     if isinstance(img, np.ndarray):
@@ -93,13 +105,13 @@ def output_size(lr_size: int, scale: float, name: str = "input") -> int:
     return int(round(size))
 
 
-def check_lr(lr: torch.Tensor, resolution: int, name: str = "input") -> None:
+def check_lr_size(width: int, height: int, resolution: int, name: str = "input") -> None:
     """The search needs a square face no larger than the generator's output."""
-    h, w = lr.shape[-2:]
-    if h != w:
-        raise PulseError(f"{name}: {w}x{h} is not square; crop and align faces first with `pulse align`")
-    if h > resolution:
-        raise PulseError(f"{name}: {w}x{h} is larger than the generator's {resolution} px output; nothing to upsample")
+    if width != height:
+        raise PulseError(f"{name}: {width}x{height} is not square; crop and align faces first with `pulse align`")
+    if width > resolution:
+        raise PulseError(f"{name}: {width}x{height} is larger than the generator's {resolution} px output; "
+                         "nothing to upsample")
 
 
 COMPILE_NOTE = "note: the first batch compiles the generator (a minute or so; its kernels are cached for later runs)"
@@ -137,7 +149,7 @@ class Upsampler:
         """The batch size in use for these search options. With "auto" it is chosen on first use of a setting
         that changes a row's memory (precision, trainable noise maps): 8 on a CPU, on a GPU the most rows that
         fit. Either way it may since have been halved by running out of GPU memory."""
-        return self._rows[self._fit(self._options(options))]
+        return self._rows[self._fit(self.search_options(**options))]
 
     def _fit(self, opts: SearchOptions) -> tuple:
         """Choose the batch size for ``opts``' memory setting unless it is known; returns that setting's key."""
@@ -160,6 +172,13 @@ class Upsampler:
                     self._rows[key] = 1
         return key
 
+    def search_options(self, **given) -> SearchOptions:
+        """The search settings these keywords give with this generator (its recommended ones where not given)."""
+        try:
+            return options_for(self.model, **given)
+        except (TypeError, ValueError) as err:
+            raise PulseError(f"search options: {err}") from None
+
     def run(self, images: Sequence[ImageLike], scale: float = 8, samples: int = 1, seed: int = 0,
             eps: float | Sequence[float] | None = None, on_step: Callable[[int, int], None] | None = None,
             **options) -> list[list[Result]]:
@@ -167,31 +186,51 @@ class Upsampler:
 
         Sample k of every image starts from seed ``seed + k``. ``eps`` is one value or one per image;
         other keywords are ``SearchOptions`` fields (steps, loss, learning_rate, noise, early_stop, ...); those
-        not given come from the generator file's recommended settings, else the reference's.
+        not given come from the generator file's recommended settings, else the reference's. The first input
+        that cannot be searched raises its ``PulseError`` before any search runs.
+        """
+        results: list[list[Result] | None] = [None] * len(images)
+        for i, found in self.stream(images, scale, samples, seed, eps, on_step, **options):
+            if isinstance(found, PulseError):
+                raise found
+            results[i] = found
+        return results
+
+    def stream(self, images: Sequence[ImageLike], scale: float = 8, samples: int = 1, seed: int = 0,
+               eps: float | Sequence[float] | None = None, on_step: Callable[[int, int], None] | None = None,
+               **options) -> Iterator[tuple[int, list[Result] | PulseError]]:
+        """``run``, one input at a time: yields (index, its results by sample) as soon as the batch holding its
+        last sample finishes, so a caller can save and report each face while the others are searched. An input
+        that cannot be searched (unreadable, not square, too large, bad size for ``scale``) yields (index, its
+        ``PulseError``) before any search starts, and the others go on. Files are checked from their header
+        before they are decoded.
         """
         if samples < 1:
             raise PulseError(f"samples must be >= 1, got {samples}")
-        opts = self._options({**options, **({"eps": eps} if isinstance(eps, (int, float)) else {})})
+        opts = self.search_options(**options, **({"eps": eps} if isinstance(eps, (int, float)) else {}))
         eps_per_image = [opts.eps] * len(images) if eps is None or isinstance(eps, (int, float)) else list(eps)
         if len(eps_per_image) != len(images):
             raise PulseError(f"eps: {len(eps_per_image)} values for {len(images)} images")
 
-        lrs = []
+        lrs: dict[int, torch.Tensor] = {}
+        out_sizes: dict[int, int] = {}  # input size x scale, as delivered
         for i, img in enumerate(images):
             name = str(img) if isinstance(img, (str, os.PathLike)) else f"image {i}"
-            lr = to_lr_tensor(img, name)
-            check_lr(lr, self.resolution, name)
-            output_size(lr.shape[-1], scale, name)
-            lrs.append(lr)
-        self._warn_past_native({output_size(lr.shape[-1], scale) for lr in lrs})
+            try:
+                lr = to_lr_tensor(img, name, self.resolution)
+                out_sizes[i] = output_size(lr.shape[-1], scale, name)
+            except PulseError as err:
+                yield i, err
+                continue
+            lrs[i] = lr
+        self._warn_past_native(set(out_sizes.values()))
         key = self._fit(opts)
 
-        rows = [(i, k) for i in range(len(lrs)) for k in range(samples)]
-        by_size: dict[int, list[tuple[int, int]]] = {}
-        for i, k in rows:
-            by_size.setdefault(lrs[i].shape[-1], []).append((i, k))
-        results: list[list[Result | None]] = [[None] * samples for _ in lrs]
-        for size, size_rows in by_size.items():
+        by_size: dict[int, list[tuple[int, int]]] = {}  # rows (input, sample), by LR size: a batch has one size
+        for i, lr in lrs.items():
+            by_size.setdefault(lr.shape[-1], []).extend((i, k) for k in range(samples))
+        done: dict[int, list[Result | None]] = {i: [None] * samples for i in lrs}
+        for size_rows in by_size.values():
             start = 0
             while start < len(size_rows):  # the batch size may drop on the way (out of GPU memory)
                 chunk = size_rows[start : start + self._rows[key]]
@@ -203,8 +242,9 @@ class Upsampler:
                                      rows, on_step)[: len(chunk)]
                 seconds = (time.perf_counter() - t0) / len(chunk)
                 for (i, k), res in zip(chunk, found):
-                    results[i][k] = self._deliver(res, lrs[i], scale, eps_per_image[i], k, seconds)
-        return results
+                    done[i][k] = self._deliver(res, lrs[i], out_sizes[i], eps_per_image[i], k, seconds)
+                    if all(r is not None for r in done[i]):
+                        yield i, done.pop(i)
 
     def _rows_to_run(self, key, rows: int) -> int:
         """Compiled, a batch smaller than one already run is filled up to it with copies of its last row: a
@@ -214,12 +254,6 @@ class Upsampler:
         rows = max(rows, min(self._compiled_rows, self._rows[key]))
         self._compiled_rows = max(self._compiled_rows, rows)
         return rows
-
-    def _options(self, given: dict):
-        try:
-            return options_for(self.model, **given)
-        except (TypeError, ValueError) as err:
-            raise PulseError(f"search options: {err}") from None
 
     def _search(self, lr, seeds, opts, on_step):
         """One batch of the search; out of GPU memory, it halves the batch (for good) and carries on."""
@@ -239,9 +273,8 @@ class Upsampler:
             return (self._search(lr[:half], seeds[:half], replace(opts, eps=opts.eps[:half]), on_step)
                     + self._search(lr[half:], seeds[half:], replace(opts, eps=opts.eps[half:]), on_step))
 
-    def _deliver(self, res, lr: torch.Tensor, scale: float, eps: float, sample: int, seconds: float) -> Result:
-        """Resize to input x scale, quantise to 8 bits, and measure what the user actually receives."""
-        out = output_size(lr.shape[-1], scale)
+    def _deliver(self, res, lr: torch.Tensor, out: int, eps: float, sample: int, seconds: float) -> Result:
+        """Resize to the output size, quantise to 8 bits, and measure what the user actually receives."""
         image = tensor_to_pil(resize(res.image.unsqueeze(0), out)[0].clamp(0, 1))
         mse = float((resize(pil_to_tensor(image).unsqueeze(0), lr.shape[-1])[0] - lr).pow(2).mean())
         return Result(image=image, lr_mse=mse, lr_psnr=psnr_from_mse(mse), success=mse <= eps, seed=res.seed,

@@ -6,10 +6,13 @@ line, so a batch can report it and go on. Conversions that lose information (alp
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,21 +22,50 @@ from .errors import PulseError
 from .files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+ACCEPTED = "PNG, JPEG, WebP, BMP"
 MAX_PIXELS = 64_000_000  # refuse decompression bombs well before they exhaust memory
 
 
-def list_images(path) -> list[Path]:
-    """A file, or the images directly inside a folder (sorted; hidden files skipped); none is an error."""
+@dataclass
+class FoundImages:
+    """The images a path names, and what in a folder was passed over and why (each a path and a reason)."""
+
+    images: list[Path]
+    skipped: list[tuple[Path, str]]
+
+
+def find_images(path, exclude=frozenset()) -> FoundImages:
+    """A file, or the images directly inside a folder (sorted; hidden files and ``exclude``, resolved paths,
+    passed over quietly; other files that are not accepted images are listed with the reason); none is an error."""
     path = Path(path)
     if path.is_file():
-        return [path]
+        return FoundImages([path], [])
+    if path.is_symlink() and not path.exists():
+        raise PulseError(f"{path}: broken symbolic link (or a link loop)")
     if not path.is_dir():
         raise PulseError(f"{path}: no such file or folder")
-    found = sorted(p for p in path.iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    if not found:
-        raise PulseError(f"{path}: no images (PNG, JPEG, WebP, BMP) in this folder")
-    return found
+    images, skipped = [], []
+    for entry in sorted(path.iterdir()):
+        if entry.name.startswith(".") or (entry.resolve() in exclude if exclude else False):
+            continue
+        if entry.is_symlink() and not entry.exists():
+            skipped.append((entry, "broken symbolic link (or a link loop)"))
+        elif entry.is_dir():
+            continue  # folders are not searched (an output folder may sit inside the input folder)
+        elif entry.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append((entry, f"not an accepted image type ({entry.suffix.lower() or 'no suffix'})"))
+        elif not entry.is_file():
+            skipped.append((entry, "not a regular file"))
+        else:
+            images.append(entry)
+    if not images:
+        raise PulseError(f"{path}: no images ({ACCEPTED}) in this folder")
+    return FoundImages(images, skipped)
+
+
+def list_images(path) -> list[Path]:
+    """The images a path names (``find_images``), without the report of what was skipped."""
+    return find_images(path).images
 
 
 def output_stems(paths) -> dict[Path, str]:
@@ -64,8 +96,12 @@ def to_rgb(img: Image.Image, name: str) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path) -> Image.Image:
-    """Open an image file as 8-bit RGB with EXIF orientation applied, or raise PulseError naming the file."""
+def load_image(path, check_size: Callable[[int, int], None] | None = None) -> Image.Image:
+    """Open an image file as 8-bit RGB with EXIF orientation applied, or raise PulseError naming the file.
+
+    ``check_size(width, height)`` runs on the header's size, before any pixel is decoded: a caller that will
+    refuse a large image refuses it without paying for its decoding.
+    """
     path = Path(path)
     name = str(path)
     if not path.is_file():
@@ -80,6 +116,10 @@ def load_image(path) -> Image.Image:
                     raise PulseError(f"{name}: {img.width}x{img.height} is too large (limit {MAX_PIXELS} pixels: decompression bomb guard)")
                 if getattr(img, "n_frames", 1) > 1:
                     raise PulseError(f"{name}: animated or multi-frame image ({img.n_frames} frames); give one frame")
+                if check_size is not None:
+                    check_size(img.width, img.height)
+                if not img.mode.startswith("I") and any(";16" in str(tile.args) for tile in img.tile):
+                    warnings.warn(f"{name}: 16-bit image reduced to 8 bits")  # Pillow decodes it as 8-bit RGB
                 img.load()
                 img = ImageOps.exif_transpose(img)
     except PulseError:
@@ -100,6 +140,13 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     """(3, H, W) float in [0, 1] -> RGB PIL image (rounded, clamped)."""
     arr = (t.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
+
+
+def image_bytes(img: Image.Image, suffix: str = ".png") -> bytes:
+    """The encoded file, for writers that record its hash before the file lands."""
+    buffer = io.BytesIO()
+    img.save(buffer, format=Image.registered_extensions().get(suffix.lower(), "PNG"))
+    return buffer.getvalue()
 
 
 def save_image(img: Image.Image, path) -> Path:

@@ -97,6 +97,21 @@ def test_bad_scales(upsampler, lr_face, scale, message):
         upsampler.run([lr_face], scale=scale, steps=1)
 
 
+def test_stream_yields_bad_inputs_first_then_each_face_as_its_batch_finishes(upsampler, lr_face):
+    faces = [lr_face, Image.new("RGB", (8, 6)), lr_face.transpose(Image.Transpose.FLIP_LEFT_RIGHT), lr_face]
+    steps = []
+    stream = upsampler.stream(faces, scale=4, samples=2, steps=STEPS, on_step=lambda s, total: steps.append(s))
+    index, problem = next(stream)
+    assert (index, type(problem)) == (1, PulseError) and "not square" in str(problem) and not steps  # no search yet
+    rest = list(stream)
+    assert [i for i, _ in rest] == [0, 2, 3]  # 6 rows in batches of 4: inputs 0 and 2 come after the first, 3 after the second
+    assert len(steps) == 2 * STEPS
+    batch = upsampler.run([faces[0], faces[2], faces[3]], scale=4, samples=2, steps=STEPS)
+    for (_, streamed), ran in zip(rest, batch):
+        assert [r.sample for r in streamed] == [0, 1]
+        assert all(np.array_equal(np.asarray(a.image), np.asarray(b.image)) for a, b in zip(streamed, ran))
+
+
 def test_greyscale_and_rgba_inputs_are_converted(upsampler, lr_face):
     with pytest.warns(UserWarning, match="greyscale"):
         grey = upsampler.run([lr_face.convert("L")], scale=4, steps=2)[0][0]

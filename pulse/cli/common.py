@@ -30,14 +30,17 @@ def say_below_progress(message: str) -> None:
 
 
 class _ExitPolicy:
-    """Lets a command simply raise ``PulseError``: one line "error: ...", exit 2 (``Interrupted``: its line,
-    exit 130)."""
+    """Lets a command simply raise ``PulseError``: one line "error: ...", exit 2 (``Interrupted`` or Ctrl-C: one
+    line "interrupted: ...", exit 130)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except Interrupted as err:
             say(f"interrupted: {err}")
+            sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt:  # commands that keep finished work say how to go on through Interrupted
+            say("interrupted: what was finished is kept")
             sys.exit(EXIT_INTERRUPTED)
         except PulseError as err:
             say(f"error: {err}")

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from PIL import Image
 
-from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, PulseError
-from .common import PulseCommand, scale_option, device_option, generator_option, say, say_below_progress
-
-REPORT_NAME = "report.jsonl"
-
+from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, Interrupted, PulseError
+from .common import PulseCommand, device_option, generator_option, say, say_below_progress, scale_option
 
 
 def _output_names(stem: str, samples: int) -> list[str]:
@@ -33,19 +31,6 @@ def _comparison(lr, results, scale: float):
     labels = [f"LR {lr.shape[-1]} px", f"bicubic x{scale:g}"]
     labels += ["pulse"] if len(results) == 1 else [f"pulse #{r.sample}" for r in results]
     return labelled_grid(labels, [tiles + [r.image for r in results]], cell)
-
-
-def _read_report(path: Path) -> dict[str, list[dict]]:
-    """Previous report lines by input, so a resumed run keeps the numbers of the work it skips."""
-    lines: dict[str, list[dict]] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            lines.setdefault(entry.get("input", ""), []).append(entry)
-    return lines
 
 
 @click.command("run", cls=PulseCommand)
@@ -84,10 +69,13 @@ def _read_report(path: Path) -> dict[str, list[dict]]:
 @click.option("--grid", is_flag=True,
               help="Also write grid/<name>.png per input: LR (nearest) | bicubic | pulse (each sample), labelled.")
 @click.option("--save-intermediate", is_flag=True, help="Also write a frame every 10 steps into intermediate/.")
-@click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist (default: skip them).")
+@click.option("--overwrite", is_flag=True,
+              help="Redo every input, even those the report says are done with these settings (pulse still never "
+                   "writes over a file it did not make).")
+@click.option("-v", "--verbose", is_flag=True, help="Also name each file of the input folder that was passed over.")
 def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, batch_size, device, generator, loss,
         learning_rate, noise, noise_layers, early_stop, precision, compile_generator, grid, save_intermediate,
-        overwrite):
+        overwrite, verbose):
     """Super-resolve aligned LR faces.
 
     \b
@@ -98,110 +86,220 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
 
     Writes <name>.png (or <name>_<k>.png for samples; <name> is the input's stem, or stem.ext when
     inputs share a stem), with --grid grid/<name>.png, and report.jsonl with one line per output
-    (LR MSE, LR-PSNR, success, seed, seconds) or per failed input. Re-running skips finished inputs.
-    Exit codes: 0 all within eps; 1 some inputs failed; 2 usage/setup error; 3 some results not within eps.
+    (LR MSE, LR-PSNR, success, seed, seconds, and what made it) or per failed input. Re-running skips the
+    inputs finished with the same settings; other settings stop the run (exit 2) unless --overwrite. pulse never
+    writes over its inputs or any file in the folder that its report does not name. One run per folder at a time.
+    Exit codes: 0 all within eps; 1 some inputs failed; 2 usage/setup error; 3 some results not within eps;
+    130 interrupted (rerun the same command to resume).
     """
-    from ..api import COMPILE_NOTE, Upsampler, check_lr, output_size, to_lr_tensor
+    from ..api import COMPILE_NOTE, Upsampler
     from ..devices import select_device
-    from ..imageio import list_images, output_stems, save_image, write_text_atomic
+    from ..imageio import find_images, output_stems
     from ..memory import batch_size_arg
     from ..training import distributed
 
-    files = list_images(input_path)
     if samples < 1 or steps < 1:
         raise PulseError("--samples and --steps must be >= 1")
     batch_size = batch_size_arg(batch_size)
+    found = find_images(input_path)
     device = select_device(device)
     processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
     if device.type == "cuda":
         device = f"cuda:{processes.local_rank}"
     upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile_generator)
+    folder = _open_folder(output_dir, processes)
+    with folder:  # unlocked however the run ends
+        options = dict(steps=steps, eps=eps, eps_margin=eps_margin, noise=noise, early_stop=early_stop, precision=precision,
+                       frame_every=10 if save_intermediate else 0)
+        given = (("loss", loss), ("learning_rate", learning_rate), ("trainable_noise_layers", noise_layers))
+        options.update({k: v for k, v in given if v is not None})
+        made_with = _made_with(upsampler, scale, seed, samples, options)
 
-    report_path = output_dir / REPORT_NAME
-    previous = _read_report(report_path)
-    mine: dict[str, list[dict]] = {}  # this process's new report lines, by input
-    todo, skipped = [], 0
-    stems = output_stems(files)  # over all inputs, so every rank names outputs alike
-    for path in files[processes.rank :: processes.world]:
-        names = _output_names(stems[path], samples)
-        if not overwrite and all((output_dir / n).is_file() for n in names) and str(path) in previous:
-            skipped += 1
-            continue
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                lr = to_lr_tensor(path, str(path))
-                check_lr(lr, upsampler.resolution, str(path))
-                output_size(lr.shape[-1], scale, str(path))
-            except PulseError as err:
-                say(f"error: {err}")
-                mine[str(path)] = [{"input": str(path), "status": "error", "error": str(err)}]
-                continue
-        for w in caught:
-            say(f"warning: {w.message}")
-        todo.append((path, lr))
+        ours = folder.owned_paths()  # an output folder inside or equal to the input folder: its files are not inputs
+        files = [f for f in found.images if f.resolve() not in ours]
+        if processes.is_main and found.skipped:
+            say(f"note: passed over {len(found.skipped)} file(s) in {input_path} that are not accepted images"
+                + ("" if verbose else " (-v names them)"))
+            for skipped, reason in found.skipped if verbose else ():
+                say(f"skipped: {skipped}: {reason}")
+        stems = output_stems(files)  # over all inputs, so every rank names outputs alike
+        plan = _plan(files[processes.rank :: processes.world], stems, folder, made_with, samples, grid, save_intermediate,
+                     overwrite, {f.resolve() for f in files})
+        if compile_generator and plan.todo and processes.is_main:
+            say(COMPILE_NOTE)
 
-    def write_report(entries: dict[str, list[dict]], path: Path):
-        write_text_atomic(path, "".join(json.dumps(e) + "\n" for lines in entries.values() for e in lines))
-
-    # one process: the report itself is kept current; several: each keeps its own part until the merge
-    partial = report_path if processes.world == 1 else output_dir / f".{REPORT_NAME}.rank{processes.rank}"
-    options = dict(steps=steps, eps=eps, eps_margin=eps_margin, noise=noise, early_stop=early_stop, precision=precision,
-                   frame_every=10 if save_intermediate else 0)
-    given = (("loss", loss), ("learning_rate", learning_rate), ("trainable_noise_layers", noise_layers))
-    options.update({k: v for k, v in given if v is not None})
-    per_call = max(1, upsampler.fit_batch_size(**options) // samples) if todo else 1
-    if compile_generator and todo and processes.is_main:
-        say(COMPILE_NOTE)
-    started = time.perf_counter()
-    with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
-                           item_show_func=lambda s: s, hidden=not processes.is_main) as bar:
-        for start in range(0, len(todo), per_call):
-            chunk = todo[start : start + per_call]
-            on_step = lambda step, total: bar.update(0, f"{chunk[0][0].name}: step {step}/{total}")  # noqa: E731
-            with warnings.catch_warnings(record=True) as caught:
+        started, failed_now = time.perf_counter(), 0
+        todo = plan.todo
+        try:
+            with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
+                                   item_show_func=lambda s: s, hidden=not processes.is_main) as bar, \
+                    warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                results = upsampler.run([lr for _, lr in chunk], scale=scale, samples=samples, seed=seed,
-                                        on_step=on_step, **options)
-            for w in {str(w.message) for w in caught}:
-                say_below_progress(f"warning: {w}")
-            for (path, lr), per_sample in zip(chunk, results):
-                if grid:
-                    save_image(_comparison(lr, per_sample, scale), output_dir / "grid" / f"{stems[path]}.png")
-                entries = []
-                for res, name in zip(per_sample, _output_names(stems[path], samples)):
-                    save_image(res.image, output_dir / name)
-                    for j, frame in enumerate(res.frames):
-                        save_image(frame, output_dir / "intermediate" / Path(name).stem / f"step_{10 * j:04d}.png")
-                    entries.append({"input": str(path), "output": name, "status": "ok", "sample": res.sample,
-                                    "seed": res.seed, "lr_mse": res.lr_mse, "lr_psnr": round(res.lr_psnr, 3),
-                                    "success": res.success, "steps": res.steps, "best_step": res.best_step,
-                                    "seconds": round(res.seconds, 3)})
-                mine[str(path)] = entries
-            write_report({**previous, **mine} if processes.world == 1 else mine, partial)
-            bar.update(len(chunk))
+                on_step = lambda step, total: bar.update(0, f"step {step}/{total}")  # noqa: E731
+                shown: set[str] = set()
+                for i, results in upsampler.stream([path for path, _ in todo], scale=scale, samples=samples, seed=seed,
+                                                   on_step=on_step, **options):
+                    for message in dict.fromkeys(str(w.message) for w in caught):
+                        if message not in shown:
+                            say_below_progress(f"warning: {message}")
+                            shown.add(message)
+                    caught.clear()
+                    path, input_sha = todo[i]
+                    source = str(path.resolve())
+                    if isinstance(results, PulseError):
+                        say_below_progress(f"error: {results}")
+                        folder.append({"input": str(path), "source": source, "status": "error", "error": str(results)})
+                        failed_now += 1
+                    else:
+                        _deliver(folder, path, source, input_sha, results, stems[path], scale, made_with, grid)
+                    bar.update(1, path.name)
+        except KeyboardInterrupt:
+            raise Interrupted(f"finished faces are kept in {folder.report_path}; rerun the same command to resume")
+        except OSError as err:  # a full disk, a folder made read-only mid-run
+            say_below_progress(f"error: {output_dir}: cannot write ({err.strerror or err}); finished faces are kept in "
+                               f"{folder.report_path}: rerun the same command to resume")
+            sys.exit(EXIT_INPUT_ERRORS)
 
-    report = dict(previous)
-    for part in distributed.gather(mine, processes):
-        report.update(part)
-    if processes.is_main:
-        write_report(report, report_path)
-    distributed.barrier(processes)
-    if processes.world > 1:
-        partial.unlink(missing_ok=True)
-    counts = [sum(c) for c in zip(*distributed.gather((len(todo), skipped), processes))]
-    distributed.stop(processes)
+        distributed.barrier(processes)
+        if processes.is_main:
+            folder.compact()
+        distributed.barrier(processes)
+        if not processes.is_main:
+            folder.reload()  # every process decides the exit code from the whole report
+        counts = [sum(c) for c in zip(*distributed.gather((len(todo) - failed_now, plan.skipped), processes))]
 
-    inputs = {str(f) for f in files}
-    lines = [e for entries in report.values() for e in entries if e["input"] in inputs]
-    failed = sum(e["status"] == "error" for e in lines)
-    ok_lines = [e for e in lines if e["status"] == "ok"]
-    below = sum(not e["success"] for e in ok_lines)
+        expected = {(str(f.resolve()), name) for f in files for name in _output_names(stems[f], samples)}
+        sources = {source for source, _ in expected}
+        failed = sum(e["status"] == "error" and e.get("source") in sources for e in folder.lines)
+        ok_lines = [e for e in folder.lines if e["status"] == "ok" and (e.get("source"), e["output"]) in expected]
+        below = sum(not e["success"] for e in ok_lines)
+        if processes.is_main:
+            say(f"{counts[0]} processed, {counts[1]} skipped (already done), {failed} failed; "
+                f"{len(ok_lines) - below}/{len(ok_lines)} outputs within eps={eps:g}; "
+                f"{time.perf_counter() - started:.1f} s; report: {folder.report_path}")
+        distributed.barrier(processes)  # the summary is out before any process exits
+        distributed.stop(processes)
+        if failed:
+            sys.exit(EXIT_INPUT_ERRORS)
+        if below:
+            sys.exit(EXIT_NOT_CONSISTENT)
+
+
+def _open_folder(output_dir: Path, processes):
+    """The main process locks and compacts the folder first; the others read it after (or share its error)."""
+    from ..output_folder import OutputFolder
+    from ..training import distributed
+
+    problem = None
     if processes.is_main:
-        say(f"{counts[0]} processed, {counts[1]} skipped (already done), {failed} failed; "
-             f"{len(ok_lines) - below}/{len(ok_lines)} outputs within eps={eps:g}; "
-             f"{time.perf_counter() - started:.1f} s; report: {report_path}")
-    if failed:
-        sys.exit(EXIT_INPUT_ERRORS)
-    if below:
-        sys.exit(EXIT_NOT_CONSISTENT)
+        try:
+            folder = OutputFolder(output_dir).open()
+            folder.compact()
+        except PulseError as err:
+            problem = str(err)
+    problem = distributed.gather(problem, processes)[0]
+    if problem:
+        raise PulseError(problem)
+    return folder if processes.is_main else OutputFolder(output_dir).open(lock=False)
+
+
+def _made_with(upsampler, scale: float, seed: int, samples: int, options: dict) -> dict:
+    """Everything that decides an output's pixels, as the report records it (a rerun compares it)."""
+    from dataclasses import asdict
+
+    from ..output_folder import file_sha256
+
+    source = Path(upsampler.model.source)
+    search = asdict(upsampler.search_options(**options))
+    search.pop("frame_every")  # intermediate frames are extra files, not a different result
+    return {"method": "pulse", "generator_sha256": file_sha256(source) if source.is_file() else str(source),
+            "scale": scale, "seed": seed, "samples": samples, "search": search}
+
+
+@dataclass
+class _Plan:
+    todo: list  # (input path, its content sha256) still to search
+    skipped: int  # finished before with the same settings
+
+
+def _plan(files, stems, folder, made_with, samples, grid, save_intermediate, overwrite, inputs) -> _Plan:
+    """Which inputs are done, which to (re)do; stops before any search if an output would land on an input or
+    on a file pulse did not make, or if finished work was made with other settings (unless --overwrite)."""
+    from ..output_folder import file_sha256
+
+    todo, skipped, refused, differ = [], 0, [], {}
+    owned = folder.owned()
+    for path in files:
+        input_sha = file_sha256(path) if path.is_file() else ""
+        names = _output_names(stems[path], samples)
+        finished = folder.finished(str(path.resolve()))
+        if not overwrite and finished and set(names) <= set(finished):
+            previous = finished[names[0]]
+            if previous.get("input_sha256") != input_sha:
+                pass  # the input changed since: a new face, searched again
+            elif previous.get("made_with") == made_with:
+                skipped += 1
+                continue
+            else:
+                for key, (was, now) in _differences(previous.get("made_with"), made_with).items():
+                    differ.setdefault(key, (was, now))
+        writes = names + ([f"grid/{stems[path]}.png"] if grid else [])
+        writes += [f"intermediate/{Path(n).stem}" for n in names] if save_intermediate else []
+        for name in writes:
+            target = folder.path / name
+            if target.resolve() in inputs:
+                refused.append(f"{target} (an input)")
+            elif (target.exists() or target.is_symlink()) and name not in owned:
+                refused.append(f"{target} (not made by pulse: {folder.report_path.name} does not name it)")
+        todo.append((path, input_sha))
+    if refused:
+        more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+        raise PulseError(f"refusing to write over {', '.join(refused[:3])}{more}; choose another --output")
+    if differ:
+        said = "; ".join(f"{key} {was} -> {now}" for key, (was, now) in differ.items())
+        raise PulseError(f"{folder.report_path}: finished faces were made with other settings ({said}); rerun with "
+                         "the same settings, choose another --output, or add --overwrite to redo them")
+    return _Plan(todo, skipped)
+
+
+def _differences(was: dict | None, now: dict) -> dict[str, tuple]:
+    """Setting -> (recorded, asked) for each that differs; 'search.steps' style keys."""
+    if was is None:
+        return {"settings": ("not recorded (an older pulse)", "recorded")}
+    flat_was, flat_now = _flatten(was), _flatten(now)
+    return {key: (flat_was.get(key), flat_now.get(key)) for key in flat_now.keys() | flat_was.keys()
+            if flat_was.get(key) != flat_now.get(key)}
+
+
+def _flatten(settings: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _deliver(folder, path: Path, source: str, input_sha: str, results, stem: str, scale: float, made_with: dict,
+             grid: bool) -> None:
+    """Each output's report line first (so the folder always names what pulse writes), then its file."""
+    from ..imageio import image_bytes
+
+    names = _output_names(stem, len(results))
+    grid_name = f"grid/{stem}.png" if grid else None
+    for res, name in zip(results, names):
+        data = image_bytes(res.image)
+        frames = f"intermediate/{Path(name).stem}" if res.frames else None
+        folder.append({"input": str(path), "source": source, "input_sha256": input_sha, "output": name,
+                       "status": "ok", "sample": res.sample, "seed": res.seed, "lr_mse": res.lr_mse,
+                       "lr_psnr": round(res.lr_psnr, 3), "success": res.success, "steps": res.steps,
+                       "best_step": res.best_step, "seconds": round(res.seconds, 3), "sha256": hashlib.sha256(data).hexdigest(),
+                       "grid": grid_name, "frames": frames, "made_with": made_with})
+        for j, frame in enumerate(res.frames):
+            folder.write_file(f"{frames}/step_{10 * j:04d}.png", image_bytes(frame))
+        folder.write_file(name, data)
+    if grid:
+        from ..api import to_lr_tensor
+
+        folder.write_file(grid_name, image_bytes(_comparison(to_lr_tensor(path, str(path)), results, scale)))

@@ -1,9 +1,13 @@
+import hashlib
 import json
 import os
+import signal
+import struct
 import subprocess
 import sys
-import struct
+import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pulse.cli import main
-from pulse.errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, EXIT_OK, EXIT_USAGE
+from pulse.errors import EXIT_INPUT_ERRORS, EXIT_INTERRUPTED, EXIT_NOT_CONSISTENT, EXIT_OK, EXIT_USAGE
 from pulse.models.generator_file import load_generator, read_generator_file
 from pulse.resample import resize
 from pulse.sampling import GRID_HEADER
@@ -133,7 +137,7 @@ def test_cli_samples_overwrite_and_exit_codes(tmp_path, tiny_generator_file):
     # an eps nobody can meet: results are still written, exit code says they are not consistent
     result = run_cli(*args, "--steps", 2, "--eps", 1e-12, "--overwrite")
     assert result.exit_code == EXIT_NOT_CONSISTENT
-    assert (out / "face.png").is_file() and not report(out)[0]["success"]
+    assert (out / "face.png").is_file() and not {e["output"]: e for e in report(out)}["face.png"]["success"]
 
 
 def test_search_settings_not_given_come_from_the_generator_file(tmp_path, tiny_generator_file):
@@ -200,7 +204,7 @@ def test_torchrun_shares_inputs_between_processes_and_merges_the_report(tmp_path
     assert sorted(e["input"].rsplit("/", 1)[-1] for e in lines) == ["broken.png"] + [f"face{i}.png" for i in range(5)]
     assert sorted(p.name for p in out.glob("*.png")) == [f"face{i}.png" for i in range(5)]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
-    assert done.stderr.count("5 processed, 0 skipped") == 1  # one summary, from rank 0
+    assert done.stderr.count("5 processed, 0 skipped") == 1, done.stderr  # one summary, from rank 0
 
 
 @pytest.mark.parametrize("command", ["run", "eval"])
@@ -227,3 +231,201 @@ def test_compile_flag_reaches_the_search(command, tmp_path, tiny_generator_file,
                                 (["--overwrite"] if command == "run" else []))
     assert result.exit_code == EXIT_OK and modes == [None], result.output
     assert "note: the first batch compiles the generator" in result.output
+
+
+# --- a batch run never loses or overwrites what the user owns, and resumes only what it may (#17) ---
+
+def one_face(tmp_path, generator_file, folder="r1"):
+    (tmp_path / folder).mkdir()
+    path = tmp_path / folder / "face.png"
+    lr_faces(generator_file, 1)[0].save(path)
+    return path
+
+
+@pytest.mark.parametrize("output", ["same", "nested", "symlinked"])
+def test_output_over_input_is_refused_before_any_search(output, tmp_path, tiny_generator_file):
+    face = one_face(tmp_path, tiny_generator_file)
+    original = face.read_bytes()
+    (tmp_path / "r1" / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "r1")
+    out = {"same": tmp_path / "r1", "nested": tmp_path / "r1" / "sub" / "..", "symlinked": tmp_path / "link"}[output]
+    result = run_cli("--input", tmp_path / "r1", "--output", out, "--scale", 4, "--steps", 2,
+                     "--generator", tiny_generator_file, "--device", "cpu")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "refusing to write over" in result.output and "face.png (an input)" in result.output
+    assert face.read_bytes() == original
+
+
+def test_samples_written_beside_the_inputs_are_not_taken_for_inputs(tmp_path, tiny_generator_file):
+    face = one_face(tmp_path, tiny_generator_file)
+    args = ["--input", face.parent, "--output", face.parent, "--scale", 4, "--steps", 2, "--eps", 1, "--samples", 2,
+            "--generator", tiny_generator_file, "--device", "cpu"]
+    assert run_cli(*args).exit_code == EXIT_OK
+    again = run_cli(*args)
+    assert again.exit_code == EXIT_OK and "0 processed, 1 skipped" in again.output, again.output
+
+
+def test_a_file_the_report_does_not_name_is_never_written_over(tmp_path, tiny_generator_file):
+    face = one_face(tmp_path, tiny_generator_file)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "face.png").write_bytes(b"the user's own file")
+    args = ["--input", face, "--output", out, "--scale", 4, "--steps", 2, "--generator", tiny_generator_file,
+            "--device", "cpu"]
+    for extra in ([], ["--overwrite"]):
+        result = run_cli(*args, *extra)
+        assert result.exit_code == EXIT_USAGE and "not made by pulse" in result.output, result.output
+    assert (out / "face.png").read_bytes() == b"the user's own file"
+    (out / "report.jsonl").write_text("my notes, not a pulse report\n")
+    (out / "face.png").unlink()
+    result = run_cli(*args)
+    assert result.exit_code == EXIT_USAGE and "not a pulse report" in result.output
+    assert (out / "report.jsonl").read_text() == "my notes, not a pulse report\n"
+
+
+def test_resume_redoes_nothing_only_when_everything_that_made_it_matches(tmp_path, tiny_generator_file, monkeypatch):
+    face = one_face(tmp_path, tiny_generator_file)
+    out = tmp_path / "out"
+    args = ["--input", face.parent, "--output", out, "--generator", tiny_generator_file, "--device", "cpu", "--eps", 1]
+    assert run_cli(*args, "--scale", 4, "--steps", 2).exit_code == EXIT_OK
+    made = (out / "face.png").read_bytes()
+    changed = run_cli(*args, "--scale", 2, "--steps", 3)
+    assert changed.exit_code == EXIT_USAGE
+    message = changed.output.strip().splitlines()[-1]
+    assert "scale 4.0 -> 2.0" in message and "search.steps 2 -> 3" in message and "--overwrite" in message
+    assert (out / "face.png").read_bytes() == made
+    # the same folder, typed another way, is the same run: skipped, and no second report line
+    monkeypatch.chdir(tmp_path)
+    again = run_cli("--input", "r1/../r1", "--output", out.resolve(), "--generator", tiny_generator_file,
+                    "--device", "cpu", "--eps", 1, "--scale", 4, "--steps", 2)
+    assert "0 processed, 1 skipped" in again.output and len(report(out)) == 1
+    # a changed input is a new face: searched again without asking
+    lr_faces(tiny_generator_file, 2)[1].save(face)
+    redone = run_cli(*args, "--scale", 4, "--steps", 2)
+    assert "1 processed, 0 skipped" in redone.output and len(report(out)) == 1
+    assert report(out)[0]["input_sha256"] == hashlib.sha256(face.read_bytes()).hexdigest()
+    overwritten = run_cli(*args, "--scale", 2, "--steps", 3, "--overwrite")
+    assert overwritten.exit_code == EXIT_OK and Image.open(out / "face.png").size == (16, 16)
+    assert [e["made_with"]["scale"] for e in report(out)] == [2.0]
+
+
+@pytest.mark.parametrize("where", ["a file", "proc"])
+def test_an_output_that_cannot_be_written_stops_before_the_search(where, tmp_path, tiny_generator_file):
+    face = one_face(tmp_path, tiny_generator_file)
+    out = tmp_path / "taken.png" if where == "a file" else Path("/proc/pulse_out")
+    if where == "a file":
+        out.write_bytes(b"x")
+    result = run_cli("--input", face, "--output", out, "--generator", tiny_generator_file, "--device", "cpu")
+    assert result.exit_code == EXIT_USAGE, result.output
+    line = result.output.strip().splitlines()
+    assert len(line) == 1 and str(out) in line[0] and ("is a file" in line[0] or "cannot write" in line[0])
+
+
+def test_a_full_disk_mid_run_keeps_finished_faces_and_the_rerun_resumes(tmp_path, tiny_generator_file, monkeypatch):
+    from pulse.output_folder import OutputFolder
+
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    for i, face in enumerate(lr_faces(tiny_generator_file, 3)):
+        face.save(folder / f"face{i}.png")
+    out = tmp_path / "out"
+    args = ["--input", folder, "--output", out, "--scale", 4, "--steps", 2, "--eps", 1, "--batch-size", 1,
+            "--generator", tiny_generator_file, "--device", "cpu"]
+    real_write, writes = OutputFolder.write_file, []
+
+    def disk_fills_up(self, name, data):
+        writes.append(name)
+        if len(writes) == 2:
+            raise OSError(28, "No space left on device")
+        real_write(self, name, data)
+
+    monkeypatch.setattr(OutputFolder, "write_file", disk_fills_up)
+    result = run_cli(*args)
+    assert result.exit_code == EXIT_INPUT_ERRORS, result.output
+    assert "No space left on device" in result.output and "rerun the same command" in result.output
+    assert "Traceback" not in result.output and sorted(p.name for p in out.glob("*.png")) == ["face0.png"]
+    monkeypatch.undo()
+    rerun = run_cli(*args)
+    assert rerun.exit_code == EXIT_OK and "2 processed, 1 skipped" in rerun.output, rerun.output
+    assert sorted(e["output"] for e in report(out)) == ["face0.png", "face1.png", "face2.png"]
+
+
+def test_a_second_run_into_a_busy_folder_is_refused(tmp_path, tiny_generator_file):
+    from pulse.output_folder import OutputFolder
+
+    face = one_face(tmp_path, tiny_generator_file)
+    with OutputFolder(tmp_path / "out").open():  # a run in progress holds the folder
+        result = run_cli("--input", face, "--output", tmp_path / "out", "--generator", tiny_generator_file,
+                         "--device", "cpu", "--steps", 2)
+    assert result.exit_code == EXIT_USAGE and "another pulse run is writing into this folder" in result.output
+    assert run_cli("--input", face, "--output", tmp_path / "out", "--generator", tiny_generator_file,
+                   "--device", "cpu", "--steps", 2, "--scale", 4, "--eps", 1).exit_code == EXIT_OK
+
+
+def test_ctrl_c_exits_130_keeps_finished_faces_and_the_rerun_resumes(tmp_path, tiny_generator_file):
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    for i, face in enumerate(lr_faces(tiny_generator_file, 4)):
+        face.save(folder / f"face{i}.png")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pulse", "run", "--input", str(folder), "--output", str(out), "--scale", "4",
+               "--steps", "300", "--eps", "1", "--batch-size", "1", "--generator", str(tiny_generator_file),
+               "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (out / "face0.png").is_file() and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == EXIT_INTERRUPTED, stderr[-2000:]
+    assert "interrupted: finished faces are kept" in stderr and "rerun the same command" in stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr
+    finished = [e["output"] for e in report(out)]
+    assert finished and all((out / name).is_file() for name in finished)
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == EXIT_OK and f"{len(finished)} skipped" in rerun.stderr, rerun.stderr
+    assert sorted(e["output"] for e in report(out)) == [f"face{i}.png" for i in range(4)]
+
+
+def test_passed_over_files_are_counted_and_named_with_verbose(tmp_path, tiny_generator_file):
+    face = one_face(tmp_path, tiny_generator_file)
+    folder = face.parent
+    face.replace(folder / "face.gif")
+    lr_faces(tiny_generator_file, 1)[0].save(folder / "good.png")
+    (folder / "scan.tif").write_bytes(b"II*\x00")
+    (folder / "loop").symlink_to(folder / "loop")
+    (folder / "gone.png").symlink_to(folder / "nowhere.png")
+    args = ["--input", folder, "--scale", 4, "--steps", 2, "--eps", 1, "--generator", tiny_generator_file,
+            "--device", "cpu"]
+    result = run_cli(*args, "--output", tmp_path / "a")
+    assert result.exit_code == EXIT_OK and "passed over 4 file(s)" in result.output and "-v names them" in result.output
+    verbose = run_cli(*args, "--output", tmp_path / "b", "-v")
+    for name, reason in [("face.gif", "not an accepted image type (.gif)"), ("scan.tif", "(.tif)"),
+                         ("loop", "link loop"), ("gone.png", "broken symbolic link")]:
+        assert any(name in line and reason in line for line in verbose.output.splitlines()), (name, verbose.output)
+    direct = run_cli(*args, "--output", tmp_path / "c", "--input", folder / "loop")
+    assert direct.exit_code == EXIT_USAGE and "link loop" in direct.output
+
+
+def test_size_is_checked_from_the_header_before_decoding(tmp_path, tiny_generator_file):
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    png_bomb(folder / "huge.png", side=6000)  # a header only: decoding it would fail as unreadable
+    result = run_cli("--input", folder, "--output", tmp_path / "out", "--generator", tiny_generator_file,
+                     "--device", "cpu")
+    assert result.exit_code == EXIT_INPUT_ERRORS
+    assert "6000x6000 is larger than the generator's 32 px output" in result.output
+
+
+def test_a_16_bit_rgb_input_is_reduced_with_a_warning(tmp_path, tiny_generator_file):
+    face = np.asarray(lr_faces(tiny_generator_file, 1)[0]).astype(">u2") * 257
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + row.tobytes() for row in face)
+    ihdr = struct.pack(">IIBBBBB", 8, 8, 16, 2, 0, 0, 0)
+    (tmp_path / "deep.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
+                                        + chunk(b"IEND", b""))
+    result = run_cli("--input", tmp_path / "deep.png", "--output", tmp_path / "out", "--scale", 4, "--steps", 2,
+                     "--eps", 1, "--generator", tiny_generator_file, "--device", "cpu")
+    assert result.exit_code == EXIT_OK and "16-bit image reduced to 8 bits" in result.output, result.output
