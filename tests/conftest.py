@@ -49,6 +49,18 @@ def import_test_extra():
 
 
 @pytest.fixture(scope="session")
+def dlib_recognition_model():
+    """Path of dlib's face-recognition ResNet from face-recognition-models (a test extra: missing, the test fails)."""
+    from pulse.faces.dlib_resnet import RECOGNITION_MODEL
+    from pulse.files import installed_package_file
+
+    path = installed_package_file("face_recognition_models", f"models/{RECOGNITION_MODEL}")
+    if path is None:
+        _fail_missing_test_extra("face-recognition-models", f"{RECOGNITION_MODEL} not found")
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_arch():
     """The tiny StyleGAN-1 layout (GeneratorConfig fields), read-only: copy it with dict(tiny_arch, ...)."""
     return MappingProxyType(dict(resolution=32, style_dim=64, mapping_layers=2, channels=[64, 32, 16, 8]))

@@ -51,7 +51,8 @@ def _default(name: str) -> str:
 @click.option("--grad-accum", type=int, help=f"Micro-batches per step and process {_default('grad_accum')}")
 @click.option("--g-lr", type=float, help=f"Generator learning rate {_default('g_lr')}")
 @click.option("--d-lr", type=float, help=f"Discriminator learning rate {_default('d_lr')}")
-@click.option("--r1-gamma", type=float, help="R1 penalty weight [default: 0.0002 * resolution^2 / batch]")
+@click.option("--r1-gamma", type=float,
+              help="R1 penalty weight [default: 0.0002 * resolution^2 / batch; 0 with --discriminator projected]")
 @click.option("--ema-kimg", type=float, help=f"Half-life of G's moving average, kimg {_default('ema_kimg')}")
 @click.option("--mixing-prob", type=float, help=f"Style-mixing probability {_default('mixing_prob')}")
 @click.option("--augment", help=f"DiffAugment operations (color, translation, cutout), or 'none' "
@@ -62,8 +63,9 @@ def _default(name: str) -> str:
 @click.option("--seed", type=int, help=f"Random seed {_default('seed')}")
 @click.option("--channels", callback=_channels, help="Generator widths per level from 4 px, comma-separated "
                                                      "[default: the architecture's, train.default_channels]")
-@click.option("--discriminator", type=click.Choice(["residual", "dcgan"]),
-              help="Discriminator kind [default: residual for stylegan2, dcgan for stylegan1]")
+@click.option("--discriminator", type=click.Choice(["residual", "dcgan", "projected"]),
+              help="Discriminator kind: projected = small heads on dlib's frozen face ResNet (needs pulse[eval]) "
+                   "[default: residual for stylegan2, dcgan for stylegan1]")
 @click.option("--d-channels", callback=_channels,
               help="Discriminator widths per level from 4 px, comma-separated [default: the generator's]")
 @click.option("--style-dim", type=int, help=f"Latent and style width {_default('style_dim')}")

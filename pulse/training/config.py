@@ -10,8 +10,9 @@ from ..models.stylegan1 import compact_channels
 from ..models.stylegan2 import stylegan2_channels
 from .augment import parse_policy
 from .discriminators import Discriminator, DiscriminatorConfig, ResidualDiscriminator
+from .projected import ProjectedDiscriminator
 
-DISCRIMINATORS = {"residual": ResidualDiscriminator, "dcgan": Discriminator}
+DISCRIMINATORS = {"residual": ResidualDiscriminator, "dcgan": Discriminator, "projected": ProjectedDiscriminator}
 ARCHITECTURE = ("architecture", "resolution", "style_dim", "mapping_layers", "channels")
 
 
@@ -22,7 +23,7 @@ class TrainConfig:
     data: list[str]
     out: str
     architecture: str = "stylegan2"  # of the generator
-    discriminator: str | None = None  # "residual" or "dcgan"; None: the architecture's own (residual for stylegan2)
+    discriminator: str | None = None  # "residual", "dcgan" or "projected"; None: the architecture's own
     d_channels: list[int] | None = None  # D's widths per level from 4 px; None: the generator's
     resolution: int = 128
     style_dim: int = 512
@@ -33,7 +34,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per process and step
     g_lr: float = 0.0025
     d_lr: float = 0.0025
-    r1_gamma: float | None = None  # None: StyleGAN2-ADA's heuristic 0.0002 * resolution² / batch
+    r1_gamma: float | None = None  # None: StyleGAN2-ADA's heuristic 0.0002 * resolution² / batch (projected D: 0)
     ema_kimg: float = 10.0  # half-life of G_ema's average
     mixing_prob: float = 0.9
     augment: str = "translation"
@@ -70,7 +71,7 @@ class TrainConfig:
                              "positive widths, one per level from 4 px")
         self.generator_config()  # a bad resolution or channel list fails here, before any data is read
         if self.r1_gamma is None:
-            self.r1_gamma = 0.0002 * self.resolution**2 / self.batch
+            self.r1_gamma = 0.0 if self.discriminator == "projected" else 0.0002 * self.resolution**2 / self.batch
         checks = [("kimg", self.kimg > 0), ("batch", self.batch > 0), ("grad_accum", self.grad_accum > 0),
                   ("g_lr", self.g_lr > 0), ("d_lr", self.d_lr > 0), ("r1_gamma", self.r1_gamma >= 0),
                   ("ema_kimg", self.ema_kimg >= 0), ("mixing_prob", 0 <= self.mixing_prob <= 1),

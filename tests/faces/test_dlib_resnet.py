@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 
 from pulse.errors import PulseError
-from pulse.faces.dlib_resnet import CHIP_SIZE, RECOGNITION_MODEL, load_dlib_face_resnet
-from pulse.files import installed_package_file
+from pulse.faces.dlib_resnet import CHIP_SIZE, load_dlib_face_resnet
 
 SAMPLES = Path(__file__).resolve().parents[2] / "weights" / "samples.png"
 
@@ -22,16 +21,8 @@ SAMPLE_TILE, SAMPLE_BORDER = 128, 2  # weights/samples.png: a 4 x 4 grid of 128 
 
 
 @pytest.fixture(scope="module")
-def recognition_model(fail_missing_test_extra):
-    path = installed_package_file("face_recognition_models", f"models/{RECOGNITION_MODEL}")
-    if path is None:
-        fail_missing_test_extra("face-recognition-models", f"{RECOGNITION_MODEL} not found")
-    return path
-
-
-@pytest.fixture(scope="module")
-def resnet(recognition_model):
-    return load_dlib_face_resnet(recognition_model)
+def resnet(dlib_recognition_model):
+    return load_dlib_face_resnet(dlib_recognition_model)
 
 
 def _sample_chips() -> list[np.ndarray]:
@@ -59,12 +50,12 @@ def _astronaut_chips(astronaut, astronaut_face) -> list[np.ndarray]:
             np.asarray(turned)]
 
 
-def test_descriptors_equal_dlibs_on_face_chips(resnet, recognition_model, astronaut, astronaut_face):
+def test_descriptors_equal_dlibs_on_face_chips(resnet, dlib_recognition_model, astronaut, astronaut_face):
     import dlib
 
     chips = np.stack(_sample_chips() + _astronaut_chips(astronaut, astronaut_face))
     assert chips.shape == (20, CHIP_SIZE, CHIP_SIZE, 3) and chips.dtype == np.uint8
-    dlib_net = dlib.face_recognition_model_v1(str(recognition_model))
+    dlib_net = dlib.face_recognition_model_v1(str(dlib_recognition_model))
     expected = np.stack([np.asarray(dlib_net.compute_face_descriptor(np.ascontiguousarray(c))) for c in chips])
     with torch.no_grad():
         got = resnet(torch.from_numpy(chips).permute(0, 3, 1, 2).float()).double().numpy()
@@ -84,8 +75,8 @@ def test_features_are_the_trunk_of_the_descriptor(resnet):
 
 
 @pytest.mark.parametrize("keep", [0, 100, 0.5, -1], ids=["empty", "header", "half", "last-byte-missing"])
-def test_truncated_file_is_one_line_naming_it(keep, recognition_model, tmp_path):
-    data = recognition_model.read_bytes()
+def test_truncated_file_is_one_line_naming_it(keep, dlib_recognition_model, tmp_path):
+    data = dlib_recognition_model.read_bytes()
     keep = int(len(data) * keep) if isinstance(keep, float) else keep % len(data)
     path = tmp_path / "cut.dat"
     path.write_bytes(data[:keep])
@@ -95,10 +86,10 @@ def test_truncated_file_is_one_line_naming_it(keep, recognition_model, tmp_path)
     assert message.startswith(f"{path}: ") and "\n" not in message
 
 
-def test_other_files_are_refused(tmp_path, recognition_model):
+def test_other_files_are_refused(tmp_path, dlib_recognition_model):
     with pytest.raises(PulseError, match="not found"):
         load_dlib_face_resnet(tmp_path / "missing.dat")
-    predictor = recognition_model.with_name("shape_predictor_5_face_landmarks.dat")  # a dlib file, not a network
+    predictor = dlib_recognition_model.with_name("shape_predictor_5_face_landmarks.dat")  # a dlib file, not a network
     with pytest.raises(PulseError, match="not a readable dlib face-recognition network") as err:
         load_dlib_face_resnet(predictor)
     assert str(predictor) in str(err.value) and "\n" not in str(err.value)

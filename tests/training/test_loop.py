@@ -194,3 +194,13 @@ def test_bad_input_is_one_clear_line(args, message, faces, full_run, tiny_genera
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1]
+
+
+def test_a_projected_discriminator_trains_without_r1_by_default(faces, tmp_path, train_options, dlib_recognition_model):
+    trainer = Trainer(TrainConfig(**dict(train_options, data=[str(faces)], out=str(tmp_path / "p"),
+                                         discriminator="projected")))
+    assert trainer.config.r1_gamma == 0
+    heads = [p.clone() for p in trainer.D.heads.parameters()]
+    trainer.train_step()
+    assert all(torch.isfinite(p).all() for p in trainer.G.parameters())
+    assert not any(torch.equal(a, b) for a, b in zip(heads, trainer.D.heads.parameters()))
