@@ -2,12 +2,31 @@
 
 It invents a plausible face that downscales to the input; it never recovers the true face. Do not use
 its output to identify anyone.
+
+The names below are imported on first use, so that ``pulse --help`` and other light uses do not pay for
+loading torch.
 """
 
-from .api import Result, Upsampler, upsample
-from .errors import PulseError
-from .models.generator_file import load_generator
-from .models.stylegan1 import Generator, GeneratorConfig
-from .weights.resolve import open_generator
+from importlib import import_module
 
-__all__ = ["upsample", "Upsampler", "Result", "open_generator", "load_generator", "Generator", "GeneratorConfig", "PulseError"]
+from .errors import PulseError
+
+_EXPORTS = {
+    "upsample": ".api", "Upsampler": ".api", "Result": ".api",
+    "open_generator": ".weights.resolve", "load_generator": ".models.generator_file",
+    "Generator": ".models.stylegan1", "GeneratorConfig": ".models.stylegan1",
+}
+
+__all__ = [*_EXPORTS, "PulseError"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pulse' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)
