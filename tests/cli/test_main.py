@@ -9,11 +9,11 @@ from pulse.cli import COMMANDS, main
 
 
 def test_every_listed_command_loads_and_its_line_starts_its_help():
-    listing = CliRunner().invoke(main, ["--help"]).output
+    listing = " ".join(CliRunner().invoke(main, ["--help"]).output.split())
     for name, (_, _, line) in COMMANDS.items():
         command = main.get_command(None, name)
         assert command.name == name and " ".join(command.help.split()).startswith(line.rstrip("."))
-        assert f"{name}  " in listing and line in listing
+        assert f"{name} {line}" in listing
     assert main.get_command(None, "nope") is None
 
 
