@@ -41,10 +41,11 @@ class Retry:
 
 
 class DownloadFailed(PulseError):
-    """No URL gave the file; ``failures`` says why for each one, in the order they were tried."""
+    """No URL gave the file; ``failures`` says why for each one, in the order they were tried.
+    ``wrong_file``: every server answered, but with other bytes than the registry pins (not a network problem)."""
 
-    def __init__(self, dest: Path, failures: list[str]):
-        self.failures = failures
+    def __init__(self, dest: Path, failures: list[str], wrong_file: bool = False):
+        self.failures, self.wrong_file = failures, wrong_file
         super().__init__(f"could not download {dest.name}: " + "; ".join(failures))
 
 
@@ -54,6 +55,10 @@ class _Transient(Exception):
 
 class _UrlFailed(Exception):
     """This URL will not give the file (4xx, quota, an unexpected web page, wrong bytes): try the next one."""
+
+
+class _WrongFile(_UrlFailed):
+    """The URL delivered a whole file, but not the one pinned (size, sha256, not bz2 data)."""
 
 
 def sha256_file(path) -> str:
@@ -73,7 +78,7 @@ def download(urls, dest, *, sha256: str | None = None, size: int | None = None, 
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    failures = []
+    failures, wrong = [], []
     with requests.Session() as session:
         session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})  # bytes as stored
         for url in urls:
@@ -81,7 +86,8 @@ def download(urls, dest, *, sha256: str | None = None, size: int | None = None, 
                 return _download_one(session, url, dest, sha256, size, retry, progress)
             except _UrlFailed as err:
                 failures.append(f"{url} ({err})")
-    raise DownloadFailed(dest, failures)
+                wrong.append(isinstance(err, _WrongFile))
+    raise DownloadFailed(dest, failures, wrong_file=bool(wrong) and all(wrong))
 
 
 def _download_one(session, url, dest: Path, sha256, size, retry: Retry, progress: bool) -> str:
@@ -113,11 +119,11 @@ def _download_one(session, url, dest: Path, sha256, size, retry: Retry, progress
 def _check(path: Path, sha256, size):
     got = path.stat().st_size
     if size is not None and got != size:
-        raise _UrlFailed(f"got {got} bytes, expected {size}")
+        raise _WrongFile(f"got {got} bytes, expected {size}")
     if sha256 is not None:
         digest = sha256_file(path)
         if digest != sha256.lower():
-            raise _UrlFailed(f"sha256 mismatch: got {digest}, expected {sha256.lower()}")
+            raise _WrongFile(f"sha256 mismatch: got {digest}, expected {sha256.lower()}")
 
 
 def _decompress_bz2(part: Path, out: Path):
@@ -126,7 +132,7 @@ def _decompress_bz2(part: Path, out: Path):
             for block in iter(lambda: src.read(CHUNK), b""):
                 dst.write(block)
     except (OSError, EOFError) as err:
-        raise _UrlFailed(f"not valid bz2 data ({err})")
+        raise _WrongFile(f"not valid bz2 data ({err})")
 
 
 def _fetch_with_retries(session, url, part: Path, retry: Retry, progress: bool, label: str):

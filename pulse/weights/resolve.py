@@ -140,8 +140,9 @@ def _locate_file(model: Model, wfile: WeightsFile, cache: Path, *, download_miss
         try:
             digest = download(urls, target, sha256=wfile.sha256, size=wfile.size, retry=retry, progress=progress)
         except DownloadFailed as err:
-            raise PulseError(f"{model.name}: {err}. Without network: fetch the file elsewhere and place it "
-                             f"with {model.import_command}") from None
+            way = ("The servers answered with another file than the registry pins (changed upstream?): place a copy "
+                   "you trust" if err.wrong_file else "Without network: fetch the file elsewhere and place it")
+            raise PulseError(f"{model.name}: {err}. {way} with {model.import_command}") from None
         if wfile.sha256 is None:
             pin(target, digest)
         return target

@@ -96,6 +96,7 @@ def test_wrong_hash_is_an_error_and_leaves_nothing(server, registry, cache, fast
     with pytest.raises(PulseError, match="sha256 mismatch") as err:
         resolve.fetch("blob", cache_dir=cache, retry=fast_retry, progress=False)
     assert "\n" not in str(err.value)
+    assert "another file than the registry pins" in str(err.value) and "Without network" not in str(err.value)
     assert cache_contents(cache) == []
 
 
@@ -107,7 +108,7 @@ def test_http_errors_are_one_line_with_the_url_and_the_manual_route(server, regi
         resolve.fetch("blob", cache_dir=cache, retry=fast_retry, progress=False)
     message = str(err.value)
     assert "\n" not in message
-    assert f"{server.url}/blob (HTTP {status}" in message
+    assert f"{server.url}/blob (HTTP {status}" in message and "Without network" in message
     assert "pulse weights import blob FILE" in message
     assert len(server.log) == 1  # a 4xx is not retried
 
