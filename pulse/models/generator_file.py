@@ -8,7 +8,6 @@ the architecture's name), weights, the Gaussian fit of the mapping output that t
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import PulseError
 from ..files import atomic_path, load_payload
+from ..progress import progress_bar
 from . import build_generator, generator_config
 
 FILE_FORMAT = "pulse-generator"
@@ -59,9 +59,7 @@ def gaussian_fit(mapping: nn.Module, style_dim: int, samples: int = FIT_SAMPLES,
 
 def fit_progress(samples: int):
     """The progress bar ``gaussian_fit`` reports to, on stderr."""
-    import click
-
-    return click.progressbar(length=samples, label="Gaussian fit of the mapping output", file=sys.stderr)
+    return progress_bar(samples, "Gaussian fit of the mapping output")
 
 
 def save_generator(path, generator: nn.Module, fit: dict, metadata: dict | None = None, half: bool = False):

@@ -11,7 +11,6 @@ import bz2
 import hashlib
 import os
 import re
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -19,10 +18,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-import click
 import requests
 
 from ..errors import PulseError
+from ..progress import progress_bar
 
 CHUNK = 1 << 20
 NETWORK_CHUNK = 1 << 16  # small: urllib3 drops the unfilled tail of a read when the connection breaks
@@ -168,7 +167,7 @@ def _fetch(session, url, part: Path, timeout: float, progress: bool, label: str)
             total = int(response.headers["Content-Length"]) if "Content-Length" in response.headers else None
         written = offset
         show = progress and total is not None
-        with click.progressbar(length=total, label=label, file=sys.stderr) if show else nullcontext() as bar:
+        with progress_bar(total, label) if show else nullcontext() as bar:
             if show:
                 bar.update(offset)
             try:

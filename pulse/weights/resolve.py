@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import click
-
 from ..errors import PulseError
 from ..models.generator_file import FIT_SAMPLES, LoadedGenerator, load_generator, read_generator_file
+from ..progress import notice
 from .convert_stylegan1 import import_official_stylegan1
 from .download import DownloadFailed, Retry, download, sha256_file
 from .registry import DEFAULT_GENERATOR, GENERATOR_KINDS, Model, WeightsFile, get_model, load_registry
@@ -98,7 +97,7 @@ def locate(model: Model, cache: Path, *, download_missing: bool = True, extra_ur
             raise PulseError(not_installed)
         sources = [_locate_file(model, wfile, cache, **get) for wfile in model.files]
         for line in _convert_into(model, sources, out, fit_samples, device):
-            click.echo(line, err=True)
+            notice(line)
     return out
 
 
@@ -129,7 +128,7 @@ def _locate_file(model: Model, wfile: WeightsFile, cache: Path, *, download_miss
         if status.state == "ok":
             return target
         if status.state == "corrupt":
-            click.echo(f"{status}: downloading it again", err=True)
+            notice(f"{status}: downloading it again")
         if not urls or not download_missing:
             raise PulseError(_missing_message(model, wfile, target, downloadable=bool(urls)))
         if wfile.sha256 is None and not trust_unverified:

@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
 from ..errors import PulseError
+from ..progress import notice
 from . import registry
 from .download import sha256_file
 from .registry import Model, WeightsFile, get_model, load_registry
@@ -63,7 +62,7 @@ def locked(path: Path):
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                click.echo(f"waiting for another pulse process working on {path} ...", err=True)
+                notice(f"waiting for another pulse process working on {path} ...")
                 fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
