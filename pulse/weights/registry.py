@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -19,10 +20,16 @@ def _weights_dir() -> Path:
     return checkout if (checkout / "registry.toml").is_file() else package / "_weights"
 
 
-WEIGHTS_DIR = _weights_dir()
+REGISTRY_ENV = "PULSE_REGISTRY"  # another registry.toml (a team's mirrors, a test's); shipped files sit beside it
 
 
-REGISTRY_PATH = WEIGHTS_DIR / "registry.toml"
+def registry_path() -> Path:
+    return Path(os.environ.get(REGISTRY_ENV) or _weights_dir() / "registry.toml")
+
+
+def weights_dir() -> Path:
+    """Where the registry's shipped files (``path = ...``) are: beside the registry that names them."""
+    return registry_path().parent
 
 
 KINDS = ("generator", "stylegan1-official", "landmarks")
@@ -62,7 +69,7 @@ class Model:
 
 def load_registry(path=None) -> dict[str, Model]:
     """Parse and validate the registry; a malformed entry is an error naming it, never silently skipped."""
-    path = Path(path or REGISTRY_PATH)
+    path = Path(path or registry_path())
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)

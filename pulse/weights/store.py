@@ -46,7 +46,7 @@ def cache_path(cache: Path, model: Model, filename: str) -> Path:
 
 
 def shipped_path(wfile: WeightsFile) -> Path:
-    return _inside(registry.WEIGHTS_DIR, wfile.path)
+    return _inside(registry.weights_dir(), wfile.path)
 
 
 def converted_path(cache: Path, model: Model) -> Path:

@@ -153,7 +153,7 @@ def registry(tmp_path, monkeypatch):
     """Write a registry for the test's URLs and make pulse.weights read it."""
     def make(urls, **kw):
         path = _write_registry(tmp_path / "registry.toml", urls, **kw)
-        monkeypatch.setattr(weights_registry, "REGISTRY_PATH", path)
+        monkeypatch.setenv(weights_registry.REGISTRY_ENV, str(path))
         return path
     return make
 

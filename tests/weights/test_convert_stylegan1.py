@@ -62,11 +62,11 @@ def test_official_download_is_converted_and_resolved(official, server, cache, tm
     direct, synthesis, mapping = official
     server.routes["/synthesis.pt"] = file_route(synthesis.read_bytes())
     server.routes["/mapping.pt"] = file_route(mapping.read_bytes())
-    text = weights_registry.REGISTRY_PATH.read_text()
+    text = weights_registry.registry_path().read_text()
     for name in ("synthesis.pt", "mapping.pt"):
         text = re.sub(rf'(name = "{name}"\nurls = )\[[^]]*\]', rf'\1["{server.url}/{name}"]', text)
     (tmp_path / "registry.toml").write_text(text)
-    monkeypatch.setattr(weights_registry, "REGISTRY_PATH", tmp_path / "registry.toml")
+    monkeypatch.setenv(weights_registry.REGISTRY_ENV, str(tmp_path / "registry.toml"))
 
     with pytest.raises(PulseError, match="no sha256 for synthesis.pt.*--no-verify"):
         resolve.resolve_generator("ffhq-1024", cache_dir=cache)

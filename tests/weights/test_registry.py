@@ -38,7 +38,7 @@ def test_shipped_registry_parses_and_records_what_is_unknown():
 
 def test_the_registry_pins_the_bundled_generator_it_ships():
     [wfile] = weights_registry.get_model(weights_registry.DEFAULT_GENERATOR).files
-    shipped = weights_registry.WEIGHTS_DIR / wfile.path
+    shipped = weights_registry.weights_dir() / wfile.path
     assert wfile.sha256 == hashlib.sha256(shipped.read_bytes()).hexdigest(), "update sha256 in weights/registry.toml"
     assert wfile.size == shipped.stat().st_size, "update size in weights/registry.toml"
 

@@ -28,7 +28,9 @@ def test_resolve_generator_paths_and_names(tmp_path, tiny_generator_file, monkey
         resolve.resolve_generator("no-such-model")
     with pytest.raises(PulseError, match="not a generator"):
         resolve.resolve_generator("dlib-68-landmarks")
-    monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", tmp_path / "weights")  # a checkout without the trained file
+    (tmp_path / "weights").mkdir()  # a checkout without the trained file
+    shutil.copy(weights_registry.registry_path(), tmp_path / "weights" / "registry.toml")
+    monkeypatch.setenv(weights_registry.REGISTRY_ENV, str(tmp_path / "weights" / "registry.toml"))
     with pytest.raises(PulseError) as err:
         resolve.resolve_generator("pulse-faces-128", cache_dir=tmp_path / "cache")
     assert str(err.value).startswith("the bundled generator pulse-faces-128 is not installed "
@@ -38,10 +40,10 @@ def test_resolve_generator_paths_and_names(tmp_path, tiny_generator_file, monkey
 def test_bundled_generator_from_the_repository_or_imported(tmp_path, tiny_generator_file, monkeypatch, cache,
                                                            registry_entry):
     # a registry entry like the bundled generator's, but with no pin: any 128 px generator may be imported
-    (tmp_path / "registry.toml").write_text(registry_entry("faces-128", "generator", 128, "faces-128.pt",
-                                                           path="faces-128.pt"))
-    monkeypatch.setattr(weights_registry, "REGISTRY_PATH", tmp_path / "registry.toml")
-    monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", tmp_path / "weights")  # a checkout without the file
+    (tmp_path / "weights").mkdir()  # a checkout without the file
+    (tmp_path / "weights" / "registry.toml").write_text(registry_entry("faces-128", "generator", 128, "faces-128.pt",
+                                                                       path="faces-128.pt"))
+    monkeypatch.setenv(weights_registry.REGISTRY_ENV, str(tmp_path / "weights" / "registry.toml"))
     with pytest.raises(PulseError, match="a 32 px generator, but faces-128 is 128 px"):
         resolve.import_files("faces-128", [tiny_generator_file], cache_dir=cache)
     g = Generator(GeneratorConfig())  # the compact 128 px layout
@@ -51,8 +53,7 @@ def test_bundled_generator_from_the_repository_or_imported(tmp_path, tiny_genera
     assert "pinned" in line and imported.read_bytes() == (tmp_path / "trained.pt").read_bytes()
     assert resolve.resolve_generator("faces-128", cache_dir=cache) == imported
 
-    (tmp_path / "weights").mkdir()  # a checkout that ships the file: that one wins
-    shipped = tmp_path / "weights" / "faces-128.pt"
+    shipped = tmp_path / "weights" / "faces-128.pt"  # a checkout that ships the file: that one wins
     shipped.write_bytes(tiny_generator_file.read_bytes())
     assert resolve.resolve_generator("faces-128", cache_dir=cache) == shipped.resolve()
 
@@ -63,11 +64,10 @@ def checkout(tmp_path, monkeypatch, registry_entry):
     [real] = weights_registry.get_model(weights_registry.DEFAULT_GENERATOR).files
     folder = tmp_path / "weights"
     folder.mkdir()
-    shutil.copy(weights_registry.WEIGHTS_DIR / real.path, folder / "bundled.pt")
+    shutil.copy(weights_registry.weights_dir() / real.path, folder / "bundled.pt")
     (folder / "registry.toml").write_text(registry_entry("bundled", "generator", 128, "bundled.pt", path="bundled.pt",
                                                          sha256=real.sha256, size=real.size))
-    monkeypatch.setattr(weights_registry, "WEIGHTS_DIR", folder)
-    monkeypatch.setattr(weights_registry, "REGISTRY_PATH", folder / "registry.toml")
+    monkeypatch.setenv(weights_registry.REGISTRY_ENV, str(folder / "registry.toml"))
     return folder
 
 
@@ -105,7 +105,7 @@ def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch,
                                      registry_entry):
     path = write_registry(tmp_path / "registry.toml", ["http://127.0.0.1:9/blob"], extra=registry_entry(
         "tiny-32", "generator", 32, "tiny-32.pt", ["http://127.0.0.1:9/tiny-32.pt"], description="tiny test generator"))
-    monkeypatch.setattr(weights_registry, "REGISTRY_PATH", path)
+    monkeypatch.setenv(weights_registry.REGISTRY_ENV, str(path))
     monkeypatch.setenv("PULSE_CACHE", str(cache))
     run = CliRunner().invoke
 
