@@ -10,6 +10,9 @@ faces from its first step. dlib's ResNet is the face network that ships offline 
 - Images are mapped to dlib's input (RGB 0..255, 150 px) and the maps of its first four stages (35, 17, 8 and
   4 px) each go to a head: a 1×1 channel mix, then 4×4 stride-2 convs down to 4×4 and a logit map. Heads are
   spectral-normalised (the paper's choice; its runs use no R1, so ``--r1-gamma`` defaults to 0 with this D).
+- dlib's features were trained to ignore colour and lighting (same person, any photo), so a D that sees only
+  them lets G drift in colour (measured: a yellow cast over every sample within 2 kimg). One more head judges
+  the image itself at 32 px: colour and layout, cheaply.
 - The logit of an image is the sum over heads of each head's mean logit.
 """
 
@@ -25,6 +28,7 @@ from ..models.stylegan1 import LRELU_SLOPE
 
 HEAD_STAGES = 4  # of the trunk's five: the 2 px stage carries identity more than appearance
 HEAD_WIDTHS = (64, 128, 256, 256)  # a head's widths after its channel mix, by how far it has gone down
+IMAGE_HEAD_SIZE = 32  # the image head's view: colour and layout, not detail
 
 
 def _freeze_into_buffers(module: nn.Module) -> nn.Module:
@@ -62,6 +66,7 @@ class ProjectedDiscriminator(nn.Module):
         with torch.no_grad():
             maps = self.trunk.features(torch.zeros(1, 3, CHIP_SIZE, CHIP_SIZE))[:HEAD_STAGES]
         self.heads = nn.ModuleList(_head(m.shape[1], m.shape[-1]) for m in maps)
+        self.image_head = _head(3, IMAGE_HEAD_SIZE)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -72,4 +77,6 @@ class ProjectedDiscriminator(nn.Module):
         chips = F.interpolate((images + 1) * 127.5, size=(CHIP_SIZE, CHIP_SIZE), mode="bilinear",
                               align_corners=False)
         maps = self.trunk.features(chips)[:HEAD_STAGES]
-        return sum(head(m).float().mean(dim=(1, 2, 3)) for head, m in zip(self.heads, maps))
+        logits = self.image_head(F.interpolate(images, size=(IMAGE_HEAD_SIZE, IMAGE_HEAD_SIZE), mode="area"))
+        return logits.float().mean(dim=(1, 2, 3)) + sum(head(m).float().mean(dim=(1, 2, 3))
+                                                        for head, m in zip(self.heads, maps))

@@ -23,6 +23,7 @@ def test_projected_discriminator_trains_its_heads_and_leaves_dlibs_trunk_alone(d
 
     d = ProjectedDiscriminator(DiscriminatorConfig(32, [32, 32, 16, 8]))
     assert len(d.heads) == HEAD_STAGES and not any(k.startswith("trunk.") for k in d.state_dict())
+    assert d.image_head[0].parametrizations.weight.original.shape[1] == 3  # the image itself, for colour
     assert not any(name.startswith("trunk.") for name, _ in d.named_parameters())
     trunk_before = {k: v.clone() for k, v in d.trunk.state_dict(keep_vars=True).items()}
     images = torch.rand(4, 3, 32, 32, requires_grad=True)
