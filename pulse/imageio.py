@@ -34,9 +34,9 @@ class FoundImages:
     skipped: list[tuple[Path, str]]
 
 
-def find_images(path, exclude=frozenset()) -> FoundImages:
-    """A file, or the images directly inside a folder (sorted; hidden files and ``exclude``, resolved paths,
-    passed over quietly; other files that are not accepted images are listed with the reason); none is an error."""
+def find_images(path) -> FoundImages:
+    """A file, or the images directly inside a folder (sorted; hidden files and subfolders passed over quietly,
+    other files that are not accepted images listed with the reason); none is an error."""
     path = Path(path)
     if path.is_file():
         return FoundImages([path], [])
@@ -46,7 +46,7 @@ def find_images(path, exclude=frozenset()) -> FoundImages:
         raise PulseError(f"{path}: no such file or folder")
     images, skipped = [], []
     for entry in sorted(path.iterdir()):
-        if entry.name.startswith(".") or (entry.resolve() in exclude if exclude else False):
+        if entry.name.startswith("."):
             continue
         if entry.is_symlink() and not entry.exists():
             skipped.append((entry, "broken symbolic link (or a link loop)"))

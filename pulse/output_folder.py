@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .errors import PulseError
 from .files import atomic_path
 
 REPORT_NAME = "report.jsonl"
+STALE_TEMP = re.compile(r"\..+\.\d+\.tmp")
 
 
 def file_sha256(path) -> str:
@@ -65,8 +67,17 @@ class OutputFolder:
                 raise PulseError(f"{self.path}: another pulse run is writing into this folder; wait for it to end "
                                  "or choose another --output") from None
             self._lock_fd = fd
+            self._remove_stale_temp_files()
         self.reload()
         return self
+
+    def _remove_stale_temp_files(self) -> None:
+        """A killed run can leave the temp file of an atomic write (``files.atomic_path`` names them
+        ``.NAME.PID.tmp``); with the lock held no other run is writing one, so they are debris."""
+        for folder in (self.path, self.path / "grid"):
+            for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+                if STALE_TEMP.fullmatch(path.name) and path.is_file():
+                    path.unlink(missing_ok=True)
 
     def reload(self) -> None:
         """Read the report again (after another process of the run compacted it)."""

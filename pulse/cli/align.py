@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import click
@@ -12,9 +11,9 @@ import click
 from ..errors import EXIT_INPUT_ERRORS, PulseError
 from ..faces.align import align_faces
 from ..faces.detect import DETECTORS, MIN_SCORE, require_models
-from ..imageio import list_images, load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil, write_text_atomic
+from ..imageio import load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil, write_text_atomic
 from ..resample import resize
-from .common import PulseCommand, say_below_progress
+from .common import PulseCommand, find_inputs, for_each_input, verbose_option
 
 
 def detection_options(command):
@@ -41,7 +40,8 @@ def detection_options(command):
 @click.option("--all-faces/--largest", "all_faces", default=True, show_default=True,
               help="Align every face found, or only the largest per photo.")
 @detection_options
-def align_command(input_path, output_dir, size, lr_size, all_faces, detector, upsample, min_score):
+@verbose_option
+def align_command(input_path, output_dir, size, lr_size, all_faces, detector, upsample, min_score, verbose):
     """Find faces in photos and cut them out the way FFHQ did (the generator's training alignment).
 
     \b
@@ -55,38 +55,29 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
     batch goes on. Exit codes: 0 every photo gave a face; 1 some photo failed (unreadable, no face);
     2 usage error.
     """
-    files = list_images(input_path)
+    files = find_inputs(input_path, verbose)
     require_models(detector)
-
-    failed = written = 0
     stems = output_stems(files)
-    with click.progressbar(files, label="align", file=sys.stderr, show_pos=True,
-                           item_show_func=lambda p: p.name if p else "") as bar:
-        for path in bar:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    photo = load_image(path)
-                    faces = align_faces(photo, size, largest=not all_faces, detector=detector, upsample=upsample,
-                                        min_score=min_score, name=str(path))
-                    if not faces:
-                        raise PulseError(f"{path}: no face found (try --upsample 1 or a lower --min-score)")
-                except PulseError as err:
-                    faces = []
-                    say_below_progress(f"error: {err}")
-                    failed += 1
-            for w in caught:
-                say_below_progress(f"warning: {w.message}")
-            for k, face in enumerate(faces):
-                entry = {"source": str(path), "source_size": list(photo.size), "image": f"{stems[path]}_{k}.png",
-                         **face.report()}
-                save_image(face.image, output_dir / entry["image"])
-                if lr_size:
-                    entry["lr_image"], entry["lr_size"] = f"{stems[path]}_{k}_lr.png", lr_size
-                    save_image(tensor_to_pil(resize(pil_to_tensor(face.image), lr_size)),
-                               output_dir / entry["lr_image"])
-                write_text_atomic(output_dir / f"{stems[path]}_{k}.json", json.dumps(entry, indent=1) + "\n")
-                written += 1
+    written = 0
+
+    def align_one(path: Path, on_step) -> None:
+        nonlocal written
+        photo = load_image(path)
+        faces = align_faces(photo, size, largest=not all_faces, detector=detector, upsample=upsample,
+                            min_score=min_score, name=str(path))
+        if not faces:
+            raise PulseError(f"{path}: no face found (try --upsample 1 or a lower --min-score)")
+        for k, face in enumerate(faces):
+            entry = {"source": str(path), "source_size": list(photo.size), "image": f"{stems[path]}_{k}.png",
+                     **face.report()}
+            save_image(face.image, output_dir / entry["image"])
+            if lr_size:
+                entry["lr_image"], entry["lr_size"] = f"{stems[path]}_{k}_lr.png", lr_size
+                save_image(tensor_to_pil(resize(pil_to_tensor(face.image), lr_size)), output_dir / entry["lr_image"])
+            write_text_atomic(output_dir / f"{stems[path]}_{k}.json", json.dumps(entry, indent=1) + "\n")
+            written += 1
+
+    failed = for_each_input(files, "align", align_one)
     click.echo(f"{len(files)} photos, {written} faces aligned, {failed} failed; output: {output_dir}", err=True)
     if failed:
         sys.exit(EXIT_INPUT_ERRORS)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -100,3 +102,47 @@ def output_option(default: str | None, help: str, file: bool = False, required: 
                         show_default=default is not None,
                         type=click.Path(dir_okay=not file, file_okay=file, path_type=Path),
                         help=help)
+
+
+def verbose_option(command):
+    return click.option("-v", "--verbose", is_flag=True,
+                        help="Also name each file of the input folder that was passed over, and why.")(command)
+
+
+def find_inputs(input_path, verbose: bool) -> list[Path]:
+    """The images ``--input`` names; what a folder held besides is counted in one line (named with -v)."""
+    from ..imageio import find_images
+
+    found = find_images(input_path)
+    say_passed_over(found.skipped, input_path, verbose)
+    return found.images
+
+
+def say_passed_over(skipped: list, input_path, verbose: bool) -> None:
+    if skipped:
+        say(f"note: passed over {len(skipped)} file(s) in {input_path} that are not accepted images"
+            + ("" if verbose else " (-v names them)"))
+        for path, reason in skipped if verbose else ():
+            say(f"skipped: {path}: {reason}")
+
+
+def for_each_input(files: list[Path], label: str, work: Callable[[Path, Callable[[int, int], None]], None]) -> int:
+    """The loop of commands that take inputs one at a time: a progress bar; ``work(path, on_step)`` per input,
+    its warnings said below the bar, its ``PulseError`` one line "error: ..." while the batch goes on.
+    Returns how many inputs failed."""
+    failed = 0
+    with click.progressbar(length=len(files), label=label, file=sys.stderr, show_pos=True,
+                           item_show_func=lambda text: text) as bar:
+        for path in files:
+            on_step = lambda step, total, name=path.name: bar.update(0, f"{name}: step {step}/{total}")  # noqa: E731
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    work(path, on_step)
+                except PulseError as err:
+                    say_below_progress(f"error: {err}")
+                    failed += 1
+            for message in dict.fromkeys(str(w.message) for w in caught):
+                say_below_progress(f"warning: {message}")
+            bar.update(1, path.name)
+    return failed

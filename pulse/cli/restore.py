@@ -5,18 +5,26 @@ from __future__ import annotations
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import click
 
 from ..api import Upsampler
-from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, PulseError
+from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT
 from ..faces.detect import require_models
 from ..faces.restore import MASKS, before_after, lr_size_for, restore
-from ..imageio import list_images, load_image, output_stems, save_image, write_text_atomic
+from ..imageio import load_image, output_stems, save_image, write_text_atomic
 from .align import detection_options
-from .common import PulseCommand, scale_option, device_option, generator_option, say_below_progress
+from .common import (
+    PulseCommand,
+    device_option,
+    find_inputs,
+    for_each_input,
+    generator_option,
+    say_below_progress,
+    scale_option,
+    verbose_option,
+)
 
 
 @click.command("restore", cls=PulseCommand)
@@ -37,8 +45,9 @@ from .common import PulseCommand, scale_option, device_option, generator_option,
               help="Region replaced: face = inside the jaw line up to the forehead (the photo keeps its hair "
                    "and background); square = the whole aligned square.")
 @detection_options
+@verbose_option
 def restore_command(input_path, output_dir, scale, grid, generator, steps, seed, device, feather, mask, detector,
-                    upsample, min_score):
+                    upsample, min_score, verbose):
     """Enlarge whole photos, replacing each face by a PULSE reconstruction.
 
     \b
@@ -53,42 +62,31 @@ def restore_command(input_path, output_dir, scale, grid, generator, steps, seed,
     stderr and the batch goes on. Exit codes: 0 every face restored within eps; 1 some photo failed
     (unreadable, too large, no face); 2 usage/setup error; 3 some face did not get within eps.
     """
-    files = list_images(input_path)
+    files = find_inputs(input_path, verbose)
     upsampler = Upsampler(generator=generator, device=device)
     lr_size = lr_size_for(upsampler.resolution, scale)
     require_models(detector)
-
-    failed, inconsistent, started = 0, 0, time.perf_counter()
     stems = output_stems(files)
-    with click.progressbar(length=len(files), label="restore", file=sys.stderr, show_pos=True,
-                           item_show_func=lambda s: s) as bar:
-        for path in files:
-            on_step = lambda step, total: bar.update(0, f"{path.name}: step {step}/{total}")  # noqa: E731
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
-                                       detector=detector, upsample=upsample, min_score=min_score, name=str(path),
-                                       steps=steps, on_step=on_step)
-                except PulseError as err:
-                    say_below_progress(f"error: {err}")
-                    failed += 1
-                    bar.update(1, path.name)
-                    continue
-            for w in caught:
-                say_below_progress(f"warning: {w.message}")
-            stem = stems[path]
-            save_image(restored.image, output_dir / f"{stem}.png")
-            if grid:
-                save_image(before_after(restored.upscaled, restored.image), output_dir / f"{stem}_grid.png")
-            report = {"source": str(path), "scale": scale, "lr_size": lr_size, "image": f"{stem}.png",
-                      "faces": [face.report() for face in restored.faces]}
-            write_text_atomic(output_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
-            failed += not restored.faces
-            inconsistent += sum(not face.result.success for face in restored.faces)
-            psnrs = ", ".join(f"{face.result.lr_psnr:.1f}" for face in restored.faces)
-            say_below_progress(f"{path}: {len(restored.faces)} faces restored (LR-PSNR dB: {psnrs or '-'})")
-            bar.update(1, path.name)
+    no_face, inconsistent, started = 0, 0, time.perf_counter()
+
+    def restore_one(path: Path, on_step) -> None:
+        nonlocal no_face, inconsistent
+        restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
+                           detector=detector, upsample=upsample, min_score=min_score, name=str(path),
+                           steps=steps, on_step=on_step)
+        stem = stems[path]
+        save_image(restored.image, output_dir / f"{stem}.png")
+        if grid:
+            save_image(before_after(restored.upscaled, restored.image), output_dir / f"{stem}_grid.png")
+        report = {"source": str(path), "scale": scale, "lr_size": lr_size, "image": f"{stem}.png",
+                  "faces": [face.report() for face in restored.faces]}
+        write_text_atomic(output_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
+        no_face += not restored.faces
+        inconsistent += sum(not face.result.success for face in restored.faces)
+        psnrs = ", ".join(f"{face.result.lr_psnr:.1f}" for face in restored.faces)
+        say_below_progress(f"{path}: {len(restored.faces)} faces restored (LR-PSNR dB: {psnrs or '-'})")
+
+    failed = for_each_input(files, "restore", restore_one) + no_face
     click.echo(f"{len(files)} photos, {failed} failed, {inconsistent} faces not within eps; "
                f"{time.perf_counter() - started:.1f} s; output: {output_dir}", err=True)
     if failed:

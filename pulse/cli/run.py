@@ -13,7 +13,16 @@ import click
 from PIL import Image
 
 from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, Interrupted, PulseError
-from .common import PulseCommand, device_option, generator_option, say, say_below_progress, scale_option
+from .common import (
+    PulseCommand,
+    device_option,
+    generator_option,
+    say,
+    say_below_progress,
+    say_passed_over,
+    scale_option,
+    verbose_option,
+)
 
 
 def _output_names(stem: str, samples: int) -> list[str]:
@@ -72,7 +81,7 @@ def _comparison(lr, results, scale: float):
 @click.option("--overwrite", is_flag=True,
               help="Redo every input, even those the report says are done with these settings (pulse still never "
                    "writes over a file it did not make).")
-@click.option("-v", "--verbose", is_flag=True, help="Also name each file of the input folder that was passed over.")
+@verbose_option
 def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, batch_size, device, generator, loss,
         learning_rate, noise, noise_layers, early_stop, precision, compile_generator, grid, save_intermediate,
         overwrite, verbose):
@@ -117,11 +126,8 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
 
         ours = folder.owned_paths()  # an output folder inside or equal to the input folder: its files are not inputs
         files = [f for f in found.images if f.resolve() not in ours]
-        if processes.is_main and found.skipped:
-            say(f"note: passed over {len(found.skipped)} file(s) in {input_path} that are not accepted images"
-                + ("" if verbose else " (-v names them)"))
-            for skipped, reason in found.skipped if verbose else ():
-                say(f"skipped: {skipped}: {reason}")
+        if processes.is_main:
+            say_passed_over(found.skipped, input_path, verbose)
         stems = output_stems(files)  # over all inputs, so every rank names outputs alike
         plan = _plan(files[processes.rank :: processes.world], stems, folder, made_with, samples, grid, save_intermediate,
                      overwrite, {f.resolve() for f in files})
