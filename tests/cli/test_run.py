@@ -429,3 +429,15 @@ def test_a_16_bit_rgb_input_is_reduced_with_a_warning(tmp_path, tiny_generator_f
     result = run_cli("--input", tmp_path / "deep.png", "--output", tmp_path / "out", "--scale", 4, "--steps", 2,
                      "--eps", 1, "--generator", tiny_generator_file, "--device", "cpu")
     assert result.exit_code == EXIT_OK and "16-bit image reduced to 8 bits" in result.output, result.output
+
+
+def test_a_killed_runs_temp_file_is_cleared_and_nothing_else(tmp_path, tiny_generator_file):
+    face = one_face(tmp_path, tiny_generator_file)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".face.png.4242.tmp").write_bytes(b"half a png")  # what kill -9 during an atomic write leaves
+    (out / ".my.notes.tmp").write_text("the user's")
+    result = run_cli("--input", face, "--output", out, "--scale", 4, "--steps", 2, "--eps", 1,
+                     "--generator", tiny_generator_file, "--device", "cpu")
+    assert result.exit_code == EXIT_OK, result.output
+    assert not (out / ".face.png.4242.tmp").exists() and (out / ".my.notes.tmp").read_text() == "the user's"
