@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -189,62 +189,77 @@ class Upsampler:
         not given come from the generator file's recommended settings, else the reference's. The first input
         that cannot be searched raises its ``PulseError`` before any search runs.
         """
-        results: list[list[Result] | None] = [None] * len(images)
-        for i, found in self.stream(images, scale, samples, seed, eps, on_step, **options):
-            if isinstance(found, PulseError):
-                raise found
+        lrs = []
+        for i, img in enumerate(images):
+            name = str(img) if isinstance(img, (str, os.PathLike)) else f"image {i}"
+            lrs.append(to_lr_tensor(img, name, self.resolution))
+            output_size(lrs[-1].shape[-1], scale, name)
+        results: list[list[Result] | None] = [None] * len(lrs)
+        for i, found in self.stream(lrs, scale, samples, seed, eps, on_step, **options):
             results[i] = found
         return results
 
-    def stream(self, images: Sequence[ImageLike], scale: float = 8, samples: int = 1, seed: int = 0,
+    def stream(self, images: Iterable[ImageLike], scale: float = 8, samples: int = 1, seed: int = 0,
                eps: float | Sequence[float] | None = None, on_step: Callable[[int, int], None] | None = None,
                **options) -> Iterator[tuple[int, list[Result] | PulseError]]:
         """``run``, one input at a time: yields (index, its results by sample) as soon as the batch holding its
-        last sample finishes, so a caller can save and report each face while the others are searched. An input
-        that cannot be searched (unreadable, not square, too large, bad size for ``scale``) yields (index, its
-        ``PulseError``) before any search starts, and the others go on. Files are checked from their header
-        before they are decoded.
+        last sample finishes, so a caller can save and report each face while the others are searched; and for
+        an input that cannot be searched (unreadable, not square, too large, bad size for ``scale``), (index, its
+        ``PulseError``), and the others go on. ``images`` is read as batches fill, so a long iterable (a
+        generator of decoded faces) is never all in memory. Files are checked from their header before they are
+        decoded.
         """
         if samples < 1:
             raise PulseError(f"samples must be >= 1, got {samples}")
         opts = self.search_options(**options, **({"eps": eps} if isinstance(eps, (int, float)) else {}))
-        eps_per_image = [opts.eps] * len(images) if eps is None or isinstance(eps, (int, float)) else list(eps)
-        if len(eps_per_image) != len(images):
-            raise PulseError(f"eps: {len(eps_per_image)} values for {len(images)} images")
+        eps_list = None if eps is None or isinstance(eps, (int, float)) else list(eps)
+        key = self._fit(opts)
 
-        lrs: dict[int, torch.Tensor] = {}
+        lrs: dict[int, torch.Tensor] = {}  # inputs with rows still to search or deliver
         out_sizes: dict[int, int] = {}  # input size x scale, as delivered
+        eps_of: dict[int, float] = {}
+        pending: dict[int, list[tuple[int, int]]] = {}  # rows (input, sample) not yet searched, by LR size
+        done: dict[int, list[Result | None]] = {}
+        count = 0
         for i, img in enumerate(images):
+            count = i + 1
             name = str(img) if isinstance(img, (str, os.PathLike)) else f"image {i}"
             try:
                 lr = to_lr_tensor(img, name, self.resolution)
-                out_sizes[i] = output_size(lr.shape[-1], scale, name)
+                size = output_size(lr.shape[-1], scale, name)
+                if eps_list is not None and i >= len(eps_list):
+                    raise PulseError(f"eps: {len(eps_list)} values for more images")
             except PulseError as err:
                 yield i, err
                 continue
-            lrs[i] = lr
-        self._warn_past_native(set(out_sizes.values()))
-        key = self._fit(opts)
+            if size not in out_sizes.values():
+                self._warn_past_native(size)
+            lrs[i], out_sizes[i], done[i] = lr, size, [None] * samples
+            eps_of[i] = opts.eps if eps_list is None else eps_list[i]
+            rows = pending.setdefault(lr.shape[-1], [])
+            rows.extend((i, k) for k in range(samples))
+            while len(rows) >= self._rows[key]:  # a full batch: search it now
+                yield from self._search_rows(rows, key, lrs, out_sizes, eps_of, done, opts, seed, on_step)
+        if eps_list is not None and count != len(eps_list):
+            raise PulseError(f"eps: {len(eps_list)} values for {count} images")
+        for rows in pending.values():
+            while rows:
+                yield from self._search_rows(rows, key, lrs, out_sizes, eps_of, done, opts, seed, on_step)
 
-        by_size: dict[int, list[tuple[int, int]]] = {}  # rows (input, sample), by LR size: a batch has one size
-        for i, lr in lrs.items():
-            by_size.setdefault(lr.shape[-1], []).extend((i, k) for k in range(samples))
-        done: dict[int, list[Result | None]] = {i: [None] * samples for i in lrs}
-        for size_rows in by_size.values():
-            start = 0
-            while start < len(size_rows):  # the batch size may drop on the way (out of GPU memory)
-                chunk = size_rows[start : start + self._rows[key]]
-                start += len(chunk)
-                filled = chunk + chunk[-1:] * (self._rows_to_run(key, len(chunk)) - len(chunk))
-                t0 = time.perf_counter()
-                rows = replace(opts, eps=tuple(eps_per_image[i] for i, _ in filled))
-                found = self._search(torch.stack([lrs[i] for i, _ in filled]), [seed + k for _, k in filled],
-                                     rows, on_step)[: len(chunk)]
-                seconds = (time.perf_counter() - t0) / len(chunk)
-                for (i, k), res in zip(chunk, found):
-                    done[i][k] = self._deliver(res, lrs[i], out_sizes[i], eps_per_image[i], k, seconds)
-                    if all(r is not None for r in done[i]):
-                        yield i, done.pop(i)
+    def _search_rows(self, rows, key, lrs, out_sizes, eps_of, done, opts, seed, on_step):
+        """Search the first batch of ``rows`` (taking them off), deliver, and yield each input it completes."""
+        chunk = rows[: self._rows[key]]  # the batch size may have dropped (out of GPU memory)
+        del rows[: len(chunk)]
+        filled = chunk + chunk[-1:] * (self._rows_to_run(key, len(chunk)) - len(chunk))
+        t0 = time.perf_counter()
+        found = self._search(torch.stack([lrs[i] for i, _ in filled]), [seed + k for _, k in filled],
+                             replace(opts, eps=tuple(eps_of[i] for i, _ in filled)), on_step)[: len(chunk)]
+        seconds = (time.perf_counter() - t0) / len(chunk)
+        for (i, k), res in zip(chunk, found):
+            done[i][k] = self._deliver(res, lrs[i], out_sizes[i], eps_of[i], k, seconds)
+            if all(r is not None for r in done[i]):
+                del lrs[i], out_sizes[i], eps_of[i]
+                yield i, done.pop(i)
 
     def _rows_to_run(self, key, rows: int) -> int:
         """Compiled, a batch smaller than one already run is filled up to it with copies of its last row: a
@@ -281,10 +296,9 @@ class Upsampler:
                       sample=sample, steps=res.steps, best_step=res.best_step, seconds=seconds,
                       frames=[tensor_to_pil(f) for f in res.frames])
 
-    def _warn_past_native(self, sizes) -> None:
-        past = sorted(s for s in sizes if s > self.resolution)
-        if past:
-            warnings.warn(f"output size {past[-1]} px is larger than the generator's {self.resolution} px: "
+    def _warn_past_native(self, size: int) -> None:
+        if size > self.resolution:
+            warnings.warn(f"output size {size} px is larger than the generator's {self.resolution} px: "
                           "the result is upscaled past native resolution and will look soft")
 
 

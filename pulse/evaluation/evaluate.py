@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -190,41 +190,58 @@ def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, up
         raise PulseError("the pulse method needs a generator (an Upsampler)")
     skip = set(metrics.unavailable())
     result = Evaluation()
-    per_call = max(1, upsampler.fit_batch_size(eps=eps, **search_options) // samples) if "pulse" in methods else 1
     device = upsampler.device if upsampler else "cpu"
-    for start in range(0, len(files), per_call):
-        faces = []
-        for path in files[start : start + per_call]:
-            try:
-                faces.append(load_face(path, resolution, scale))
-            except PulseError as err:
-                if on_error:
-                    on_error(str(err))
-        outputs = [[bicubic_output(face, resolution)] if "bicubic" in methods else [] for face in faces]
-        if "pulse" in methods and faces:
-            found = upsampler.run([f.lr for f in faces], scale=scale, samples=samples, seed=seed, eps=eps,
-                                  **search_options)
-            for face_outputs, per_sample in zip(outputs, found):
-                face_outputs += [Output("pulse", pil_to_tensor(r.image), r.seconds, r.sample, r.seed)
-                                 for r in per_sample]
-        for face, face_outputs in zip(faces, outputs):
-            result.faces += 1
-            result.hr_detected += metrics.detect_face(face.hr)
-            ctx = Context(eps, device, None if "identity" in skip else metrics.face_embedding(face.hr))
-            rows = [score_output(face, out, ctx, skip) for out in face_outputs]
-            pulse_images = [out.image for out in face_outputs if out.method == "pulse"]
-            if len(pulse_images) > 1 and "lpips" not in skip:
-                diversity = statistics.fmean(metrics.lpips(a.to(device), b.to(device))
-                                             for a, b in combinations(pulse_images, 2))
-                for row in rows:
-                    if row["method"] == "pulse":
-                        row["diversity_lpips"] = diversity
-            result.rows += rows
-            if len(result.grid_rows) < grid_faces:
-                result.grid_rows.append((face, face_outputs))
-            if on_face:
-                on_face(face.name)
+
+    def score(face: Face, pulse_results) -> None:
+        outputs = [bicubic_output(face, resolution)] if "bicubic" in methods else []
+        outputs += [Output("pulse", pil_to_tensor(r.image), r.seconds, r.sample, r.seed) for r in pulse_results]
+        result.faces += 1
+        result.hr_detected += metrics.detect_face(face.hr)
+        ctx = Context(eps, device, None if "identity" in skip else metrics.face_embedding(face.hr))
+        rows = [score_output(face, out, ctx, skip) for out in outputs]
+        pulse_images = [out.image for out in outputs if out.method == "pulse"]
+        if len(pulse_images) > 1 and "lpips" not in skip:
+            diversity = statistics.fmean(metrics.lpips(a.to(device), b.to(device))
+                                         for a, b in combinations(pulse_images, 2))
+            for row in rows:
+                if row["method"] == "pulse":
+                    row["diversity_lpips"] = diversity
+        result.rows += rows
+        if len(result.grid_rows) < grid_faces:
+            result.grid_rows.append((face, outputs))
+        if on_face:
+            on_face(face.name)
+
+    faces = _readable_faces(files, resolution, scale, on_error)
+    if "pulse" not in methods:
+        for face in faces:
+            score(face, [])
+        return result
+    loaded: dict[int, Face] = {}  # faces whose search is under way, by their index in the stream
+
+    def lrs():
+        for i, face in enumerate(faces):
+            loaded[i] = face
+            yield face.lr
+
+    for i, found in upsampler.stream(lrs(), scale=scale, samples=samples, seed=seed, eps=eps, **search_options):
+        face = loaded.pop(i)
+        if isinstance(found, PulseError):
+            if on_error:
+                on_error(str(found))
+            continue
+        score(face, found)
     return result
+
+
+def _readable_faces(files, resolution: int, scale: int, on_error) -> Iterator[Face]:
+    """Each file's face, read as needed; one that cannot be read goes to ``on_error`` and is left out."""
+    for path in files:
+        try:
+            yield load_face(path, resolution, scale)
+        except PulseError as err:
+            if on_error:
+                on_error(str(err))
 
 
 def summary_table(evaluation: Evaluation, methods, eps: float) -> str:
