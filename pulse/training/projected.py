@@ -11,8 +11,9 @@ faces from its first step. dlib's ResNet is the face network that ships offline 
   4 px) each go to a head: a 1×1 channel mix, then 4×4 stride-2 convs down to 4×4 and a logit map. Heads are
   spectral-normalised (the paper's choice; its runs use no R1, so ``--r1-gamma`` defaults to 0 with this D).
 - dlib's features were trained to ignore colour and lighting (same person, any photo), so a D that sees only
-  them lets G drift in colour (measured: a yellow cast over every sample within 2 kimg). One more head judges
-  the image itself at 32 px: colour and layout, cheaply.
+  them lets G drift in colour (a yellow cast over every sample within 2 kimg) and collapse to one kind of face.
+  One more head judges the image itself at 64 px, with a minibatch-stddev channel (as StyleGAN's D) so that
+  a lack of variety is visible to it: colour, layout and diversity, cheaply.
 - The logit of an image is the sum over heads of each head's mean logit.
 """
 
@@ -25,10 +26,11 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..faces.dlib_resnet import CHIP_SIZE, load_dlib_face_resnet
 from ..models.stylegan1 import LRELU_SLOPE
+from .discriminators import minibatch_stddev
 
 HEAD_STAGES = 4  # of the trunk's five: the 2 px stage carries identity more than appearance
 HEAD_WIDTHS = (64, 128, 256, 256)  # a head's widths after its channel mix, by how far it has gone down
-IMAGE_HEAD_SIZE = 32  # the image head's view: colour and layout, not detail
+IMAGE_HEAD_SIZE = 64  # the image head's view: colour, layout and variety, not fine detail
 
 
 def _freeze_into_buffers(module: nn.Module) -> nn.Module:
@@ -41,8 +43,14 @@ def _freeze_into_buffers(module: nn.Module) -> nn.Module:
     return module
 
 
-def _head(channels: int, size: int) -> nn.Sequential:
-    """Judge a (channels, size, size) map: 1×1 mix, stride-2 4×4 convs to 4×4, then a 4×4 conv to logits."""
+class _MinibatchStddev(nn.Module):
+    def forward(self, x):
+        return minibatch_stddev(x)
+
+
+def _head(channels: int, size: int, stddev: bool = False) -> nn.Sequential:
+    """Judge a (channels, size, size) map: 1×1 mix, stride-2 4×4 convs to 4×4, then a 4×4 conv to logits
+    (``stddev``: after a minibatch-stddev channel)."""
     width = HEAD_WIDTHS[0]
     layers: list[nn.Module] = [spectral_norm(nn.Conv2d(channels, width, 1)), nn.LeakyReLU(LRELU_SLOPE)]
     step = 0
@@ -51,7 +59,9 @@ def _head(channels: int, size: int) -> nn.Sequential:
         out = HEAD_WIDTHS[min(step, len(HEAD_WIDTHS) - 1)]
         layers += [spectral_norm(nn.Conv2d(width, out, 4, stride=2, padding=1)), nn.LeakyReLU(LRELU_SLOPE)]
         width, size = out, (size - 2) // 2 + 1
-    layers.append(spectral_norm(nn.Conv2d(width, 1, 4, padding=1)))
+    if stddev:
+        layers.append(_MinibatchStddev())
+    layers.append(spectral_norm(nn.Conv2d(width + stddev, 1, 4, padding=1)))
     return nn.Sequential(*layers)
 
 
@@ -66,7 +76,7 @@ class ProjectedDiscriminator(nn.Module):
         with torch.no_grad():
             maps = self.trunk.features(torch.zeros(1, 3, CHIP_SIZE, CHIP_SIZE))[:HEAD_STAGES]
         self.heads = nn.ModuleList(_head(m.shape[1], m.shape[-1]) for m in maps)
-        self.image_head = _head(3, IMAGE_HEAD_SIZE)
+        self.image_head = _head(3, IMAGE_HEAD_SIZE, stddev=True)
 
     def train(self, mode: bool = True):
         super().train(mode)
