@@ -32,10 +32,14 @@ def weights_dir() -> Path:
     return registry_path().parent
 
 
-KINDS = ("generator", "stylegan1-official", "landmarks")
+KINDS = ("generator", "stylegan1-official", "stylegan2-nvlabs", "stylegan2-rosinality", "landmarks")
 
 
-GENERATOR_KINDS = ("generator", "stylegan1-official")
+GENERATOR_KINDS = ("generator", "stylegan1-official", "stylegan2-nvlabs", "stylegan2-rosinality")
+
+
+# kinds whose source files are converted into a generator file <cache>/NAME/NAME.pt on download or import
+CONVERTED_KINDS = ("stylegan1-official", "stylegan2-nvlabs", "stylegan2-rosinality")
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
