@@ -105,11 +105,20 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     from ..devices import select_device
     from ..imageio import find_images, output_stems
     from ..memory import batch_size_arg
+    from ..search import SearchOptions
     from ..training import distributed
 
     if samples < 1 or steps < 1:
         raise PulseError("--samples and --steps must be >= 1")
     batch_size = batch_size_arg(batch_size)
+    options = dict(steps=steps, eps=eps, eps_margin=eps_margin, noise=noise, early_stop=early_stop, precision=precision,
+                   frame_every=10 if save_intermediate else 0)
+    given = (("loss", loss), ("learning_rate", learning_rate), ("trainable_noise_layers", noise_layers))
+    options.update({k: v for k, v in given if v is not None})
+    try:
+        SearchOptions(**options)  # what was given is checked before any input is read
+    except ValueError as err:
+        raise PulseError(f"search options: {err}") from None
     found = find_images(input_path)
     device = select_device(device)
     processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
@@ -118,10 +127,6 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile_generator)
     folder = _open_folder(output_dir, processes)
     with folder:  # unlocked however the run ends
-        options = dict(steps=steps, eps=eps, eps_margin=eps_margin, noise=noise, early_stop=early_stop, precision=precision,
-                       frame_every=10 if save_intermediate else 0)
-        given = (("loss", loss), ("learning_rate", learning_rate), ("trainable_noise_layers", noise_layers))
-        options.update({k: v for k, v in given if v is not None})
         made_with = _made_with(upsampler, scale, seed, samples, options)
 
         ours = folder.owned_paths()  # an output folder inside or equal to the input folder: its files are not inputs

@@ -9,9 +9,19 @@ from ..errors import PulseError
 from ..models.generator_file import FIT_SAMPLES, LoadedGenerator, load_generator, read_generator_file
 from ..progress import notice
 from .convert_stylegan1 import import_official_stylegan1
+from .convert_stylegan2 import import_stylegan2
 from .download import DownloadFailed, Retry, download, sha256_file
-from .registry import DEFAULT_GENERATOR, GENERATOR_KINDS, Model, WeightsFile, get_model, load_registry
+from .registry import (
+    CONVERTED_KINDS,
+    DEFAULT_GENERATOR,
+    GENERATOR_KINDS,
+    Model,
+    WeightsFile,
+    get_model,
+    load_registry,
+)
 from .store import (
+    _discard,
     cache_path,
     check_cached,
     check_shipped,
@@ -83,7 +93,7 @@ def locate(model: Model, cache: Path, *, download_missing: bool = True, extra_ur
     """The usable file of ``model``: shipped, cached, or (``download_missing``) downloaded/converted now."""
     get = dict(download_missing=download_missing, extra_urls=extra_urls or {},
                trust_unverified=trust_unverified, retry=retry, progress=progress)
-    if model.kind != "stylegan1-official":
+    if model.kind not in CONVERTED_KINDS:
         return _locate_file(model, model.files[0], cache, **get)
     out = converted_path(cache, model)
     flag = "" if all(f.sha256 for f in model.files) else " --no-verify"
@@ -96,14 +106,29 @@ def locate(model: Model, cache: Path, *, download_missing: bool = True, extra_ur
         if not download_missing:
             raise PulseError(not_installed)
         sources = [_locate_file(model, wfile, cache, **get) for wfile in model.files]
-        for line in _convert_into(model, sources, out, fit_samples, device):
+        try:
+            report = _convert_into(model, sources, out, fit_samples, device)
+        except PulseError as err:
+            raise PulseError(str(err) + _drop_unconvertible(model, sources, str(err))) from None
+        for line in report:
             notice(line)
     return out
 
 
+def _drop_unconvertible(model: Model, sources: list[Path], message: str) -> str:
+    """A downloaded file the registry has no sha256 for, pinned on arrival, that the converter refused is no good
+    copy: delete it and its pin so the next download fetches it afresh. Returns a note for the error line."""
+    dropped = []
+    for wfile, source in zip(model.files, sources):
+        if wfile.sha256 is None and not wfile.path and message.startswith(f"{source}:"):
+            _discard(source)
+            dropped.append(source.name)
+    return f" (deleted the downloaded {', '.join(dropped)} and its pin)" if dropped else ""
+
+
 def is_installed(model: Model, cache: Path) -> bool:
     """Present where resolve would look (no hashing: `verify` does that)."""
-    if model.kind == "stylegan1-official":
+    if model.kind in CONVERTED_KINDS:
         return converted_path(cache, model).is_file()
     wfile = model.files[0]
     return (bool(wfile.path) and shipped_path(wfile).is_file()) or cache_path(cache, model, wfile.name).is_file()
@@ -161,8 +186,9 @@ def import_files(name: str, files, *, cache_dir=None, fit_samples: int = FIT_SAM
                  device=None) -> list[str]:
     """Place user-supplied files into the cache as ``name``, checked like downloads; return what was done.
 
-    Official StyleGAN-1 state dicts are converted into a generator file; a generator file must be a readable
-    pulse generator of the registry's resolution; a .bz2 copy of a single file is decompressed.
+    Official StyleGAN-1 state dicts, NVlabs' StyleGAN2 pickles and rosinality's checkpoints are converted into a
+    generator file; a generator file must be a readable pulse generator of the registry's resolution; a .bz2 copy
+    of a single file is decompressed.
     """
     model = get_model(name)
     files = [Path(f) for f in files]
@@ -170,7 +196,9 @@ def import_files(name: str, files, *, cache_dir=None, fit_samples: int = FIT_SAM
         if not f.is_file():
             raise PulseError(f"{f}: file not found")
     cache = resolve_cache_dir(cache_dir)
-    if model.kind == "stylegan1-official":
+    if model.kind in CONVERTED_KINDS:
+        if model.kind != "stylegan1-official" and len(files) != 1:
+            raise PulseError(f"{name} is converted from one file; got {len(files)}")
         out = converted_path(cache, model)
         known = {f.sha256: f"the registry's {f.name}" for f in model.files if f.sha256}
         notes = []
@@ -193,11 +221,23 @@ def import_files(name: str, files, *, cache_dir=None, fit_samples: int = FIT_SAM
     return [f"{name}: imported {source} -> {target} ({how}, sha256 {digest})"]
 
 
+SOURCE_NAMES = {"stylegan1-official": "official StyleGAN-1 state dicts", "stylegan2-nvlabs": "NVlabs network pickle",
+                "stylegan2-rosinality": "rosinality/stylegan2-pytorch checkpoint"}
+
+
 def _convert_into(model: Model, sources, out: Path, fit_samples: int, device) -> list[str]:
-    """Convert official state dicts into ``out`` and pin its sha256 (the caller holds the lock on ``out``)."""
+    """Convert the sources of a converted kind into ``out`` and pin its sha256 (the caller holds the lock on
+    ``out``). On any error ``out`` and its pin are left as they were."""
+    sources = [Path(s) for s in sources]
     metadata = {"name": model.name, "resolution": model.resolution, "alignment": model.alignment,
                 "data": model.data, "licence": model.licence, "description": model.description,
-                "source": "official StyleGAN-1 state dicts: " + ", ".join(Path(s).name for s in sources)}
-    report = import_official_stylegan1(sources, out, metadata=metadata, samples=fit_samples, device=device)
+                "source": f"{SOURCE_NAMES[model.kind]}: " + ", ".join(s.name for s in sources)}
+    if model.kind == "stylegan1-official":
+        report = import_official_stylegan1(sources, out, metadata=metadata, samples=fit_samples, device=device)
+    else:
+        [source], [wfile] = sources, model.files
+        metadata.update(source_url=wfile.urls[0] if wfile.urls else "", source_sha256=sha256_file(source))
+        report = import_stylegan2(model.kind, source, out, metadata=metadata, resolution=model.resolution or None,
+                                  samples=fit_samples, device=device)
     pin(out, sha256_file(out))
     return report

@@ -17,7 +17,7 @@ from ..errors import PulseError
 from ..progress import notice
 from . import registry
 from .download import sha256_file
-from .registry import Model, WeightsFile, get_model, load_registry
+from .registry import CONVERTED_KINDS, Model, WeightsFile, get_model, load_registry
 
 try:
     import fcntl
@@ -137,7 +137,7 @@ def verify(name: str | None = None, *, cache_dir=None) -> list[FileStatus]:
     models = [get_model(name)] if name else list(load_registry().values())
     statuses = []
     for model in models:
-        if model.kind == "stylegan1-official":  # the converted file is what gets used; sources only if kept
+        if model.kind in CONVERTED_KINDS:  # the converted file is what gets used; sources only if kept
             sources = [_verify_cached(model, cache_path(cache, model, f.name), f) for f in model.files]
             statuses += [s for s in sources if s.state != "missing"]
             statuses.append(_verify_cached(model, converted_path(cache, model)))

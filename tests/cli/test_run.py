@@ -185,6 +185,8 @@ def test_cli_usage_errors(tmp_path, tiny_generator_file):
         assert "Traceback" not in result.output and "nope" not in result.output
     result = run_cli("--input", tmp_path / "nope", "--generator", tiny_generator_file, "--learning-rate", "-1")
     assert result.exit_code == EXIT_USAGE and "Invalid value for '--learning-rate'" in result.output
+    result = run_cli("--input", tmp_path / "nope", "--generator", tiny_generator_file, "--loss", "100*L3")
+    assert result.exit_code == EXIT_USAGE and "search options" in result.output and "nope" not in result.output
 
 
 def test_torchrun_shares_inputs_between_processes_and_merges_the_report(tmp_path, tiny_generator_file):
