@@ -106,8 +106,9 @@ def locate(model: Model, cache: Path, *, download_missing: bool = True, extra_ur
         if not download_missing:
             raise PulseError(not_installed)
         sources = [_locate_file(model, wfile, cache, **get) for wfile in model.files]
+        urls = [*get["extra_urls"].get(model.files[0].name, ()), *model.files[0].urls]
         try:
-            report = _convert_into(model, sources, out, fit_samples, device)
+            report = _convert_into(model, sources, out, fit_samples, device, urls=urls)
         except PulseError as err:
             raise PulseError(str(err) + _drop_unconvertible(model, sources, str(err))) from None
         for line in report:
@@ -225,9 +226,10 @@ SOURCE_NAMES = {"stylegan1-official": "official StyleGAN-1 state dicts", "styleg
                 "stylegan2-rosinality": "rosinality/stylegan2-pytorch checkpoint"}
 
 
-def _convert_into(model: Model, sources, out: Path, fit_samples: int, device) -> list[str]:
+def _convert_into(model: Model, sources, out: Path, fit_samples: int, device, urls=None) -> list[str]:
     """Convert the sources of a converted kind into ``out`` and pin its sha256 (the caller holds the lock on
-    ``out``). On any error ``out`` and its pin are left as they were."""
+    ``out``). ``urls``: where a download came from (None: the user imported the files). On any error ``out``
+    and its pin are left as they were."""
     sources = [Path(s) for s in sources]
     metadata = {"name": model.name, "resolution": model.resolution, "alignment": model.alignment,
                 "data": model.data, "licence": model.licence, "description": model.description,
@@ -235,8 +237,11 @@ def _convert_into(model: Model, sources, out: Path, fit_samples: int, device) ->
     if model.kind == "stylegan1-official":
         report = import_official_stylegan1(sources, out, metadata=metadata, samples=fit_samples, device=device)
     else:
-        [source], [wfile] = sources, model.files
-        metadata.update(source_url=wfile.urls[0] if wfile.urls else "", source_sha256=sha256_file(source))
+        [source] = sources
+        metadata["source"] += " (downloaded)" if urls is not None else " (imported)"
+        if urls:
+            metadata["source_url"] = urls[0] if len(urls) == 1 else "one of " + ", ".join(urls)
+        metadata["source_sha256"] = sha256_file(source)
         report = import_stylegan2(model.kind, source, out, metadata=metadata, resolution=model.resolution or None,
                                   samples=fit_samples, device=device)
     pin(out, sha256_file(out))
