@@ -85,7 +85,8 @@ def make_inputs(folder: Path, generator: Path, n: int, rng: random.Random) -> tu
 
 def run_pulse(command, kill_after: float | None, sig) -> tuple[int, str]:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even in background
     if kill_after is not None:
         time.sleep(kill_after)
         process.send_signal(sig)

@@ -374,7 +374,9 @@ def test_ctrl_c_exits_130_keeps_finished_faces_and_the_rerun_resumes(tmp_path, t
                "--steps", "300", "--eps", "1", "--batch-size", "1", "--generator", str(tiny_generator_file),
                "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C's default action, even when this test runs as a background job (which ignores SIGINT)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "face0.png").is_file() and time.time() < deadline:
         time.sleep(0.1)
