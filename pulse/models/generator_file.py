@@ -62,6 +62,21 @@ def fit_progress(samples: int):
     return progress_bar(samples, "Gaussian fit of the mapping output")
 
 
+def write_generator_file(generator: nn.Module, out, metadata: dict, half: bool = False,
+                         fit_samples: int = FIT_SAMPLES, device=None) -> Path:
+    """A generator file with a fresh Gaussian fit of its mapping output (what the search samples from), fitted on
+    ``device`` with a progress bar; trained and converted generators alike end here."""
+    with fit_progress(fit_samples) as bar:
+        fit = gaussian_fit(generator.mapping.to(device) if device else generator.mapping, generator.style_dim,
+                           samples=fit_samples, device=device, on_chunk=bar.update)
+    generator.cpu()
+    try:
+        save_generator(out, generator, fit, {**metadata, "resolution": generator.resolution}, half=half)
+    except OSError as err:
+        raise PulseError(f"{out}: could not write the generator file ({err.strerror or err})")
+    return Path(out)
+
+
 def save_generator(path, generator: nn.Module, fit: dict, metadata: dict | None = None, half: bool = False):
     """Write a generator file atomically (temp file + rename)."""
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()

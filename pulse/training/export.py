@@ -7,9 +7,8 @@ from pathlib import Path
 import torch
 
 from ..devices import select_device
-from ..errors import PulseError
 from ..models import build_generator, generator_config
-from ..models.generator_file import fit_progress, gaussian_fit, save_generator
+from ..models.generator_file import write_generator_file
 from .checkpoint import load_checkpoint
 
 LICENCE = "non-commercial research (inherits CelebA/CelebA-HQ/All-Age-Faces terms)"
@@ -27,19 +26,6 @@ def generator_metadata(run_info: dict, nimg: int) -> dict:
         "fine_tuned_from": run_info["init"],
         "trainer": "pulse train: non-saturating loss, lazy R1, G EMA, DiffAugment (options: training_commands)",
     }
-
-
-def write_generator_file(generator: torch.nn.Module, out, metadata: dict, half: bool = False,
-                         fit_samples: int = 1_000_000) -> Path:
-    """A generator file with a fresh Gaussian fit of its mapping output (what the search samples from)."""
-    with fit_progress(fit_samples) as bar:
-        fit = gaussian_fit(generator.mapping, generator.style_dim, samples=fit_samples, on_chunk=bar.update)
-    metadata = {**metadata, "resolution": generator.resolution}
-    try:
-        save_generator(out, generator, fit, metadata, half=half)
-    except OSError as err:
-        raise PulseError(f"{out}: could not write the generator file ({err.strerror or err})")
-    return Path(out)
 
 
 def checkpoint_generator(checkpoint: dict, origin: str = "checkpoint") -> torch.nn.Module:

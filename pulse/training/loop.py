@@ -34,7 +34,7 @@ from ..devices import select_device
 from ..errors import Interrupted, PulseError
 from ..imageio import save_image, write_text_atomic
 from ..models import build_generator, generator_config
-from ..models.generator_file import LoadedGenerator, load_generator
+from ..models.generator_file import LoadedGenerator, load_generator, write_generator_file
 from ..sampling import image_grid, sample_images
 from . import distributed
 from .augment import ADA_INTERVAL, ada_step, diff_augment, parse_policy
@@ -48,7 +48,7 @@ from .checkpoint import (
 from .config import TrainConfig, make_discriminator, resolve_config
 from .dataset import DataOrder, FaceData
 from .distributed import Processes
-from .export import generator_metadata, write_generator_file
+from .export import generator_metadata
 from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 
 R1_INTERVAL = 16  # lazy regularisation: the R1 penalty every 16th D step, weighted 16x

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PulseError
-from ..models.generator_file import FIT_SAMPLES, fit_progress, gaussian_fit, save_generator
+from ..models.generator_file import FIT_SAMPLES, write_generator_file
 from ..models.stylegan1 import Generator, GeneratorConfig
 
 PREFIXES = {"synthesis": ("g_synthesis.", "synthesis."), "mapping": ("g_mapping.", "mapping.")}
@@ -66,13 +66,8 @@ def import_official_stylegan1(files, out, *, metadata: dict, samples: int = FIT_
             report.append(f"{part}: filled {len(blur)} missing blur kernels with the fixed [1, 2, 1] filter")
         module.load_state_dict({k: v.float() for k, v in found[part].items()}, strict=True)
     generator.eval().requires_grad_(False)
-    with fit_progress(samples) as bar:
-        fit = gaussian_fit(generator.mapping.to(device), generator.style_dim, samples=samples, device=device,
-                           on_chunk=bar.update)
-    generator.cpu()
-    report.append(f"Gaussian fit of the mapping output: {samples:,} samples on {device}")
-    save_generator(out, generator, fit, {**metadata, "resolution": generator.resolution})
-    report.append(f"wrote {out}")
+    write_generator_file(generator, out, metadata, fit_samples=samples, device=device)
+    report += [f"Gaussian fit of the mapping output: {samples:,} samples on {device}", f"wrote {out}"]
     return report
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PulseError
-from ..models.generator_file import FIT_SAMPLES, fit_progress, gaussian_fit, save_generator
+from ..models.generator_file import FIT_SAMPLES, write_generator_file
 from ..models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, fir_kernel
 from .unpickle import PersistentObject, RefusedGlobal, TorchModule, load_restricted, refused_message
 
@@ -63,13 +63,9 @@ def import_stylegan2(kind: str, source, out, *, metadata: dict, resolution: int 
         report.append(f"{source}: no average w in the file: estimated from {W_AVG_SAMPLES:,} latents")
     generator.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     generator.eval().requires_grad_(False)
-    with fit_progress(samples) as bar:
-        fit = gaussian_fit(generator.mapping.to(device), config.style_dim, samples=samples, device=device,
-                           on_chunk=bar.update)
-    generator.cpu()
-    report.append(f"Gaussian fit of the mapping output: {samples:,} samples on {device}")
-    save_generator(out, generator, fit, {**metadata, "resolution": config.resolution}, half=half)
-    report.append(f"wrote {out}" + (" (float16 weights)" if half else ""))
+    write_generator_file(generator, out, metadata, half=half, fit_samples=samples, device=device)
+    report += [f"Gaussian fit of the mapping output: {samples:,} samples on {device}",
+               f"wrote {out}" + (" (float16 weights)" if half else "")]
     return report
 
 
