@@ -12,7 +12,7 @@ from ..errors import EXIT_INPUT_ERRORS, PulseError
 from ..evaluation import metrics
 from ..evaluation.evaluate import METHODS, comparison_grid, csv_text, evaluate, summary_table
 from ..imageio import list_images, save_image, write_text_atomic
-from .common import PulseCommand, scale_option, device_option, generator_option, output_option
+from .common import PulseCommand, device_option, generator_option, output_option, scale_option
 
 
 @click.command("eval", cls=PulseCommand)
