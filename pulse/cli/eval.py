@@ -11,8 +11,16 @@ import click
 from ..errors import EXIT_INPUT_ERRORS, PulseError
 from ..evaluation import metrics
 from ..evaluation.evaluate import METHODS, comparison_grid, csv_text, evaluate, summary_table
-from ..imageio import list_images, save_image, write_text_atomic
-from .common import PulseCommand, device_option, generator_option, output_option, scale_option
+from ..imageio import save_image, write_text_atomic
+from .common import (
+    PulseCommand,
+    device_option,
+    find_inputs,
+    generator_option,
+    output_option,
+    scale_option,
+    verbose_option,
+)
 
 
 @click.command("eval", cls=PulseCommand)
@@ -36,8 +44,9 @@ from .common import PulseCommand, device_option, generator_option, output_option
               help="torch.compile the generator: faster steps after a compile of about a minute; for many faces.")
 @click.option("--grid-faces", default=8, show_default=True, type=click.IntRange(0),
               help="Faces in grid.png (0: no grid).")
+@verbose_option
 def eval_command(data_dir, output, scale, methods, samples, limit, generator, resolution, steps, eps, seed, device,
-                 batch_size, compile_generator, grid_faces):
+                 batch_size, compile_generator, grid_faces, verbose):
     """Evaluate pulse against bicubic on aligned HR faces whose truth is known.
 
     \b
@@ -57,7 +66,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, re
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not chosen or set(chosen) - set(METHODS):
         raise PulseError(f"--methods must list some of {', '.join(METHODS)}, got {methods!r}")
-    files = list_images(data_dir)[:limit]
+    files = find_inputs(data_dir, verbose)[:limit]
     upsampler = None
     if "pulse" in chosen:
         from ..api import Upsampler

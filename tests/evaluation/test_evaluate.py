@@ -3,6 +3,7 @@
 import csv
 import io
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -113,3 +114,16 @@ def test_eval_usage_errors_are_one_line(hr_faces, tmp_path, args, message):
     result = eval_cli("--data", hr_faces, "--out", tmp_path / "report", *args)
     assert result.exit_code == EXIT_USAGE and message in result.stderr, result.output
     assert "Traceback" not in result.output and not (tmp_path / "report").exists()
+
+
+def test_eval_names_the_files_it_passed_over_with_verbose(tmp_path):
+    data = tmp_path / "hr"
+    data.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(data / "face.png")
+    (data / "clip.gif").write_bytes(b"GIF89a")
+    args = ["eval", "--data", str(data), "--methods", "bicubic", "--resolution", "32", "--scale", "4",
+            "--grid-faces", "0"]
+    quiet = CliRunner().invoke(main, args + ["--out", str(tmp_path / "a")])
+    assert quiet.exit_code == 0 and "passed over 1 file(s)" in quiet.output and "-v names them" in quiet.output
+    loud = CliRunner().invoke(main, args + ["--out", str(tmp_path / "b"), "-v"])
+    assert "clip.gif: not an accepted image type (.gif)" in loud.output
