@@ -220,6 +220,7 @@ class Upsampler:
         eps_of: dict[int, float] = {}
         pending: dict[int, list[tuple[int, int]]] = {}  # rows (input, sample) not yet searched, by LR size
         done: dict[int, list[Result | None]] = {}
+        sizes_seen: set[int] = set()  # output sizes warned about (once each) if past native
         count = 0
         for i, img in enumerate(images):
             count = i + 1
@@ -232,7 +233,8 @@ class Upsampler:
             except PulseError as err:
                 yield i, err
                 continue
-            if size not in out_sizes.values():
+            if size not in sizes_seen:
+                sizes_seen.add(size)
                 self._warn_past_native(size)
             lrs[i], out_sizes[i], done[i] = lr, size, [None] * samples
             eps_of[i] = opts.eps if eps_list is None else eps_list[i]

@@ -123,14 +123,15 @@ class OutputFolder:
     def owned_paths(self) -> set[Path]:
         return {(self.path / name).resolve() for name in self.owned()}
 
-    def finished(self, source: str) -> dict[str, dict]:
-        """The last ok line per output of the input at resolved path ``source`` whose file still holds what
-        the line says it wrote."""
-        latest: dict[str, dict] = {}
+    def finished(self) -> dict[str, dict[str, dict]]:
+        """Per input (resolved path), the last ok line per output whose file still holds what the line says it
+        wrote. One pass over the report, however many inputs ask."""
+        latest: dict[str, dict[str, dict]] = {}
         for line in self.lines:
-            if line.get("source") == source and line.get("status") == "ok":
-                latest[line["output"]] = line
-        return {name: line for name, line in latest.items() if self._intact(line)}
+            if line.get("status") == "ok" and line.get("source"):
+                latest.setdefault(line["source"], {})[line["output"]] = line
+        return {source: {name: line for name, line in outputs.items() if self._intact(line)}
+                for source, outputs in latest.items()}
 
     def _intact(self, line: dict) -> bool:
         path = self.path / line["output"]

@@ -239,11 +239,11 @@ def _plan(files, stems, folder, made_with, samples, grid, save_intermediate, ove
     from ..output_folder import file_sha256
 
     todo, skipped, refused, differ = [], 0, [], {}
-    owned = folder.owned()
+    owned, done = folder.owned(), folder.finished()
     for path in files:
         input_sha = file_sha256(path) if path.is_file() else ""
         names = _output_names(stems[path], samples)
-        finished = folder.finished(str(path.resolve()))
+        finished = done.get(str(path.resolve()), {})
         if not overwrite and finished and set(names) <= set(finished):
             previous = finished[names[0]]
             if previous.get("input_sha256") != input_sha:
