@@ -63,9 +63,15 @@ def _default(name: str) -> str:
 @click.option("--seed", type=int, help=f"Random seed {_default('seed')}")
 @click.option("--channels", callback=_channels, help="Generator widths per level from 4 px, comma-separated "
                                                      "[default: the architecture's, train.default_channels]")
-@click.option("--discriminator", type=click.Choice(["residual", "dcgan", "projected"]),
-              help="Discriminator kind: projected = small heads on dlib's frozen face ResNet (needs pulse[eval]) "
+@click.option("--discriminator", type=click.Choice(["residual", "dcgan", "projected", "hybrid"]),
+              help="Discriminator kind: projected = small heads on dlib's frozen face ResNet (needs pulse[eval]); "
+                   "hybrid = those heads beside a full-resolution dcgan D "
                    "[default: residual for stylegan2, dcgan for stylegan1]")
+@click.option("--feature-weight", type=float,
+              help=f"Hybrid D: weight of the face-feature heads' logit {_default('feature_weight')}")
+@click.option("--d-warmup-kimg", type=float,
+              help=f"Train D alone (G frozen) for this many kimg first, e.g. a fresh D for --init "
+                   f"{_default('d_warmup_kimg')}")
 @click.option("--d-channels", callback=_channels,
               help="Discriminator widths per level from 4 px, comma-separated [default: the generator's]")
 @click.option("--style-dim", type=int, help=f"Latent and style width {_default('style_dim')}")

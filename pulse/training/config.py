@@ -10,9 +10,10 @@ from ..models.stylegan1 import compact_channels
 from ..models.stylegan2 import stylegan2_channels
 from .augment import parse_policy
 from .discriminators import Discriminator, DiscriminatorConfig, ResidualDiscriminator
-from .projected import ProjectedDiscriminator
+from .projected import HybridDiscriminator, ProjectedDiscriminator
 
-DISCRIMINATORS = {"residual": ResidualDiscriminator, "dcgan": Discriminator, "projected": ProjectedDiscriminator}
+DISCRIMINATORS = {"residual": ResidualDiscriminator, "dcgan": Discriminator, "projected": ProjectedDiscriminator,
+                  "hybrid": HybridDiscriminator}
 ARCHITECTURE = ("architecture", "resolution", "style_dim", "mapping_layers", "channels")
 
 
@@ -23,8 +24,10 @@ class TrainConfig:
     data: list[str]
     out: str
     architecture: str = "stylegan2"  # of the generator
-    discriminator: str | None = None  # "residual", "dcgan" or "projected"; None: the architecture's own
+    discriminator: str | None = None  # "residual", "dcgan", "projected" or "hybrid"; None: the architecture's own
     d_channels: list[int] | None = None  # D's widths per level from 4 px; None: the generator's
+    feature_weight: float = 1.0  # hybrid D: weight of the face-feature heads beside the pixel D
+    d_warmup_kimg: float = 0.0  # D alone (G frozen) for this many kimg first: a fresh D must not steer a trained G
     resolution: int = 128
     style_dim: int = 512
     mapping_layers: int | None = None  # None: 2 for stylegan2 (ADA's small-data choice), 8 for stylegan1
@@ -74,7 +77,8 @@ class TrainConfig:
             self.r1_gamma = 0.0 if self.discriminator == "projected" else 0.0002 * self.resolution**2 / self.batch
         checks = [("kimg", self.kimg > 0), ("batch", self.batch > 0), ("grad_accum", self.grad_accum > 0),
                   ("g_lr", self.g_lr > 0), ("d_lr", self.d_lr > 0), ("r1_gamma", self.r1_gamma >= 0),
-                  ("ema_kimg", self.ema_kimg >= 0), ("mixing_prob", 0 <= self.mixing_prob <= 1),
+                  ("ema_kimg", self.ema_kimg >= 0),
+                  ("feature_weight", self.feature_weight >= 0), ("d_warmup_kimg", self.d_warmup_kimg >= 0), ("mixing_prob", 0 <= self.mixing_prob <= 1),
                   ("checkpoint_every", self.checkpoint_every > 0), ("snapshot_every", self.snapshot_every >= 0),
                   ("log_every", self.log_every > 0),
                   ("cache_gb", self.cache_gb >= 0), ("fit_samples", self.fit_samples > 0),
@@ -101,7 +105,8 @@ def default_channels(architecture: str, resolution: int) -> list[int]:
 
 def make_discriminator(config: TrainConfig, resolution: int):
     """The run's discriminator (``--discriminator``, ``--d-channels``) for generators of this resolution."""
-    return DISCRIMINATORS[config.discriminator](DiscriminatorConfig(resolution, list(config.d_channels)))
+    return DISCRIMINATORS[config.discriminator](DiscriminatorConfig(resolution, list(config.d_channels),
+                                                                    config.feature_weight))
 
 
 def resolve_config(given: dict, checkpoint: dict | None = None, init_config: dict | None = None,

@@ -34,6 +34,7 @@ MBSTD_GROUP = 4
 class DiscriminatorConfig:
     resolution: int
     channels: list[int]  # one width per level, 4 px first: the generator's list
+    feature_weight: float = 1.0  # HybridDiscriminator: the weight of the face-feature heads' logit
 
 
 class ScaledConv2d(nn.Module):

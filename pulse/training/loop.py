@@ -262,10 +262,27 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp and enabled)
 
     def train_step(self):
-        """One G step and one D step (R1 every ``R1_INTERVAL``th), then the EMA update."""
-        cfg, n, accum = self.config, self.micro_batch, self.config.grad_accum
+        """One G step (none during ``d_warmup_kimg``) and one D step (R1 every ``R1_INTERVAL``th), then the
+        EMA update."""
+        cfg = self.config
         stats = torch.zeros(len(STATS), device=self.device)
 
+        if self.nimg >= cfg.d_warmup_kimg * 1000:
+            self._g_step(stats)
+        self._d_step(stats)
+
+        self._update_ema()
+        self.nimg += cfg.batch
+        self.step += 1
+        if cfg.ada_target > 0 and self.step % ADA_INTERVAL == 0:
+            signs, count = distributed.average(self._real_signs, self.processes).tolist()
+            self.augment_p = ada_step(self.augment_p, signs / count, cfg.ada_target, cfg.batch * ADA_INTERVAL)
+            self._real_signs.zero_()
+        self._stats += stats
+        self._stat_steps += 1
+
+    def _g_step(self, stats: torch.Tensor):
+        n, accum = self.micro_batch, self.config.grad_accum
         self.G.requires_grad_(True)
         for _ in range(accum):
             with self._autocast():
@@ -278,6 +295,8 @@ class Trainer:
         self.opt_G.step()
         self.opt_G.zero_grad(set_to_none=True)
 
+    def _d_step(self, stats: torch.Tensor):
+        cfg, n, accum = self.config, self.micro_batch, self.config.grad_accum
         self.D.requires_grad_(True)
         with_r1 = self.step % R1_INTERVAL == 0 and cfg.r1_gamma > 0
         for _ in range(accum):
@@ -304,16 +323,6 @@ class Trainer:
         distributed.average_gradients(self.D, self.processes)
         self.opt_D.step()
         self.opt_D.zero_grad(set_to_none=True)
-
-        self._update_ema()
-        self.nimg += cfg.batch
-        self.step += 1
-        if cfg.ada_target > 0 and self.step % ADA_INTERVAL == 0:
-            signs, count = distributed.average(self._real_signs, self.processes).tolist()
-            self.augment_p = ada_step(self.augment_p, signs / count, cfg.ada_target, cfg.batch * ADA_INTERVAL)
-            self._real_signs.zero_()
-        self._stats += stats
-        self._stat_steps += 1
 
     @torch.no_grad()
     def _update_ema(self):

@@ -15,6 +15,10 @@ faces from its first step. dlib's ResNet is the face network that ships offline 
   One more head judges the image itself at 64 px, with a minibatch-stddev channel (as StyleGAN's D) so that
   a lack of variety is visible to it: colour, layout and diversity, cheaply.
 - The logit of an image is the sum over heads of each head's mean logit.
+
+``HybridDiscriminator`` keeps the feature heads but puts a whole pixel discriminator (the DCGAN one, at full
+resolution) beside them in place of the small image head, and weighs the feature heads' vote: the pixel D judges
+colour, texture and variety as the shipped recipe's D did, the features judge eyes, noses and mouths.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..faces.dlib_resnet import CHIP_SIZE, load_dlib_face_resnet
 from ..models.stylegan1 import LRELU_SLOPE
-from .discriminators import minibatch_stddev
+from .discriminators import Discriminator, minibatch_stddev
 
 HEAD_STAGES = 4  # of the trunk's five: the 2 px stage carries identity more than appearance
 HEAD_WIDTHS = (64, 128, 256, 256)  # a head's widths after its channel mix, by how far it has gone down
@@ -67,16 +71,16 @@ def _head(channels: int, size: int, stddev: bool = False) -> nn.Sequential:
 
 class ProjectedDiscriminator(nn.Module):
     """Image in [-1, 1] (B, 3, res, res) -> realness logit (B,). ``config`` is the shared ``DiscriminatorConfig``;
-    its widths are not used (the trunk's maps set the heads' inputs)."""
+    its widths are not used (the trunk's maps set the heads' inputs). ``image_head=False``: the feature heads only."""
 
-    def __init__(self, config):
+    def __init__(self, config, image_head: bool = True):
         super().__init__()
         self.config = config
         self.trunk = _freeze_into_buffers(load_dlib_face_resnet()).eval()
         with torch.no_grad():
             maps = self.trunk.features(torch.zeros(1, 3, CHIP_SIZE, CHIP_SIZE))[:HEAD_STAGES]
         self.heads = nn.ModuleList(_head(m.shape[1], m.shape[-1]) for m in maps)
-        self.image_head = _head(3, IMAGE_HEAD_SIZE, stddev=True)
+        self.image_head = _head(3, IMAGE_HEAD_SIZE, stddev=True) if image_head else None
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -87,6 +91,22 @@ class ProjectedDiscriminator(nn.Module):
         chips = F.interpolate((images + 1) * 127.5, size=(CHIP_SIZE, CHIP_SIZE), mode="bilinear",
                               align_corners=False)
         maps = self.trunk.features(chips)[:HEAD_STAGES]
-        logits = self.image_head(F.interpolate(images, size=(IMAGE_HEAD_SIZE, IMAGE_HEAD_SIZE), mode="area"))
-        return logits.float().mean(dim=(1, 2, 3)) + sum(head(m).float().mean(dim=(1, 2, 3))
-                                                        for head, m in zip(self.heads, maps))
+        logits = sum(head(m).float().mean(dim=(1, 2, 3)) for head, m in zip(self.heads, maps))
+        if self.image_head is not None:
+            small = F.interpolate(images, size=(IMAGE_HEAD_SIZE, IMAGE_HEAD_SIZE), mode="area")
+            logits = logits + self.image_head(small).float().mean(dim=(1, 2, 3))
+        return logits
+
+
+class HybridDiscriminator(nn.Module):
+    """The pixel D (``Discriminator``, ``config.channels``) plus ``config.feature_weight`` × the dlib-feature
+    heads. Image in [-1, 1] (B, 3, res, res) -> realness logit (B,)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.pixel = Discriminator(config)
+        self.features = ProjectedDiscriminator(config, image_head=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pixel(images).float() + self.config.feature_weight * self.features(images)

@@ -204,3 +204,26 @@ def test_a_projected_discriminator_trains_without_r1_by_default(faces, tmp_path,
     trainer.train_step()
     assert all(torch.isfinite(p).all() for p in trainer.G.parameters())
     assert not any(torch.equal(a, b) for a, b in zip(heads, trainer.D.heads.parameters()))
+
+
+def test_hybrid_discriminator_warmed_up_alone_leaves_g_untouched_until_then(faces, tmp_path, train_options,
+                                                                            dlib_recognition_model):
+    from pulse.training.projected import HybridDiscriminator
+
+    options = dict(train_options, data=[str(faces)], out=str(tmp_path / "h"), discriminator="hybrid",
+                   feature_weight=0.25, d_warmup_kimg=2 * train_options["batch"] / 1000)
+    trainer = Trainer(TrainConfig(**options))
+    assert isinstance(trainer.D, HybridDiscriminator) and trainer.D.features.image_head is None
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    trainer.D.eval()  # spectral norm's power iteration stands still
+    assert torch.allclose(trainer.D(images), trainer.D.pixel(images) + 0.25 * trainer.D.features(images))
+    trainer.D.train()
+    g_before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    d_before = [p.clone() for p in trainer.D.parameters()]
+    for _ in range(2):  # the warm-up: D learns, G and G_ema stay as they were
+        trainer.train_step()
+    for net in (trainer.G, trainer.G_ema):
+        assert all(torch.equal(v, g_before[k]) for k, v in net.state_dict().items())
+    assert not all(torch.equal(a, b) for a, b in zip(d_before, trainer.D.parameters()))
+    trainer.train_step()
+    assert not all(torch.equal(v, g_before[k]) for k, v in trainer.G.state_dict().items())
