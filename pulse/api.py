@@ -1,4 +1,5 @@
-"""What users call: ``Upsampler`` keeps a generator loaded and batches many faces; ``upsample`` is one call.
+"""What users call: ``Upsampler`` keeps a generator loaded and batches many faces; ``upsample`` is one call;
+``open_upsampler`` gives the search or the feed-forward method behind the same calls.
 
 Inputs are validated here (one ``PulseError`` line naming the input), turned into LR tensors, grouped by
 size into batches of (image, sample) rows for the search, and the results are delivered at input x scale,
@@ -119,6 +120,8 @@ COMPILE_NOTE = "note: the first batch compiles the generator (a minute or so; it
 
 class Upsampler:
     """A loaded generator plus the search: ``run`` many faces at once, batched over faces x samples."""
+
+    method = "pulse"
 
     def __init__(self, generator: str | os.PathLike | LoadedGenerator | None = None, device="auto",
                  batch_size: int | str = "auto", compile: bool = False):
@@ -309,18 +312,39 @@ def _memory_key(opts: SearchOptions) -> tuple:
     return opts.precision, opts.noise, opts.trainable_noise_layers
 
 
+METHODS = ("pulse", "srgan")  # the search, and the feed-forward network (``pulse.feedforward``)
+
+
+def open_upsampler(method: str = "pulse", generator=None, device="auto", scale: float = 8,
+                   batch_size: int | str = "auto", compile: bool = False):
+    """The upsampler of ``method``: ``Upsampler`` (the search) or ``FeedForwardUpsampler`` (srgan). Both have
+    ``run``, ``stream``, ``resolution`` and ``device``. ``generator`` names the method's network (for srgan an SR
+    model file or registry name; default the registry's model for ``scale``)."""
+    if method == "pulse":
+        return Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile)
+    if method == "srgan":
+        from .feedforward import BATCH, FeedForwardUpsampler
+
+        if compile:
+            raise PulseError("compile: a search option; srgan does not search")
+        return FeedForwardUpsampler(generator, scale, device, BATCH if batch_size == "auto" else batch_size)
+    raise PulseError(f"method {method!r}: choose from {', '.join(METHODS)}")
+
+
 @lru_cache(maxsize=2)
-def _cached_upsampler(generator, device) -> Upsampler:
-    return Upsampler(generator=generator, device=device)
+def _cached_upsampler(method, generator, device, scale):
+    return open_upsampler(method, generator, device, scale)
 
 
 def upsample(img: ImageLike, scale: float = 8, samples: int = 1, seed: int = 0, generator=None, device="auto",
-             **options) -> Image.Image | list[Image.Image]:
+             method: str = "pulse", **options) -> Image.Image | list[Image.Image]:
     """Super-resolve one face. Returns a PIL image, or a list of ``samples`` images when samples > 1.
 
-    The generator stays loaded between calls with the same ``generator`` and ``device``.
+    ``method``: "pulse" (the search) or "srgan" (one feed-forward pass; one sample, no search keywords).
+    The network stays loaded between calls with the same method, ``generator`` and ``device``.
     Keywords: eps, steps, loss, learning_rate, schedule, noise, early_stop (see ``SearchOptions``).
     """
-    upsampler = _cached_upsampler(None if generator is None else str(generator), str(device))
+    upsampler = _cached_upsampler(method, None if generator is None else str(generator), str(device),
+                                  scale if method != "pulse" else None)
     images = [r.image for r in upsampler.run([img], scale=scale, samples=samples, seed=seed, **options)[0]]
     return images[0] if samples == 1 else images

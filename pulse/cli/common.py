@@ -93,7 +93,24 @@ def device_option(default: str | None = "auto", help: str = "Where the work runs
 
 def generator_option(command):
     return click.option("--generator", default=None, metavar="NAME|FILE",
-                        help="Registry name or generator file (default: the bundled one).")(command)
+                        help="Registry name or file of the method's network: a generator for pulse (default: the "
+                             "bundled one), an SR model for srgan (default: the registry's for the scale).")(command)
+
+
+def method_option(command):
+    return click.option("--method", default="pulse", show_default=True, type=click.Choice(["pulse", "srgan"]),
+                        help="pulse: search a generator for faces that downscale to the input (several samples); "
+                             "srgan: one pass of a feed-forward network (deterministic, fast, no such "
+                             "promise).")(command)
+
+
+def refuse_search_options(ctx: click.Context, method: str, names) -> None:
+    """A search option given on the command line with a method that does not search is a usage error, not
+    silently ignored."""
+    given = [param.opts[0] for param in ctx.command.params if param.name in names
+             and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE]
+    if method != "pulse" and given:
+        raise PulseError(f"{', '.join(given)}: search option(s); --method {method} does not search")
 
 
 def output_option(default: str | None, help: str, file: bool = False, required: bool = False):

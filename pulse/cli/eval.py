@@ -16,7 +16,6 @@ from .common import (
     PulseCommand,
     device_option,
     find_inputs,
-    generator_option,
     output_option,
     scale_option,
     verbose_option,
@@ -28,10 +27,14 @@ from .common import (
               help="A folder of aligned HR faces (square; at least the evaluation size).")
 @output_option("pulse_eval", "Folder for summary.md, metrics.csv and grid.png.")
 @scale_option("LR size = resolution / scale (a whole number).", whole=True, minimum=2)
-@click.option("--methods", default="bicubic,pulse", show_default=True, help="Comma-separated: bicubic, pulse.")
+@click.option("--methods", default="bicubic,pulse", show_default=True,
+              help="Comma-separated: bicubic, srgan (the feed-forward network), pulse.")
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(1), help="pulse samples per face.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N faces (sorted by name).")
-@generator_option
+@click.option("--generator", default=None, metavar="NAME|FILE",
+              help="pulse's generator: registry name or file (default: the bundled one).")
+@click.option("--sr-model", default=None, metavar="NAME|FILE",
+              help="srgan's network: registry name or file (default: the registry's model for the scale).")
 @click.option("--resolution", default=None, type=click.IntRange(1),
               help="Evaluation size in px (default: the generator's); lets a bicubic-only run go without one.")
 @click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Search steps.")
@@ -45,7 +48,7 @@ from .common import (
 @click.option("--grid-faces", default=8, show_default=True, type=click.IntRange(0),
               help="Faces in grid.png (0: no grid).")
 @verbose_option
-def eval_command(data_dir, output, scale, methods, samples, limit, generator, resolution, steps, eps, seed, device,
+def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr_model, resolution, steps, eps, seed, device,
                  batch_size, compile_generator, grid_faces, verbose):
     """Evaluate pulse against bicubic on aligned HR faces whose truth is known.
 
@@ -54,6 +57,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, re
       pulse eval --data faces/ --scale 8 --out report/
       pulse eval --data faces/ --methods bicubic --resolution 128 --limit 8
       pulse eval --data faces/ --samples 4 --grid-faces 4 --device cuda
+      pulse eval --data faces/ --methods bicubic,srgan,pulse --scale 8
 
     Each HR face is brought to the generator's resolution, downscaled by SCALE with pulse's own operator,
     and super-resolved by each method. Prints a markdown table (mean ± std (median) per metric and method)
@@ -77,7 +81,16 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, re
         if resolution not in (None, upsampler.resolution):
             raise PulseError(f"--resolution {resolution} differs from the generator's {upsampler.resolution} px")
         resolution = upsampler.resolution
-    elif resolution is None:
+    feedforward = None
+    if "srgan" in chosen:
+        from ..feedforward import FeedForwardUpsampler
+
+        feedforward = FeedForwardUpsampler(sr_model, scale, device)
+        if resolution not in (None, feedforward.resolution):
+            raise PulseError(f"{feedforward.model.source}: makes {feedforward.resolution} px faces, but the "
+                             f"evaluation size is {resolution} px")
+        resolution = feedforward.resolution
+    if resolution is None:
         from ..weights.resolve import open_generator
 
         resolution = open_generator(generator).generator.resolution
@@ -95,6 +108,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, re
                            item_show_func=lambda s: s) as bar, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         evaluation = evaluate(files, resolution, scale, chosen, upsampler, samples=samples, seed=seed, eps=eps,
+                              feedforward=feedforward,
                               grid_faces=grid_faces, steps=steps, on_error=errors.append,
                               on_face=lambda name: bar.update(1, name))
     for message in dict.fromkeys(str(w.message) for w in caught):

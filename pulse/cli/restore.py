@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..api import Upsampler
+from ..api import open_upsampler
 from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT
 from ..faces.detect import require_models
 from ..faces.restore import MASKS, before_after, lr_size_for, restore
@@ -21,6 +21,8 @@ from .common import (
     find_inputs,
     for_each_input,
     generator_option,
+    method_option,
+    refuse_search_options,
     say_below_progress,
     scale_option,
     verbose_option,
@@ -35,6 +37,7 @@ from .common import (
 @scale_option("Photo enlargement (a whole number); faces are searched at generator resolution // scale px.",
               whole=True, minimum=1)
 @click.option("--grid", is_flag=True, help="Also write <stem>_grid.png: bicubic upscale | restored.")
+@method_option
 @generator_option
 @click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Search steps.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the search.")
@@ -46,24 +49,28 @@ from .common import (
                    "and background); square = the whole aligned square.")
 @detection_options
 @verbose_option
-def restore_command(input_path, output_dir, scale, grid, generator, steps, seed, device, feather, mask, detector,
-                    upsample, min_score, verbose):
+@click.pass_context
+def restore_command(ctx, input_path, output_dir, scale, grid, method, generator, steps, seed, device, feather, mask,
+                    detector, upsample, min_score, verbose):
     """Enlarge whole photos, replacing each face by a PULSE reconstruction.
 
     \b
     Examples:
       pulse restore --input group_photo.jpg --output restored/ --scale 8
       pulse restore --input photos/ --scale 4 --grid --steps 200 --device cuda
+      pulse restore --input group_photo.jpg --scale 8 --method srgan
 
-    Each face is aligned like FFHQ, downscaled to (generator resolution // scale) px, searched, and its face
-    region (--mask) pasted back with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
+    Each face is aligned like FFHQ, downscaled to (generator resolution // scale) px, searched (or, with
+    --method srgan, enlarged by the feed-forward network), and its face region (--mask) pasted back with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
     Writes <stem>.png and <stem>.json (per face: box, landmarks, quad, LR-PSNR, success, seed); a photo
     without a detectable face is reported and written upscaled plainly. Problems are one line each on
     stderr and the batch goes on. Exit codes: 0 every face restored within eps; 1 some photo failed
     (unreadable, too large, no face); 2 usage/setup error; 3 some face did not get within eps.
     """
+    refuse_search_options(ctx, method, ("steps",))
     files = find_inputs(input_path, verbose)
-    upsampler = Upsampler(generator=generator, device=device)
+    upsampler = open_upsampler(method, generator, device, scale)
+    options = {"steps": steps} if method == "pulse" else {}
     lr_size = lr_size_for(upsampler.resolution, scale)
     require_models(detector)
     stems = output_stems(files)
@@ -73,12 +80,12 @@ def restore_command(input_path, output_dir, scale, grid, generator, steps, seed,
         nonlocal no_face, inconsistent
         restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
                            detector=detector, upsample=upsample, min_score=min_score, name=str(path),
-                           steps=steps, on_step=on_step)
+                           on_step=on_step, **options)
         stem = stems[path]
         save_image(restored.image, output_dir / f"{stem}.png")
         if grid:
             save_image(before_after(restored.upscaled, restored.image), output_dir / f"{stem}_grid.png")
-        report = {"source": str(path), "scale": scale, "lr_size": lr_size, "image": f"{stem}.png",
+        report = {"source": str(path), "method": method, "scale": scale, "lr_size": lr_size, "image": f"{stem}.png",
                   "faces": [face.report() for face in restored.faces]}
         write_text_atomic(output_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
         no_face += not restored.faces

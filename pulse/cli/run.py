@@ -17,6 +17,8 @@ from .common import (
     PulseCommand,
     device_option,
     generator_option,
+    method_option,
+    refuse_search_options,
     say,
     say_below_progress,
     say_passed_over,
@@ -29,8 +31,8 @@ def _output_names(stem: str, samples: int) -> list[str]:
     return [f"{stem}.png"] if samples == 1 else [f"{stem}_{k}.png" for k in range(samples)]
 
 
-def _comparison(lr, results, scale: float):
-    """One input's picture: LR (nearest-enlarged) | bicubic | each pulse sample, at the output size."""
+def _comparison(lr, results, scale: float, method: str):
+    """One input's picture: LR (nearest-enlarged) | bicubic | each sample of the method, at the output size."""
     from ..imageio import tensor_to_pil
     from ..resample import resize
     from ..sampling import labelled_grid
@@ -38,7 +40,7 @@ def _comparison(lr, results, scale: float):
     cell = results[0].image.width
     tiles = [tensor_to_pil(lr).resize((cell, cell), Image.Resampling.NEAREST), tensor_to_pil(resize(lr, cell))]
     labels = [f"LR {lr.shape[-1]} px", f"bicubic x{scale:g}"]
-    labels += ["pulse"] if len(results) == 1 else [f"pulse #{r.sample}" for r in results]
+    labels += [method] if len(results) == 1 else [f"{method} #{r.sample}" for r in results]
     return labelled_grid(labels, [tiles + [r.image for r in results]], cell)
 
 
@@ -58,6 +60,7 @@ def _comparison(lr, results, scale: float):
 @click.option("--batch-size", default="auto", show_default=True,
               help="Faces x samples searched at once: a number, or auto (8 on a CPU; on a GPU, what fits in memory).")
 @device_option()
+@method_option
 @generator_option
 @click.option("--loss", default=None, help="Weighted loss terms: L2, L1, GEOCROSS [default: the generator's "
               "recommended, else 100*L2+0.05*GEOCROSS].")
@@ -76,14 +79,15 @@ def _comparison(lr, results, scale: float):
 @click.option("--compile", "compile_generator", is_flag=True,
               help="torch.compile the generator: faster steps after a compile of about a minute; for many faces.")
 @click.option("--grid", is_flag=True,
-              help="Also write grid/<name>.png per input: LR (nearest) | bicubic | pulse (each sample), labelled.")
+              help="Also write grid/<name>.png per input: LR (nearest) | bicubic | the method (each sample), labelled.")
 @click.option("--save-intermediate", is_flag=True, help="Also write a frame every 10 steps into intermediate/.")
 @click.option("--overwrite", is_flag=True,
               help="Redo every input, even those the report says are done with these settings (pulse still never "
                    "writes over a file it did not make).")
 @verbose_option
-def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, batch_size, device, generator, loss,
-        learning_rate, noise, noise_layers, early_stop, precision, compile_generator, grid, save_intermediate,
+@click.pass_context
+def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, batch_size, device, method, generator,
+        loss, learning_rate, noise, noise_layers, early_stop, precision, compile_generator, grid, save_intermediate,
         overwrite, verbose):
     """Super-resolve aligned LR faces.
 
@@ -92,6 +96,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
       pulse run --input lr_faces/ --scale 8
       pulse run --input face.png --output out/ --samples 4 --seed 7
       pulse run --input lr_faces/ --generator ffhq-1024 --scale 64 --device cuda
+      pulse run --input lr_faces/ --scale 8 --method srgan
 
     Writes <name>.png (or <name>_<k>.png for samples; <name> is the input's stem, or stem.ext when
     inputs share a stem), with --grid grid/<name>.png, and report.jsonl with one line per output
@@ -101,7 +106,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
     Exit codes: 0 all within eps; 1 some inputs failed; 2 usage/setup error; 3 some results not within eps;
     130 interrupted (rerun the same command to resume).
     """
-    from ..api import COMPILE_NOTE, Upsampler
+    from ..api import COMPILE_NOTE, open_upsampler
     from ..devices import select_device
     from ..imageio import find_images, output_stems
     from ..memory import batch_size_arg
@@ -110,6 +115,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
 
     if samples < 1 or steps < 1:
         raise PulseError("--samples and --steps must be >= 1")
+    refuse_search_options(ctx, method, SEARCH_PARAMETERS)
     batch_size = batch_size_arg(batch_size)
     options = dict(steps=steps, eps=eps, eps_margin=eps_margin, noise=noise, early_stop=early_stop, precision=precision,
                    frame_every=10 if save_intermediate else 0)
@@ -119,12 +125,16 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
         SearchOptions(**options)  # what was given is checked before any input is read
     except ValueError as err:
         raise PulseError(f"search options: {err}") from None
+    if method != "pulse":
+        options = dict(eps=eps)
     found = find_images(input_path)
     device = select_device(device)
     processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
     if device.type == "cuda":
         device = f"cuda:{processes.local_rank}"
-    upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile_generator)
+    upsampler = open_upsampler(method, generator, device, scale, batch_size, compile_generator)
+    if method != "pulse":
+        upsampler.check_request(scale, samples, {})
     folder = _open_folder(output_dir, processes)
     with folder:  # unlocked however the run ends
         made_with = _made_with(upsampler, scale, seed, samples, options)
@@ -142,7 +152,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
         started, failed_now = time.perf_counter(), 0
         todo = plan.todo
         try:
-            with click.progressbar(length=len(todo), label="pulse", file=sys.stderr, show_pos=True,
+            with click.progressbar(length=len(todo), label=method, file=sys.stderr, show_pos=True,
                                    item_show_func=lambda s: s, hidden=not processes.is_main) as bar, \
                     warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -162,7 +172,7 @@ def run(input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, ba
                         folder.append({"input": str(path), "source": source, "status": "error", "error": str(results)})
                         failed_now += 1
                     else:
-                        _deliver(folder, path, source, input_sha, results, stems[path], scale, made_with, grid)
+                        _deliver(folder, path, source, input_sha, results, stems[path], scale, made_with, grid, method)
                     bar.update(1, path.name)
         except KeyboardInterrupt:
             raise Interrupted(f"finished faces are kept in {folder.report_path}; rerun the same command to resume")
@@ -221,10 +231,18 @@ def _made_with(upsampler, scale: float, seed: int, samples: int, options: dict) 
     from ..output_folder import file_sha256
 
     source = Path(upsampler.model.source)
+    sha256 = file_sha256(source) if source.is_file() else str(source)
+    if upsampler.method != "pulse":  # deterministic: the network and the scale decide the pixels
+        return {"method": upsampler.method, "model_sha256": sha256, "scale": scale, "eps": options["eps"]}
     search = asdict(upsampler.search_options(**options))
     search.pop("frame_every")  # intermediate frames are extra files, not a different result
-    return {"method": "pulse", "generator_sha256": file_sha256(source) if source.is_file() else str(source),
-            "scale": scale, "seed": seed, "samples": samples, "search": search}
+    return {"method": "pulse", "generator_sha256": sha256, "scale": scale, "seed": seed, "samples": samples,
+            "search": search}
+
+
+# the options that only steer the search: an error when given with a method that does not search
+SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "noise", "noise_layers", "early_stop", "precision",
+                     "compile_generator", "save_intermediate")
 
 
 @dataclass
@@ -293,7 +311,7 @@ def _flatten(settings: dict, prefix: str = "") -> dict:
 
 
 def _deliver(folder, path: Path, source: str, input_sha: str, results, stem: str, scale: float, made_with: dict,
-             grid: bool) -> None:
+             grid: bool, method: str) -> None:
     """Each output's report line first (so the folder always names what pulse writes), then its file."""
     from ..imageio import image_bytes
 
@@ -303,7 +321,7 @@ def _deliver(folder, path: Path, source: str, input_sha: str, results, stem: str
         data = image_bytes(res.image)
         frames = f"intermediate/{Path(name).stem}" if res.frames else None
         folder.append({"input": str(path), "source": source, "input_sha256": input_sha, "output": name,
-                       "status": "ok", "sample": res.sample, "seed": res.seed, "lr_mse": res.lr_mse,
+                       "status": "ok", "method": method, "sample": res.sample, "seed": res.seed, "lr_mse": res.lr_mse,
                        "lr_psnr": round(res.lr_psnr, 3), "success": res.success, "steps": res.steps,
                        "best_step": res.best_step, "seconds": round(res.seconds, 3), "sha256": hashlib.sha256(data).hexdigest(),
                        "grid": grid_name, "frames": frames, "made_with": made_with})
@@ -313,4 +331,4 @@ def _deliver(folder, path: Path, source: str, input_sha: str, results, stem: str
     if grid:
         from ..api import to_lr_tensor
 
-        folder.write_file(grid_name, image_bytes(_comparison(to_lr_tensor(path, str(path)), results, scale)))
+        folder.write_file(grid_name, image_bytes(_comparison(to_lr_tensor(path, str(path)), results, scale, method)))

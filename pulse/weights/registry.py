@@ -32,7 +32,7 @@ def weights_dir() -> Path:
     return registry_path().parent
 
 
-KINDS = ("generator", "stylegan1-official", "stylegan2-nvlabs", "stylegan2-rosinality", "landmarks")
+KINDS = ("generator", "stylegan1-official", "stylegan2-nvlabs", "stylegan2-rosinality", "sr-model", "landmarks")
 
 
 GENERATOR_KINDS = ("generator", "stylegan1-official", "stylegan2-nvlabs", "stylegan2-rosinality")
@@ -64,6 +64,7 @@ class Model:
     files: tuple[WeightsFile, ...]
     alignment: str | None = None
     data: str | None = None
+    scale: int | None = None  # sr-model: the one enlargement the network was trained for
 
     @property
     def import_command(self) -> str:
@@ -97,6 +98,8 @@ def _parse_model(path: Path, name: str, table: dict) -> Model:
         raise PulseError(f"{where}: kind must be one of {', '.join(KINDS)}, not {model.kind!r}")
     if not files or (model.kind != "stylegan1-official" and len(files) != 1):
         raise PulseError(f"{where}: a {model.kind} entry has exactly one file, this one has {len(files)}")
+    if (model.kind == "sr-model") != (model.scale is not None):
+        raise PulseError(f"{where}: scale is given for sr-model entries, and only for them")
     return model
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import PulseError
 from ..models.generator_file import FIT_SAMPLES, LoadedGenerator, load_generator, read_generator_file
+from ..models.srresnet import LoadedSRModel, load_sr_model
 from ..progress import notice
 from .convert_stylegan1 import import_official_stylegan1
 from .convert_stylegan2 import import_stylegan2
@@ -60,6 +61,31 @@ def resolve_generator(spec: str | os.PathLike, *, cache_dir=None) -> Path:
     return locate(model, resolve_cache_dir(cache_dir))
 
 
+
+
+def open_sr_model(spec: str | os.PathLike | None = None, scale: float = 8, device="cpu", *,
+                  cache_dir=None) -> LoadedSRModel:
+    """The feed-forward super-resolver a user means: a file or a registry name; by default the registry's
+    sr-model for ``scale``. A scale no model has is a one-line error listing the scales there are."""
+    models = load_registry()
+    if spec is None:
+        by_scale = {m.scale: m for m in models.values() if m.kind == "sr-model"}
+        if scale not in by_scale:
+            have = ", ".join(f"x{s} ({m.name})" for s, m in sorted(by_scale.items())) or "none"
+            raise PulseError(f"no feed-forward model for scale {scale:g}; the registry has: {have} "
+                             "(or pass --generator FILE, a model made by `pulse train-sr`)")
+        path = locate(by_scale[scale], resolve_cache_dir(cache_dir))
+    elif Path(spec).is_file():
+        path = Path(spec)
+    elif str(spec) in models and models[str(spec)].kind == "sr-model":
+        path = locate(models[str(spec)], resolve_cache_dir(cache_dir))
+    else:
+        names = ", ".join(n for n, m in models.items() if m.kind == "sr-model") or "none"
+        raise PulseError(f"{spec}: no such SR model file or registry name (known SR models: {names})")
+    loaded = load_sr_model(path, device)
+    if loaded.scale != scale:
+        raise PulseError(f"{path}: enlarges x{loaded.scale} only, not x{scale:g}")
+    return loaded
 
 
 def resolve_file(name: str, *, cache_dir=None) -> Path:

@@ -138,3 +138,24 @@ def test_cli_usage_errors_exit_2(tmp_path, tiny_generator_file, smooth_pattern):
                                   "--generator", str(tiny_generator_file), "--device", "cpu"])
     assert result.exit_code == EXIT_USAGE
     assert "scale 16 leaves 2 px faces for the 32 px generator" in result.stderr
+
+
+@pytest.mark.usefixtures("landmark_model")
+def test_cli_restore_method_srgan_pastes_the_networks_faces(photos, tmp_path):
+    from pulse.models.srresnet import SRResNet, SRResNetConfig, save_sr_model
+
+    sr_file = save_sr_model(tmp_path / "sr4.pt", SRResNet(SRResNetConfig(scale=4, channels=8, blocks=1)),
+                            {"hr_size": 32})
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(photos / "a_plain.png").resize((128, 128), Image.Resampling.BICUBIC).save(folder / "a_small.png")
+    out = tmp_path / "restored"
+    result = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--scale", "4",
+                                       "--method", "srgan", "--generator", str(sr_file), "--device", "cpu"])
+    assert result.exit_code in (0, 3), result.output  # 3: the face's LR consistency above eps
+    report = json.loads((out / "a_small.json").read_text())
+    assert report["method"] == "srgan" and report["lr_size"] == 8 and len(report["faces"]) == 1
+    assert Image.open(out / "a_small.png").size == (512, 512)
+    refused = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--method", "srgan",
+                                        "--generator", str(sr_file), "--scale", "4", "--steps", "9"])
+    assert refused.exit_code == EXIT_USAGE and "--steps: search option(s)" in refused.stderr

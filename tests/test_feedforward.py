@@ -1,0 +1,149 @@
+"""The srgan method behind the search's calls: API, `pulse run`/`restore`/`eval --method srgan`, the registry's
+sr-model entries. The network here is untrained (its output is exactly pulse's bicubic upscale), which makes
+every number checkable against bicubic."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import pulse
+from pulse.api import open_upsampler
+from pulse.cli import main
+from pulse.errors import EXIT_USAGE, PulseError
+from pulse.feedforward import FeedForwardUpsampler
+from pulse.imageio import pil_to_tensor, tensor_to_pil
+from pulse.models.srresnet import SRResNet, SRResNetConfig, save_sr_model
+from pulse.resample import resize
+from pulse.weights.registry import load_registry
+
+
+@pytest.fixture(scope="module")
+def sr_file(tmp_path_factory):
+    """An untrained x4 SR model for 32 px faces (8 px LR)."""
+    path = tmp_path_factory.mktemp("sr") / "sr4.pt"
+    torch.manual_seed(0)
+    save_sr_model(path, SRResNet(SRResNetConfig(scale=4, channels=8, blocks=1)),
+                  {"hr_size": 32, "lr_size": 8, "method": "srgan"})
+    return path
+
+
+@pytest.fixture
+def lr_faces(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    return folder
+
+
+def bicubic(path, size):
+    return tensor_to_pil(resize(pil_to_tensor(Image.open(path).convert("RGB")), size))
+
+
+def test_untrained_network_delivers_bicubic_with_measured_consistency(sr_file, lr_faces):
+    upsampler = open_upsampler("srgan", sr_file, "cpu", scale=4)
+    assert isinstance(upsampler, FeedForwardUpsampler) and upsampler.resolution == 32
+    paths = sorted(lr_faces.iterdir())
+    results = upsampler.run(paths, scale=4, eps=1.0)
+    for path, (result,) in zip(paths, results):
+        assert result.image.size == (32, 32)
+        assert np.array_equal(np.asarray(result.image), np.asarray(bicubic(path, 32)))
+        lr = pil_to_tensor(Image.open(path))
+        mse = float((resize(pil_to_tensor(result.image), 8) - lr).pow(2).mean())
+        assert result.lr_mse == pytest.approx(mse) and result.success and result.steps == 0
+
+
+def test_api_upsample_with_method_srgan(sr_file, lr_faces):
+    image = pulse.upsample(lr_faces / "a.png", scale=4, generator=sr_file, device="cpu", method="srgan")
+    assert np.array_equal(np.asarray(image), np.asarray(bicubic(lr_faces / "a.png", 32)))
+
+
+@pytest.mark.parametrize("request_, message", [
+    (dict(samples=3), "samples 3: srgan is deterministic"),
+    (dict(scale=8), "enlarges x4 only, not x8"),
+    (dict(steps=5), "steps: search options; srgan does not search"),
+])
+def test_what_the_network_cannot_do_is_refused(sr_file, lr_faces, request_, message):
+    upsampler = FeedForwardUpsampler(sr_file, scale=4, device="cpu")
+    with pytest.raises(PulseError, match=message):
+        upsampler.run([lr_faces / "a.png"], **{"scale": 4, **request_})
+
+
+def test_stream_reports_a_bad_input_and_goes_on(sr_file, lr_faces):
+    (lr_faces / "broken.png").write_bytes(b"\x89PNG garbage")
+    inputs = [lr_faces / "a.png", lr_faces / "broken.png", lr_faces / "b.png"]
+    found = dict(FeedForwardUpsampler(sr_file, scale=4, device="cpu").stream(inputs, scale=4))
+    assert isinstance(found[1], PulseError) and "broken.png" in str(found[1])
+    assert [r.image.size for r in found[0] + found[2]] == [(32, 32), (32, 32)]
+
+
+def test_cli_run_method_srgan_writes_marked_outputs_and_resumes(sr_file, lr_faces, tmp_path):
+    out = tmp_path / "out"
+    args = ["run", "--input", str(lr_faces), "--output", str(out), "--scale", "4", "--method", "srgan",
+            "--generator", str(sr_file), "--device", "cpu", "--eps", "1", "--grid"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+    assert {line["output"] for line in lines} == {"a.png", "b.png"}
+    assert all(line["method"] == "srgan" and line["made_with"]["method"] == "srgan" for line in lines)
+    assert Image.open(out / "a.png").size == (32, 32)
+    assert Image.open(out / "grid" / "a.png").width == 3 * 32  # LR | bicubic | srgan
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "0 processed, 2 skipped" in again.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "5"], "--steps: search option(s); --method srgan does not search"),
+    (["--samples", "2"], "samples 2: srgan is deterministic"),
+    (["--scale", "8"], "enlarges x4 only, not x8"),
+])
+def test_cli_run_refuses_what_srgan_cannot_do(sr_file, lr_faces, tmp_path, extra, message):
+    args = ["run", "--input", str(lr_faces), "--output", str(tmp_path / "out"), "--scale", "4", "--method", "srgan",
+            "--generator", str(sr_file), "--device", "cpu", *extra]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == EXIT_USAGE and message in result.stderr
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_cli_eval_scores_srgan_as_a_row(sr_file, astronaut, tmp_path):
+    data = tmp_path / "hr"
+    data.mkdir()
+    astronaut.crop((150, 30, 330, 210)).save(data / "face.png")
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(main, ["eval", "--data", str(data), "--output", str(out), "--scale", "4",
+                                       "--methods", "bicubic,srgan", "--sr-model", str(sr_file), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split(",")[1]: line.split(",") for line in (out / "metrics.csv").read_text().splitlines()[1:]}
+    assert set(rows) == {"bicubic", "srgan"}
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    psnr = header.index("psnr")
+    assert rows["srgan"][psnr] == rows["bicubic"][psnr]  # the untrained network is bicubic
+    assert "| metric | bicubic | srgan |" in (out / "summary.md").read_text()
+
+
+def write_registry(folder, sr_file, extra=""):
+    (folder / "sr4.pt").write_bytes(sr_file.read_bytes())
+    (folder / "registry.toml").write_text(
+        '[models.tiny-sr-x4]\nkind = "sr-model"\nresolution = 32\nscale = 4\nlicence = "test"\n'
+        f'description = "test"\n{extra}\n[[models.tiny-sr-x4.files]]\nname = "sr4.pt"\npath = "sr4.pt"\n')
+    return folder / "registry.toml"
+
+
+def test_default_sr_model_is_the_registrys_for_the_scale(sr_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("PULSE_REGISTRY", str(write_registry(tmp_path, sr_file)))
+    assert FeedForwardUpsampler(None, scale=4, device="cpu").scale == 4
+    assert FeedForwardUpsampler("tiny-sr-x4", scale=4, device="cpu").scale == 4
+    with pytest.raises(PulseError, match=r"no feed-forward model for scale 2; the registry has: x4 \(tiny-sr-x4\)"):
+        FeedForwardUpsampler(None, scale=2, device="cpu")
+
+
+def test_registry_sr_model_needs_its_scale(sr_file, tmp_path):
+    path = write_registry(tmp_path, sr_file)
+    path.write_text(path.read_text().replace("scale = 4\n", ""))
+    with pytest.raises(PulseError, match="scale is given for sr-model entries, and only for them"):
+        load_registry(path)
