@@ -19,6 +19,7 @@ COMMANDS = {  # name: (module, attribute, short help)
     "run": ("run", "run", "Super-resolve aligned LR faces."),
     "sample": ("sample", "sample_command", "Random faces from a generator, as one grid image."),
     "train": ("train", "train_command", "Train a generator on aligned faces."),
+    "train-sr": ("train_sr", "train_sr_command", "Train a feed-forward face super-resolver (SRResNet, SRGAN-style)."),
     "weights": ("weights", "weights_cli", "List, download, verify and import generator and landmark weights."),
 }
 

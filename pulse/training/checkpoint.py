@@ -71,10 +71,16 @@ def keep_copy(src, dst) -> Path:
     return dst
 
 
-def load_checkpoint(path) -> dict:
-    """Read a training checkpoint without unpickling code, or raise PulseError naming the file."""
+def load_checkpoint(path, kind: str = "generator") -> dict:
+    """Read a training checkpoint without unpickling code, or raise PulseError naming the file. ``kind``: whose
+    checkpoint it must be, ``pulse train``'s ("generator") or ``pulse train-sr``'s ("srgan")."""
     payload = load_payload(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "training checkpoint",
                            " (a generator file? use it with --init)")
+    found = payload.get("kind", "generator")  # `pulse train` wrote none
+    if found != kind:
+        command = {"generator": "pulse train", "srgan": "pulse train-sr"}
+        raise PulseError(f"{path}: a `{command.get(found, found)}` checkpoint; use it with "
+                         f"`{command.get(found, found)} --resume` or `{command.get(found, found)} export`")
     if payload["version"] < 2:  # version 1 kept only the latest command; when it took over is unknown
         payload["run"]["commands"] = [{"from_kimg": None, "command": payload["run"].pop("command")}]
     return payload

@@ -7,6 +7,9 @@
 Both end in a minibatch-stddev feature at 4×4 (lets D see a lack of variety, a guard against mode collapse)
 and a dense head giving one logit per image; weights use the equalised learning rate, like the generators',
 so both networks share Adam settings.
+
+- ``VGGDiscriminator`` (for the SR trainer, ``sr_loop``): SRGAN/ESRGAN's, plain convs with BatchNorm, trained
+  with SRResNet's Adam settings; no minibatch stddev (each SR output is tied to its own input: no mode collapse).
 """
 
 from __future__ import annotations
@@ -171,3 +174,30 @@ class ResidualDiscriminator(nn.Module):
         for res in self.resolutions:
             x = getattr(self, f"b{res}")(x)
         return self.b4(x)
+
+
+class VGGDiscriminator(nn.Module):
+    """SRGAN's D, narrowed for CPUs: per level a 3×3 conv and a 3×3 stride-2 conv, each BatchNorm (none on the
+    first) and LeakyReLU(0.2), width doubling from ``width`` up to ``max_width``, down to 4×4; then dense 100,
+    LeakyReLU and the logit. Image in [-1, 1] (B, 3, res, res) -> realness logit (B,)."""
+
+    def __init__(self, resolution: int, width: int = 32, max_width: int = 256):
+        super().__init__()
+        levels = int(math.log2(resolution)) - 2
+        if resolution < 8 or 4 * 2**levels != resolution or width < 1:
+            raise ValueError(f"resolution {resolution}, width {width}: needs a power of two >= 8 and a width >= 1")
+        layers, in_ch = [], 3
+        for level in range(levels):
+            out_ch = min(width << level, max_width)
+            for stride in (1, 2):
+                first = not layers
+                layers.append(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=first))
+                if not first:
+                    layers.append(nn.BatchNorm2d(out_ch))
+                layers.append(nn.LeakyReLU(LRELU_SLOPE))
+                in_ch = out_ch
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(in_ch * 16, 100), nn.LeakyReLU(LRELU_SLOPE), nn.Linear(100, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images).flatten(1)).squeeze(1)

@@ -15,14 +15,9 @@ end ``generator.pt`` (the generator file the search uses).
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import math
 import random
-import signal
-import sys
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +27,7 @@ import torch
 
 from ..devices import select_device
 from ..errors import Interrupted, PulseError
-from ..imageio import save_image, write_text_atomic
+from ..imageio import save_image
 from ..models import build_generator, generator_config
 from ..models.generator_file import LoadedGenerator, load_generator, write_generator_file
 from ..sampling import image_grid, sample_images
@@ -50,6 +45,7 @@ from .dataset import DataOrder, FaceData
 from .distributed import Processes
 from .export import generator_metadata
 from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+from .run_folder import LATEST, Progress, crossed, stop_requests
 
 R1_INTERVAL = 16  # lazy regularisation: the R1 penalty every 16th D step, weighted 16x
 
@@ -64,7 +60,7 @@ GRID_FACES, GRID_SEED = 16, 0
 METRICS_SEED = 1
 
 
-LATEST, GENERATOR_FILE, LOG_FILE = "latest.ckpt", "generator.pt", "log.jsonl"
+GENERATOR_FILE = "generator.pt"
 
 
 STATS = ("loss_g", "loss_d", "r1", "r1_steps", "real_logit", "fake_logit")
@@ -78,100 +74,9 @@ def _seed_process(seed: int, rank: int):
     random.seed(key)
 
 
-@contextlib.contextmanager
-def _stop_requests(enabled: bool):
-    """Ctrl-C / SIGTERM ask the loop to stop after the current step (truthy when asked), so the checkpoint
-    saved then resumes exactly; a second Ctrl-C interrupts at once. Several processes: torchrun's business.
-    A signal ignored when the run started (nohup, a background job) stays ignored."""
-    asked: list[int] = []
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield asked
-        return
-
-    def ask(signum, frame):
-        asked.append(signum)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)
-                if signal.getsignal(sig) is not signal.SIG_IGN}  # nohup'ed or background runs keep ignoring
-    try:
-        yield asked
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _crossed(before: int, after: int, every: int) -> bool:
-    return after // every > before // every
-
-
-def _logged_by(line: str, step: int) -> bool:
-    """Whether a log line is complete and from step ``step`` or before."""
-    try:
-        return json.loads(line)["step"] <= step
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return False
-
-
-class Progress:
-    """The status line on stderr and ``log.jsonl``: kimg, img/s, losses, R1, wall time (rank 0 only)."""
-
-    def __init__(self, out: Path, total_img: int, nimg: int, step: int, wall_before: float, enabled: bool):
-        self.log_path, self.total_img, self.enabled = out / LOG_FILE, total_img, enabled
-        if enabled and self.log_path.exists():  # a resumed run: drop lines logged after its checkpoint
-            write_text_atomic(self.log_path, "".join(
-                line for line in self.log_path.read_text().splitlines(keepends=True) if _logged_by(line, step)))
-        self.tty = enabled and sys.stderr.isatty()
-        self.started = self.last_time = self.last_draw = time.monotonic()
-        self.wall_before, self.last_nimg, self.excluded = wall_before, nimg, 0.0
-        self.losses = ""
-
-    def wall(self) -> float:
-        return self.wall_before + time.monotonic() - self.started
-
-    def exclude(self, seconds: float):
-        """Leave checkpoint and grid writing out of the next img/s figure."""
-        self.excluded += seconds
-
-    def tick(self, nimg: int):
-        if self.tty and time.monotonic() - self.last_draw > 0.5:
-            self.last_draw = time.monotonic()
-            rate = (nimg - self.last_nimg) / max(self.last_draw - self.last_time - self.excluded, 1e-9)
-            self._draw(nimg, rate, end="")
-
-    def record(self, nimg: int, step: int, stats: dict) -> dict:
-        now = time.monotonic()
-        rate = (nimg - self.last_nimg) / max(now - self.last_time - self.excluded, 1e-9)
-        self.last_time, self.last_nimg, self.excluded = now, nimg, 0.0
-        entry = {"kimg": round(nimg / 1000, 3), "step": step, **stats, "img_per_s": round(rate, 2),
-                 "wall_s": round(self.wall(), 1)}
-        if self.enabled:
-            with open(self.log_path, "a") as log:
-                log.write(json.dumps(entry) + "\n")
-            r1 = "-" if stats["r1"] is None else f"{stats['r1']:.4f}"
-            self.losses = f"G {stats['loss_g']:.3f}  D {stats['loss_d']:.3f}  R1 {r1}"
-            self._draw(nimg, rate, end="" if self.tty else "\n")
-        return entry
-
-    def record_metrics(self, nimg: int, step: int, metrics: dict):
-        """A log line of generator metrics (its own line: loss lines keep their shape)."""
-        if self.enabled:
-            with open(self.log_path, "a") as log:
-                log.write(json.dumps({"kimg": round(nimg / 1000, 3), "step": step, "metrics": metrics}) + "\n")
-            shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
-            print(("\r\033[K" if self.tty else "") + f"kimg {nimg / 1000:.2f} metrics: {shown}", file=sys.stderr,
-                  flush=True)
-
-    def _draw(self, nimg: int, rate: float, end: str):
-        left = (self.total_img - nimg) / max(rate, 1e-9)
-        eta = f"{left / 3600:.1f} h" if left >= 3600 else f"{left / 60:.0f} min"
-        line = (f"kimg {nimg / 1000:.2f}/{self.total_img / 1000:g}  {rate:.1f} img/s  {self.losses}  "
-                f"eta {eta}")
-        print(("\r\033[K" if self.tty else "") + line, end=end, file=sys.stderr, flush=True)
-
-    def close(self):
-        if self.tty:
-            print(file=sys.stderr)
+def _describe_losses(stats: dict) -> str:
+    r1 = "-" if stats["r1"] is None else f"{stats['r1']:.4f}"
+    return f"G {stats['loss_g']:.3f}  D {stats['loss_d']:.3f}  R1 {r1}"
 
 
 class Trainer:
@@ -425,8 +330,9 @@ class Trainer:
         if main and self.nimg == 0:
             self.write_grid()
         total = round(cfg.kimg * 1000)
-        progress = Progress(out, total, self.nimg, self.step, self.wall_before, enabled=main)
-        with _stop_requests(self.processes.world == 1) as stop:
+        progress = Progress(out, total, self.nimg, self.step, self.wall_before, enabled=main,
+                            describe=_describe_losses)
+        with stop_requests(self.processes.world == 1) as stop:
             self._loop(progress, stop)
         progress.close()
         if stop and self.nimg < total:
@@ -452,14 +358,14 @@ class Trainer:
             self.train_step()
             progress.tick(self.nimg)
             done = self.nimg >= total
-            if _crossed(before, self.nimg, log_every) or done:
+            if crossed(before, self.nimg, log_every) or done:
                 entry = progress.record(self.nimg, self.step, self.take_stats())
                 if not all(math.isfinite(entry[k]) for k in ("loss_g", "loss_d")):
                     raise PulseError(f"training diverged at {self.nimg / 1000:.1f} kimg (G loss {entry['loss_g']}, "
                                      f"D loss {entry['loss_d']}); {out / LATEST} holds the last good state; "
                                      f"try lower --g-lr/--d-lr or a higher --r1-gamma")
-            snapshot = snapshot_every > 0 and _crossed(before, self.nimg, snapshot_every)
-            if _crossed(before, self.nimg, checkpoint_every) or done or snapshot:
+            snapshot = snapshot_every > 0 and crossed(before, self.nimg, snapshot_every)
+            if crossed(before, self.nimg, checkpoint_every) or done or snapshot:
                 started = time.monotonic()
                 self.wall_before = progress.wall()
                 self.save(out / LATEST)
@@ -469,7 +375,7 @@ class Trainer:
                         keep_copy(out / LATEST, out / f"snapshot-{self.nimg / 1000:010.3f}kimg.ckpt")
                 progress.exclude(time.monotonic() - started)
             metrics_every = round(cfg.metrics_every * 1000)
-            if main and metrics_every > 0 and (_crossed(before, self.nimg, metrics_every) or done):
+            if main and metrics_every > 0 and (crossed(before, self.nimg, metrics_every) or done):
                 started = time.monotonic()
                 progress.record_metrics(self.nimg, self.step, self.measure())
                 progress.exclude(time.monotonic() - started)

@@ -1,9 +1,12 @@
-"""The GAN objective as named terms (StyleGAN2's): each a plain function of logits, testable on its own."""
+"""The training objectives as named terms, each a plain function testable on its own: the GAN's (StyleGAN2's)
+and the SR trainer's (relativistic average GAN, LR consistency)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ..resample import resize
 
 
 def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -21,3 +24,22 @@ def d_r1_loss(real_logits: torch.Tensor, reals: torch.Tensor) -> torch.Tensor:
     ``reals`` must require grad and ``real_logits`` come from them; the graph is kept for the backward."""
     grad, = torch.autograd.grad(real_logits.sum(), reals, create_graph=True)
     return grad.square().sum(dim=tuple(range(1, grad.dim()))).mean()
+
+
+def d_relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """RaGAN's D loss (Jolicoeur-Martineau 2018, as ESRGAN): real faces should look more real than the average
+    SR output, and SR outputs less real than the average real face."""
+    return (F.softplus(-(real_logits - fake_logits.mean())).mean()
+            + F.softplus(fake_logits - real_logits.mean()).mean()) / 2
+
+
+def g_relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """RaGAN's G loss, D's with the roles swapped: G gets gradient from real faces' logits as well."""
+    return (F.softplus(real_logits - fake_logits.mean()).mean()
+            + F.softplus(-(fake_logits - real_logits.mean())).mean()) / 2
+
+
+def lr_consistency_loss(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between the SR output downscaled by pulse's operator and the LR input: what
+    the search guarantees and a feed-forward network does not."""
+    return F.l1_loss(resize(sr, lr.shape[-2:]), lr)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from pulse.errors import PulseError
-from pulse.models.stylegan1 import GeneratorConfig
 from pulse.models.generator_file import gaussian_fit, load_generator, save_generator
+from pulse.models.stylegan1 import GeneratorConfig
 
 
 def test_file_roundtrip_renders_identically(tmp_path, tiny_generator):

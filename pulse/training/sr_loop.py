@@ -1,0 +1,403 @@
+"""Training the feed-forward super-resolver (``pulse train-sr``): SRResNet in two stages, as SRGAN.
+
+- Stage "pixel" (the first ``pixel_kimg``): L1 to the HR face alone. It converges fast and stably and hands the
+  GAN stage a generator already close to the person (PSNR-oriented, somewhat blurry).
+- Stage "gan" (from there to ``kimg``): a perceptual term (``perceptual.PerceptualLoss``: distance of VGG16
+  features) + an adversarial term against ``VGGDiscriminator`` (built at the boundary from its own seed) + a small
+  L1 term, ESRGAN's weights 1, 5e-3 and 1e-2. The adversarial loss is the relativistic average GAN rather than
+  LSGAN: those weights were tuned with it, and G's gradient comes from the real faces' logits too.
+- In both stages, optionally: ``lr_consistency`` × L1 between the SR output downscaled and the LR input (its
+  value is logged whatever its weight, so runs with and without it can be compared).
+
+Pairs: an HR face (mirrored at random by ``dataset.DataOrder``) and its LR made by pulse's own antialiased
+bicubic ``resample.resize``, rounded to 8 bits: exactly what ``pulse run`` reads from a file. Nothing else is
+random, so a checkpoint (weights, optimisers, data position) resumes exactly.
+
+A run folder holds ``latest.ckpt``, ``snapshot-*kimg.ckpt``, ``log.jsonl`` (losses and img/s; at each checkpoint
+a line of PSNR against HR of SR and of bicubic on fixed training faces), a grid per checkpoint (LR | bicubic |
+SR | HR of fixed faces) and at the end ``sr.pt``, the SR file of ``models.srresnet``. One process, no torchrun.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..devices import select_device
+from ..errors import Interrupted, PulseError
+from ..imageio import psnr_from_mse, quantize, save_image, tensor_to_pil
+from ..models.srresnet import SRResNet, SRResNetConfig, save_sr_model
+from ..resample import resize
+from ..sampling import labelled_grid
+from .checkpoint import keep_copy, load_checkpoint, save_checkpoint
+from .dataset import DataOrder, FaceData
+from .discriminators import VGGDiscriminator
+from .losses import d_relativistic_loss, g_relativistic_loss, lr_consistency_loss
+from .perceptual import DEFAULT_LAYERS, PerceptualLoss, parse_layers
+from .run_folder import LATEST, Progress, crossed, stop_requests
+
+KIND = "srgan"  # a checkpoint's "kind": tells these checkpoints from `pulse train`'s
+SR_FILE = "sr.pt"
+LICENCE = "non-commercial research only (see weights/README.md)"
+ADAM_BETAS = (0.9, 0.999)  # SRGAN's and ESRGAN's, for G and D
+D_SEED = 1  # D's initial weights come from seed + D_SEED, whatever the run did before it
+FIXED_FACES, GRID_FACES = 64, 8  # training faces for the PSNR line and the grid (the grid's are the first)
+SCALES = (2, 4, 8)
+ARCHITECTURE = ("scale", "hr_size", "channels", "blocks", "batch_norm")
+
+
+@dataclass
+class SRTrainConfig:
+    """Everything that defines an SR run. Stored in each checkpoint, so ``--resume`` alone continues it."""
+
+    data: list[str]
+    out: str
+    scale: int = 8
+    hr_size: int = 128
+    channels: int = SRResNetConfig.channels
+    blocks: int = SRResNetConfig.blocks
+    batch_norm: bool = False
+    batch: int = 16
+    lr: float = 2e-4  # Adam, G and D
+    kimg: float = 330.0  # training length in thousands of HR faces
+    pixel_kimg: float = 300.0  # stage "pixel" lasts this long; stage "gan" the rest (far costlier per face)
+    perceptual_weight: float = 1.0
+    adversarial_weight: float = 5e-3
+    pixel_weight: float = 1e-2  # stage "gan"'s L1 term (stage "pixel" is L1 at weight 1)
+    lr_consistency: float = 0.0
+    perceptual_layers: str = ",".join(DEFAULT_LAYERS)
+    d_width: int = 32  # VGGDiscriminator's first width
+    seed: int = 0
+    checkpoint_every: float = 10.0  # kimg
+    snapshot_every: float = 50.0  # kimg between checkpoints kept for good; 0: none
+    log_every: float = 1.0  # kimg
+    device: str = "auto"
+    cache_gb: float = 8.0  # decode the data into memory when it fits
+
+    def __post_init__(self):
+        self.data = [str(p) for p in self.data]
+        self.out = str(self.out)
+        if self.scale not in SCALES:
+            raise PulseError(f"--scale {self.scale}: choose 2, 4 or 8")
+        if self.hr_size < max(8, 2 * self.scale) or self.hr_size & (self.hr_size - 1):
+            raise PulseError(f"--hr-size {self.hr_size}: a power of two of at least {max(8, 2 * self.scale)}")
+        checks = [("channels", self.channels >= 1), ("blocks", self.blocks >= 0), ("batch", self.batch > 0),
+                  ("lr", self.lr > 0), ("kimg", self.kimg > 0), ("pixel_kimg", self.pixel_kimg >= 0),
+                  ("perceptual_weight", self.perceptual_weight >= 0),
+                  ("adversarial_weight", self.adversarial_weight >= 0), ("pixel_weight", self.pixel_weight >= 0),
+                  ("lr_consistency", self.lr_consistency >= 0), ("d_width", self.d_width >= 1),
+                  ("checkpoint_every", self.checkpoint_every > 0), ("snapshot_every", self.snapshot_every >= 0),
+                  ("log_every", self.log_every > 0), ("cache_gb", self.cache_gb >= 0),
+                  ("device", self.device in ("auto", "cpu", "cuda"))]
+        for name, ok in checks:
+            if not ok:
+                raise PulseError(f"--{name.replace('_', '-')} {getattr(self, name)}: out of range")
+        try:
+            parse_layers(self.perceptual_layers)
+        except ValueError as err:
+            raise PulseError(f"--perceptual-layers {err}")
+
+    @property
+    def lr_size(self) -> int:
+        return self.hr_size // self.scale
+
+    @property
+    def has_gan_stage(self) -> bool:
+        return self.kimg > self.pixel_kimg
+
+    def model_config(self) -> SRResNetConfig:
+        return SRResNetConfig(self.scale, self.channels, self.blocks, self.batch_norm)
+
+
+def resolve_sr_config(given: dict, checkpoint: dict | None = None, origin: str = "") -> SRTrainConfig:
+    """Options given explicitly over a resumed checkpoint's; contradicting its architecture is an error."""
+    given = {k: v for k, v in given.items() if v is not None}
+    base = dict(checkpoint["config"]) if checkpoint else {}
+    for key in ARCHITECTURE:
+        if key in given and key in base and given[key] != base[key]:
+            raise PulseError(f"{origin}: made with {key}={base[key]}, but this run asks for {given[key]}")
+    merged = {**base, **given}
+    unknown = set(merged) - {f.name for f in fields(SRTrainConfig)}
+    if unknown:
+        raise PulseError(f"{origin or 'config'}: unknown SR training options {', '.join(sorted(unknown))}")
+    for required in ("data", "out"):
+        if not merged.get(required):
+            raise PulseError(f"--{required} is required")
+    return SRTrainConfig(**merged)
+
+
+def make_lr(hr: torch.Tensor, size: int) -> torch.Tensor:
+    """HR in [0, 1] -> the LR input `pulse run` would read: pulse's bicubic downscale, 8-bit levels."""
+    return quantize(resize(hr, size))
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over images of each image's PSNR."""
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return sum(map(psnr_from_mse, mse.tolist())) / len(mse)
+
+
+def _describe_losses(stats: dict) -> str:
+    words = f"{stats['stage']}  L1 {stats['pixel']:.4f}  LR {stats['lr_l1']:.4f}"
+    if "adversarial" in stats:
+        words += f"  P {stats['perceptual']:.4f}  G {stats['adversarial']:.3f}  D {stats['loss_d']:.3f}"
+    return words
+
+
+class SRTrainer:
+    """An SR run: SRResNet (and in stage "gan" the discriminator), optimisers, data stream and the step."""
+
+    def __init__(self, config: SRTrainConfig, checkpoint: dict | None = None, command: str = "",
+                 report=lambda line: None):
+        self.config, self.report = config, report
+        self.device = select_device(config.device)
+        torch.manual_seed(config.seed)
+        self.G = SRResNet(config.model_config()).to(self.device).train()
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=ADAM_BETAS)
+        self.D = self.opt_D = None
+        self.perceptual = (PerceptualLoss(parse_layers(config.perceptual_layers), self.device)
+                           if config.has_gan_stage and config.perceptual_weight > 0 else None)
+        self.data = FaceData(config.data, config.hr_size, int(config.cache_gb * 2**30), report=report)
+        if self.data.cached:
+            self.data.to(self.device)
+        self.order = DataOrder(len(self.data), config.seed)
+        n = min(FIXED_FACES, len(self.data))
+        self.fixed_hr = self.data.images_at([i * len(self.data) // n for i in range(n)]).to(self.device).float() / 255
+        self.fixed_lr = make_lr(self.fixed_hr, config.lr_size)
+        self.fixed_bicubic = quantize(resize(self.fixed_lr, config.hr_size))
+        self.nimg = self.step = 0
+        self.wall_before = 0.0
+        self.run_info = {"name": Path(config.out).name, "data": self.data.description, "commands": []}
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.run_info["commands"].append({"from_kimg": self.nimg / 1000, "command": command})
+        self._sums: dict[str, list] = {}
+        report(self.data.summary())
+
+    @property
+    def stage(self) -> str:
+        return "pixel" if self.D is None else "gan"
+
+    def _start_gan_stage(self):
+        with torch.random.fork_rng(devices=[]):  # D's weights depend on the seed only, not on when it is built
+            torch.manual_seed(self.config.seed + D_SEED)
+            self.D = VGGDiscriminator(self.config.hr_size, self.config.d_width).to(self.device).train()
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=self.config.lr, betas=ADAM_BETAS)
+
+    # --- the step -------------------------------------------------------------------------------------
+
+    def train_step(self):
+        """One G step (stage "gan": then one D step on the same SR outputs)."""
+        cfg = self.config
+        if self.D is None and cfg.has_gan_stage and self.nimg >= round(cfg.pixel_kimg * 1000):
+            self._start_gan_stage()
+        hr = self.data.take(self.order, cfg.batch, self.device).float() / 255
+        low = make_lr(hr, cfg.lr_size)
+        sr = self.G(low)
+        stats = {"pixel": F.l1_loss(sr, hr), "lr_l1": lr_consistency_loss(sr, low)}
+        if self.D is None:
+            loss = stats["pixel"] + cfg.lr_consistency * stats["lr_l1"]
+        else:
+            self.D.requires_grad_(False)
+            with torch.no_grad():
+                real_logits = self.D(hr * 2 - 1)
+            stats["adversarial"] = g_relativistic_loss(real_logits, self.D(sr * 2 - 1))
+            stats["perceptual"] = self.perceptual(sr, hr) if self.perceptual is not None else sr.new_zeros(())
+            loss = (cfg.perceptual_weight * stats["perceptual"] + cfg.adversarial_weight * stats["adversarial"]
+                    + cfg.pixel_weight * stats["pixel"] + cfg.lr_consistency * stats["lr_l1"])
+        self.opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_G.step()
+        if self.D is not None:
+            self._d_step(hr, sr.detach(), stats)
+        self.nimg += cfg.batch
+        self.step += 1
+        for key, value in stats.items():
+            total = self._sums.setdefault(key, [0.0, 0])
+            total[0], total[1] = total[0] + value.detach(), total[1] + 1
+
+    def _d_step(self, hr: torch.Tensor, sr: torch.Tensor, stats: dict):
+        self.D.requires_grad_(True)
+        real_logits, fake_logits = self.D(hr * 2 - 1), self.D(sr * 2 - 1)
+        stats["loss_d"] = d_relativistic_loss(real_logits, fake_logits)
+        self.opt_D.zero_grad(set_to_none=True)
+        stats["loss_d"].backward()
+        self.opt_D.step()
+        stats["real_logit"], stats["fake_logit"] = real_logits.detach().mean(), fake_logits.detach().mean()
+
+    def take_stats(self) -> dict:
+        """Mean of each loss since the last call (a term logged from when its stage began)."""
+        stats = {"stage": self.stage}
+        stats.update({key: round(float(total) / count, 6) for key, (total, count) in self._sums.items()})
+        self._sums = {}
+        return stats
+
+    # --- checkpoints, measurements, grids ------------------------------------------------------------------
+
+    def save(self, path) -> Path:
+        gan = {"D": self.D.state_dict(), "opt_D": self.opt_D.state_dict()} if self.D is not None else {}
+        return save_checkpoint(path, {
+            "kind": KIND, "config": asdict(self.config),
+            "G": self.G.state_dict(), "opt_G": self.opt_G.state_dict(), **gan,
+            "progress": {"nimg": self.nimg, "step": self.step, "wall_s": self.wall_before},
+            "data": self.order.state_dict(), "run": self.run_info,
+        })
+
+    def _restore(self, checkpoint: dict):
+        try:
+            self.G.load_state_dict(checkpoint["G"])
+            self.opt_G.load_state_dict(checkpoint["opt_G"])
+            if "D" in checkpoint:
+                self._start_gan_stage()
+                self.D.load_state_dict(checkpoint["D"])
+                self.opt_D.load_state_dict(checkpoint["opt_D"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise PulseError(f"checkpoint does not fit this run ({str(err).splitlines()[0][:160]})")
+        lr = self.config.lr
+        for name, optimizer in (("G", self.opt_G), ("D", self.opt_D)):  # a --lr given with --resume must win
+            before = optimizer.param_groups[0]["lr"] if optimizer is not None else lr
+            if before != lr:
+                self.report(f"note: {name} learning rate {before:g} at the checkpoint, {lr:g} from here on")
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+        progress = checkpoint["progress"]
+        self.nimg, self.step, self.wall_before = progress["nimg"], progress["step"], progress["wall_s"]
+        if checkpoint["data"]["size"] != len(self.data):
+            self.report(f"note: the data now has {len(self.data):,} images, {checkpoint['data']['size']:,} at the "
+                        f"checkpoint: the data order starts a new epoch")
+        self.order.load_state_dict(checkpoint["data"])
+        self.run_info["commands"] = list(checkpoint["run"]["commands"])
+
+    @torch.no_grad()
+    def _super_resolve_fixed(self) -> torch.Tensor:
+        self.G.eval()
+        try:
+            return quantize(self.G(self.fixed_lr))
+        finally:
+            self.G.train()
+
+    def measure(self) -> dict:
+        """PSNR against HR of the 8-bit SR output and of bicubic, and the SR output's LR-PSNR (how well it
+        downscales back to its input), on the fixed training faces."""
+        sr = self._super_resolve_fixed()
+        return {"psnr": round(_psnr(sr, self.fixed_hr), 3),
+                "psnr_bicubic": round(_psnr(self.fixed_bicubic, self.fixed_hr), 3),
+                "lr_psnr": round(_psnr(resize(sr, self.config.lr_size), self.fixed_lr), 3)}
+
+    def write_grid(self) -> Path:
+        """LR (nearest) | bicubic | SR | HR, one fixed face a row: the same faces at every checkpoint."""
+        n, cell = min(GRID_FACES, len(self.fixed_hr)), max(self.config.hr_size, 64)
+        sr = self._super_resolve_fixed()[:n]
+        rows = [[tensor_to_pil(self.fixed_lr[i]).resize((cell, cell), Image.Resampling.NEAREST)]
+                + [tensor_to_pil(resize(t[i], cell)) for t in (self.fixed_bicubic, sr, self.fixed_hr)]
+                for i in range(n)]
+        grid = labelled_grid([f"LR {self.config.lr_size} px", "bicubic", "SR", "HR"], rows, cell)
+        return save_image(grid, Path(self.config.out) / f"samples-{self.nimg / 1000:010.3f}kimg.png")
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        """Train to ``kimg``, checkpointing and logging on the way; write ``sr.pt`` at the end."""
+        out = Path(self.config.out)
+        if self.nimg == 0:
+            self.write_grid()
+        total = round(self.config.kimg * 1000)
+        progress = Progress(out, total, self.nimg, self.step, self.wall_before, enabled=True,
+                            describe=_describe_losses)
+        with stop_requests(True) as stop:
+            self._loop(progress, stop)
+        progress.close()
+        if stop and self.nimg < total:
+            self.wall_before = progress.wall()
+            self.save(out / LATEST)
+            raise Interrupted(f"at {self.nimg / 1000:.3f} kimg; the state is saved: continue with "
+                              f"--resume {out / LATEST}")
+        return save_sr_model(out / SR_FILE, self.G, sr_metadata(self.config, self.run_info, self.nimg, self.stage))
+
+    def _loop(self, progress: Progress, stop: list):
+        cfg, out = self.config, Path(self.config.out)
+        total = round(cfg.kimg * 1000)
+        log_every = max(1, round(cfg.log_every * 1000))
+        checkpoint_every = max(1, round(cfg.checkpoint_every * 1000))
+        snapshot_every = round(cfg.snapshot_every * 1000)
+        while self.nimg < total and not stop:
+            before = self.nimg
+            self.train_step()
+            progress.tick(self.nimg)
+            done = self.nimg >= total
+            if crossed(before, self.nimg, log_every) or done:
+                entry = progress.record(self.nimg, self.step, self.take_stats())
+                if not all(math.isfinite(v) for v in entry.values() if isinstance(v, float)):
+                    raise PulseError(f"training diverged at {self.nimg / 1000:.1f} kimg "
+                                     f"({_describe_losses(entry)}); {out / LATEST} holds the last good state; "
+                                     f"try a lower --lr")
+            snapshot = snapshot_every > 0 and crossed(before, self.nimg, snapshot_every)
+            if crossed(before, self.nimg, checkpoint_every) or done or snapshot:
+                started = time.monotonic()
+                self.wall_before = progress.wall()
+                self.save(out / LATEST)
+                self.write_grid()
+                progress.record_metrics(self.nimg, self.step, self.measure())
+                if snapshot:
+                    keep_copy(out / LATEST, out / f"snapshot-{self.nimg / 1000:010.3f}kimg.ckpt")
+                progress.exclude(time.monotonic() - started)
+
+
+def sr_metadata(config: SRTrainConfig, run_info: dict, nimg: int, stage: str) -> dict:
+    """What an SR file says about where it came from."""
+    return {
+        "method": "srgan",
+        "name": run_info["name"],
+        "scale": config.scale, "lr_size": config.lr_size, "hr_size": config.hr_size,
+        "stage": stage,  # "pixel": L1 only so far; "gan": perceptual + adversarial reached
+        "kimg": round(nimg / 1000, 3),
+        "data": run_info["data"],
+        "alignment": "ffhq",
+        "licence": LICENCE,
+        "training_commands": run_info["commands"],  # every leg of the run, oldest first
+        "trainer": (f"pulse train-sr: L1 for {config.pixel_kimg:g} kimg, then VGG16 {config.perceptual_layers} "
+                    f"x{config.perceptual_weight:g} + RaGAN x{config.adversarial_weight:g} "
+                    f"+ L1 x{config.pixel_weight:g}; LR consistency x{config.lr_consistency:g}"),
+    }
+
+
+def load_sr_checkpoint(path) -> dict:
+    """A checkpoint of ``pulse train-sr`` (not of ``pulse train``), or PulseError naming the file."""
+    return load_checkpoint(path, kind=KIND)
+
+
+def export_sr_checkpoint(checkpoint_path, out, half: bool = False) -> Path:
+    """The SR file of a checkpoint's network (``pulse train-sr export``)."""
+    checkpoint = load_sr_checkpoint(checkpoint_path)
+    config = SRTrainConfig(**checkpoint["config"])
+    model = SRResNet(config.model_config())
+    model.load_state_dict(checkpoint["G"])
+    metadata = sr_metadata(config, checkpoint["run"], checkpoint["progress"]["nimg"],
+                           "gan" if "D" in checkpoint else "pixel")
+    return save_sr_model(out, model.eval(), metadata, half=half)
+
+
+def train_sr(given: dict, resume=None, command: str = "", report=lambda line: None) -> Path:
+    """Run (or continue) an SR training run from explicitly given options; returns the SR file."""
+    checkpoint = load_sr_checkpoint(resume) if resume else None
+    config = resolve_sr_config(given, checkpoint, origin=str(resume or ""))
+    out = Path(config.out)
+    if checkpoint is None and (out / LATEST).exists():
+        raise PulseError(f"{out}: already holds a training run; continue it with --resume {out / LATEST} "
+                         f"or choose another --output")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        trainer = SRTrainer(config, checkpoint, command, report)
+        report(f"training a {sum(p.numel() for p in trainer.G.parameters()) / 1e6:.2f} M-parameter SRResNet x"
+               f"{config.scale} ({config.lr_size} -> {config.hr_size} px) on {trainer.device}; batch {config.batch}; "
+               f"L1 to {config.pixel_kimg:g} kimg, then perceptual + adversarial to {config.kimg:g} kimg; "
+               f"from {trainer.nimg / 1000:g} kimg")
+        return trainer.run()
+    except OSError as err:  # a full disk while writing the log or a grid, a shard that vanished mid-run
+        raise PulseError(f"{err.filename or out}: {err.strerror or err}")
