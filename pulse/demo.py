@@ -1,0 +1,353 @@
+"""`pulse demo`: a page on localhost to try pulse on one photo or one aligned LR face.
+
+The work is the library's: ``Upsampler.run`` for an aligned face, ``faces.restore.restore`` for a whole photo.
+This module turns one upload and the page's settings into what the page shows (captioned pictures, a summary, a
+zip of the images and a JSON report) and keeps a shared machine alive: uploads pass the CLI's checks and their
+one-line ``PulseError`` messages are what the page says; a search stops at a time cap; the page runs one search
+at a time behind a queue it shows. ``Demo`` knows nothing of the web (tests drive it directly); ``serve`` builds
+the Gradio page around it and imports Gradio only then, so the rest of pulse never loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import ipaddress
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from .api import Result, Upsampler, check_lr_size, open_upsampler
+from .errors import PulseError
+from .evaluation.metrics import psnr
+from .faces.detect import require_models
+from .faces.restore import lr_size_for, restore
+from .imageio import image_bytes, load_image, pil_to_tensor, tensor_to_pil
+from .output_folder import file_sha256
+from .resample import resize
+from .weights.registry import DEFAULT_GENERATOR, GENERATOR_KINDS, load_registry
+from .weights.resolve import is_installed
+from .weights.store import resolve_cache_dir
+
+# the methods the page offers (of api.METHODS); srgan joins once the registry has SR models to choose from, and the
+# page then sends it no samples or search steps (it has neither)
+METHODS = ("pulse",)
+MODES = {"auto": "auto", "aligned LR face": "face", "whole photo": "photo"}  # page label -> mode
+MAX_SAMPLES, MAX_STEPS, MAX_SCALE = 4, 500, 32  # the page's bounds, checked again for requests made without it
+PHOTO_SHOWN = 1536  # longest side of the before/after pair on the page (the zip has the full photo)
+INVENTED = ("The face is invented: pulse makes up a plausible face that downscales to your input; it does not "
+            "recover the person. Never use it to identify anyone or as evidence.")
+DEMO_EXTRA = 'pip install "pulse[demo]"'
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One request's choices, as the page offers them."""
+
+    mode: str = "auto"  # "auto": an upload that is square and no larger than the generator is an aligned face
+    method: str = "pulse"
+    generator: str | None = None  # None: the demo's default
+    scale: int = 8
+    samples: int = 1  # aligned faces only (a photo's faces get one each)
+    steps: int = 100
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What keeps a shared machine alive."""
+
+    time_limit: float = 300.0  # seconds of work per request
+    queue_size: int = 8  # requests that may wait behind the running one
+    max_upload_mb: float = 20.0
+
+
+@dataclass
+class Outcome:
+    """What one request gives the page: a one-line error, or captioned pictures, a summary and the download."""
+
+    name: str  # the upload's file name
+    error: str | None = None
+    eps: float | None = None  # the LR MSE a result must reach to count as consistent
+    tiles: list[tuple[Image.Image, str]] = field(default_factory=list)  # per face: LR | bicubic | each sample
+    rows: list[tuple[str, float, bool]] = field(default_factory=list)  # (label, LR-PSNR dB, within eps)
+    photo: tuple[Image.Image, Image.Image] | None = None  # bicubic, restored (whole photos), display size
+    report: dict | None = None
+    download: Path | None = None
+    notes: list[str] = field(default_factory=list)  # the library's warnings
+    seconds: float = 0.0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (a name other than localhost counts as reachable)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def within_eps(success: bool) -> str:
+    return "within eps ✓" if success else "not within eps ✗"
+
+
+class Demo:
+    """The page's work, without the page: opens the generator, runs a request, writes its download.
+
+    One request at a time (the page's queue sees to that); the last opened method and generator stay loaded.
+    """
+
+    def __init__(self, generator: str | None = None, device: str = "auto", time_limit: float = Limits.time_limit):
+        self.default_generator = str(generator or DEFAULT_GENERATOR)
+        self.device, self.time_limit = device, time_limit
+        self.workdir = Path(tempfile.mkdtemp(prefix="pulse-demo-"))  # the latest request's zip
+        self._opened: tuple[tuple[str, str], Upsampler] | None = None
+        self._generator_sha: dict[str, str] = {}
+        self.upsampler("pulse", self.default_generator)  # a missing generator stops `pulse demo` before it serves
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def generators(self) -> list[str]:
+        """The default, then the registry's other installed generators (nothing is downloaded from the page)."""
+        cache = resolve_cache_dir()
+        installed = [m.name for m in load_registry().values() if m.kind in GENERATOR_KINDS and is_installed(m, cache)]
+        return [self.default_generator] + [name for name in installed if name != self.default_generator]
+
+    def upsampler(self, method: str, generator: str) -> Upsampler:
+        if self._opened is None or self._opened[0] != (method, generator):
+            self._opened = None  # the old one is freed before the new one loads
+            self._opened = (method, generator), open_upsampler(method, generator, self.device)
+        return self._opened[1]
+
+    def enhance(self, path, settings: Settings = Settings(),
+                on_progress: Callable[[float, str], None] = lambda fraction, what: None) -> Outcome:
+        """One upload through pulse. Every problem the user can fix comes back as ``Outcome.error``, one line."""
+        started = time.monotonic()
+        path = Path(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)  # what the library says to users, each time
+            try:
+                outcome = self._enhance(path, settings, started, on_progress)
+            except PulseError as err:
+                outcome = Outcome(path.name, error=str(err))
+        # messages name the upload as the user knows it, not the server's copy
+        local = lambda text: text.replace(str(path), path.name)  # noqa: E731
+        outcome.error = outcome.error and local(outcome.error)
+        said = (str(w.message) for w in caught if issubclass(w.category, UserWarning))
+        outcome.notes = list(dict.fromkeys(local(message) for message in said))
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+    def _enhance(self, path: Path, s: Settings, started: float, on_progress) -> Outcome:
+        _check(s)
+        generator = s.generator or self.default_generator
+        if generator not in self.generators():
+            raise PulseError(f"generator {generator!r} is not installed here (offered: {', '.join(self.generators())})")
+        on_progress(0, f"opening {generator}")
+        upsampler = self.upsampler(s.method, generator)
+
+        def on_step(step: int, total: int) -> None:
+            if time.monotonic() - started > self.time_limit:
+                raise PulseError(f"stopped at step {step}/{total}: over this demo's limit of {self.time_limit:g} s "
+                                 "per request; try fewer steps or samples")
+            on_progress(step / total, f"search step {step}/{total}")
+
+        on_progress(0, "reading the upload")
+        kind = {}
+
+        def check_size(width: int, height: int) -> None:  # from the header, before any pixel is decoded
+            kind["face"] = s.mode == "face" or (s.mode == "auto" and width == height <= upsampler.resolution)
+            if kind["face"]:
+                check_lr_size(width, height, upsampler.resolution, str(path))
+
+        image = load_image(path, check_size=check_size)
+        if kind["face"]:
+            return self._face(path, image, upsampler, s, on_step, self._made_with(upsampler, generator, s, s.samples))
+        on_progress(0, "finding faces")
+        return self._photo(path, image, upsampler, s, on_step, self._made_with(upsampler, generator, s, 1))
+
+    def _face(self, path: Path, lr: Image.Image, upsampler: Upsampler, s: Settings, on_step, made_with) -> Outcome:
+        results = upsampler.run([lr], scale=s.scale, samples=s.samples, seed=s.seed, on_step=on_step,
+                                steps=s.steps)[0]
+        tiles, rows = _face_tiles(lr, results, s.scale, ["pulse"] if s.samples == 1 else
+                                  [f"pulse #{r.sample}" for r in results])
+        names = [f"{path.stem}.png"] if s.samples == 1 else [f"{path.stem}_{r.sample}.png" for r in results]
+        files = {name: image_bytes(r.image) for name, r in zip(names, results)}
+        input_sha = file_sha256(path)
+        report = {"note": INVENTED, "method": s.method, "mode": "face", "generator": made_with["generator"],
+                  "outputs": [{"input": path.name, "input_sha256": input_sha, "output": name, "status": "ok",
+                               "sample": r.sample, "seed": r.seed, "lr_mse": r.lr_mse, "lr_psnr": round(r.lr_psnr, 3),
+                               "success": r.success, "steps": r.steps, "best_step": r.best_step,
+                               "seconds": round(r.seconds, 3), "sha256": hashlib.sha256(files[name]).hexdigest(),
+                               "made_with": made_with}
+                              for name, r in zip(names, results)]}
+        return Outcome(path.name, eps=made_with["search"]["eps"], tiles=tiles, rows=rows, report=report,
+                       download=self._zip(path.stem, files, report))
+
+    def _photo(self, path: Path, photo: Image.Image, upsampler: Upsampler, s: Settings, on_step, made_with) -> Outcome:
+        require_models("hog")
+        restored = restore(photo, s.scale, upsampler, seed=s.seed, name=str(path), steps=s.steps, on_step=on_step)
+        if not restored.faces:
+            raise PulseError(f"{path}: no face found; upload a photo with a clear, roughly frontal face, or an "
+                             "aligned LR face")
+        tiles, rows, files = [], [], {f"{path.stem}.png": image_bytes(restored.image)}
+        for k, face in enumerate(restored.faces, 1):
+            t, r = _face_tiles(face.lr, [face.result], s.scale, [f"face {k}: pulse"], f"face {k}: ")
+            tiles += t
+            rows += r
+            files[f"{path.stem}_face{k}.png"] = image_bytes(face.result.image)
+        report = {"note": INVENTED, "method": s.method, "mode": "photo", "source": path.name,
+                  "input_sha256": file_sha256(path), "scale": s.scale,
+                  "lr_size": lr_size_for(upsampler.resolution, s.scale), "image": f"{path.stem}.png",
+                  "faces": [{**face.report(), "output": f"{path.stem}_face{k}.png"}
+                            for k, face in enumerate(restored.faces, 1)],
+                  "made_with": made_with}
+        shown = [restored.upscaled.copy(), restored.image.copy()]
+        for picture in shown:
+            picture.thumbnail((PHOTO_SHOWN, PHOTO_SHOWN))
+        return Outcome(path.name, eps=made_with["search"]["eps"], tiles=tiles, rows=rows, photo=(shown[0], shown[1]),
+                       report=report, download=self._zip(path.stem, files, report))
+
+    def _made_with(self, upsampler: Upsampler, generator: str, s: Settings, samples: int) -> dict:
+        """What decides the pixels, as `pulse run`'s report records it."""
+        source = str(upsampler.model.source)
+        if source not in self._generator_sha:
+            self._generator_sha[source] = file_sha256(source) if Path(source).is_file() else source
+        search = asdict(upsampler.search_options(steps=s.steps))
+        search.pop("frame_every")
+        return {"method": s.method, "generator": generator, "generator_sha256": self._generator_sha[source],
+                "scale": s.scale, "seed": s.seed, "samples": samples, "search": search}
+
+    def _zip(self, stem: str, files: dict[str, bytes], report: dict) -> Path:
+        """The download: the images and report.json. Only the latest request's zip is kept here (the page copies
+        what it serves)."""
+        for old in self.workdir.iterdir():
+            old.unlink()
+        path = self.workdir / f"{stem}_pulse.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in files.items():
+                archive.writestr(name, data)
+            archive.writestr("report.json", json.dumps(report, indent=1) + "\n")
+        return path
+
+
+def _check(s: Settings) -> None:
+    """The page's bounds, for requests that did not come through its widgets."""
+    if s.mode not in MODES.values():
+        raise PulseError(f"input kind must be one of {', '.join(MODES.values())}, got {s.mode!r}")
+    if s.method not in METHODS:
+        raise PulseError(f"method must be one of {', '.join(METHODS)}, got {s.method!r}")
+    for name, value, low, high in (("scale", s.scale, 2, MAX_SCALE), ("samples", s.samples, 1, MAX_SAMPLES),
+                                   ("steps", s.steps, 1, MAX_STEPS)):
+        if value != int(value) or not low <= value <= high:
+            raise PulseError(f"{name} must be a whole number from {low} to {high}, got {value}")
+
+
+def _face_tiles(lr: Image.Image, results: list[Result], scale: int, labels: list[str],
+                prefix: str = "") -> tuple[list[tuple[Image.Image, str]], list[tuple[str, float, bool]]]:
+    """One face's row: LR (nearest-enlarged) | bicubic | each result, all at the output size, captioned with
+    their LR-PSNR (the output downscaled against the LR input) and, for results, ✓ if that is within eps."""
+    size = results[0].image.width
+    lr_t = pil_to_tensor(lr)
+    bicubic = tensor_to_pil(resize(lr_t, size))
+    bicubic_psnr = psnr(resize(pil_to_tensor(bicubic), lr.width), lr_t)
+    tiles = [(lr.resize((size, size), Image.Resampling.NEAREST), f"{prefix}LR {lr.width} px"),
+             (bicubic, f"{prefix}bicubic ×{scale:g}: {bicubic_psnr:.1f} dB")]
+    tiles += [(r.image, f"{label}: {r.lr_psnr:.1f} dB {'✓' if r.success else '✗'}")
+              for r, label in zip(results, labels)]
+    return tiles, [(label, r.lr_psnr, r.success) for r, label in zip(results, labels)]
+
+
+def summary_html(outcome: Outcome) -> str:
+    """The status box: the error in one line, or a table of LR-PSNR and eps marks, the notes, and the warning."""
+    if outcome.error:
+        return f'<p class="pulse-error"><b>error:</b> {html.escape(outcome.error)}</p>'
+    head = f"<tr><th>result</th><th>LR-PSNR: downscaled vs the input</th><th>LR MSE ≤ eps = {outcome.eps:g}</th></tr>"
+    cells = "".join(f"<tr><td>{html.escape(label)}</td><td>{value:.2f} dB</td><td>{within_eps(ok)}</td></tr>"
+                    for label, value, ok in outcome.rows)
+    notes = "".join(f"<p>note: {html.escape(note)}</p>" for note in outcome.notes)
+    return (f'<p class="pulse-done">{html.escape(outcome.name)}: done in {outcome.seconds:.1f} s</p>'
+            f"<table>{head}{cells}</table>{notes}<p><i>{html.escape(INVENTED)}</i></p>")
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, generator: str | None = None, device: str = "auto",
+          limits: Limits = Limits(), on_ready: Callable[[str], None] = print) -> None:
+    """Serve the page until Ctrl-C; ``on_ready(url)`` once it is listening."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (before gradio is imported)
+    try:
+        import gradio as gr
+    except ImportError as err:
+        raise PulseError(f"the demo needs Gradio ({err}): {DEMO_EXTRA}") from None
+    demo = Demo(generator, device, limits.time_limit)
+    page = build_page(demo, limits, gr)
+    try:
+        page.queue(max_size=limits.queue_size, default_concurrency_limit=1)
+        try:
+            _, url, _ = page.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
+                                    prevent_thread_lock=True, max_file_size=f"{limits.max_upload_mb:g}mb",
+                                    footer_links=["gradio"])
+        except OSError:  # Gradio says only that no port of its range was free
+            raise PulseError(f"cannot serve on {host}:{port}: the port is taken or privileged, or the address is not "
+                             "this machine's; choose another --port or --host") from None
+        on_ready(url)
+        page.block_thread()
+    finally:
+        page.close()
+        demo.close()
+
+
+def build_page(demo: Demo, limits: Limits, gr):
+    """The Gradio page: upload and settings on the left; status, pictures and download on the right."""
+    def run(upload, mode, method, generator, scale, samples, steps, seed, progress=gr.Progress()):
+        if upload is None:
+            outcome = Outcome("", error="upload a photo or an aligned LR face first")
+        else:
+            settings = Settings(MODES.get(mode, mode), method, generator, int(scale), int(samples), int(steps),
+                                int(seed or 0))
+            outcome = demo.enhance(upload, settings, lambda fraction, what: progress(fraction, desc=what))
+        return (summary_html(outcome), outcome.tiles or None,
+                gr.ImageSlider(value=outcome.photo, visible=outcome.photo is not None),
+                outcome.download and str(outcome.download), outcome.report)
+
+    with gr.Blocks(title="pulse demo", analytics_enabled=False, delete_cache=(600, 3600)) as page:
+        gr.Markdown("## pulse: face super-resolution by latent-space search\n"
+                    f"**{INVENTED}**\n\n"
+                    f"One search at a time (up to {limits.queue_size} waiting); each stops after "
+                    f"{limits.time_limit:g} s; uploads up to {limits.max_upload_mb:g} MB.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="Photo or aligned LR face (PNG, JPEG, WebP, BMP)", type="filepath",
+                                 elem_id="pulse-upload")
+                mode = gr.Radio(list(MODES), value="auto", label="Input is",
+                                info="auto: square and at most the generator's size = an aligned face")
+                with gr.Row():
+                    method = gr.Dropdown(list(METHODS), value="pulse", label="Method")
+                    generator = gr.Dropdown(demo.generators(), value=demo.default_generator, label="Generator")
+                scale = gr.Slider(2, MAX_SCALE, value=8, step=1, label="Scale",
+                                  info="face: output = input × scale; photo: faces searched at generator size ÷ scale")
+                samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples (aligned faces)")
+                steps = gr.Slider(1, MAX_STEPS, value=100, step=1, label="Search steps", elem_id="pulse-steps")
+                seed = gr.Number(0, precision=0, label="Seed")
+                button = gr.Button("Upsample", variant="primary", elem_id="pulse-run")
+            with gr.Column(scale=2):
+                status = gr.HTML(elem_id="pulse-status")
+                gallery = gr.Gallery(label="LR | bicubic | pulse; captions: LR-PSNR, ✓ within eps", columns=3,
+                                     height="auto", format="png", object_fit="contain", elem_id="pulse-results")
+                photo = gr.ImageSlider(label="whole photo: bicubic | pulse", visible=False, format="png")
+                download = gr.File(label="Download: images and report.json", elem_id="pulse-download")
+                with gr.Accordion("Report (JSON)", open=False):
+                    report = gr.JSON()
+        button.click(run, [upload, mode, method, generator, scale, samples, steps, seed],
+                     [status, gallery, photo, download, report], concurrency_limit=1, concurrency_id="search")
+    return page

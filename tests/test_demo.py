@@ -1,0 +1,187 @@
+"""`pulse demo`'s work without a browser: ``Demo.enhance`` on good and bad uploads, and the Gradio page's wiring
+over HTTP (skipped only where the demo extra is not installed; the browser test is tests/test_demo_browser.py)."""
+
+import hashlib
+import io
+import json
+import socket
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pulse.demo import MAX_STEPS, Demo, Limits, Settings, build_page, is_loopback, summary_html
+
+ASTRONAUT_LR = Path(__file__).resolve().parents[1] / "examples" / "lr_faces" / "astronaut.png"
+RUN_REPORT_FIELDS = {"input", "input_sha256", "output", "status", "sample", "seed", "lr_mse", "lr_psnr", "success",
+                     "steps", "best_step", "seconds", "sha256", "made_with"}  # what `pulse run`'s report lines hold
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The demo on the bundled 128 px generator, as `pulse demo` starts it."""
+    made = Demo(device="cpu")
+    yield made
+    made.close()
+
+
+def png_bomb(path, side=40_000):
+    """A valid PNG header declaring side x side pixels: a decompression bomb without the bytes."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def assert_good(demo, path=ASTRONAUT_LR, **settings):
+    outcome = demo.enhance(path, Settings(**{"steps": 2, **settings}))
+    assert outcome.error is None, outcome.error
+    return outcome
+
+
+def test_an_aligned_face_gives_captioned_results_a_summary_and_a_zip_with_the_report(demo):
+    progress = []
+    outcome = demo.enhance(ASTRONAUT_LR, Settings(samples=2, steps=5, seed=3),
+                           lambda fraction, what: progress.append((fraction, what)))
+    assert outcome.error is None, outcome.error
+    assert progress[-1] == (1.0, "search step 5/5")
+    assert [image.size for image, _ in outcome.tiles] == [(128, 128)] * 4  # LR | bicubic | 2 samples
+    captions = [caption for _, caption in outcome.tiles]
+    assert captions[:2] == ["LR 16 px", captions[1]] and captions[1].startswith("bicubic ×8: ")
+    for caption, (label, psnr, success) in zip(captions[2:], outcome.rows):
+        assert caption == f"{label}: {psnr:.1f} dB {'✓' if success else '✗'}"
+    assert [label for label, _, _ in outcome.rows] == ["pulse #0", "pulse #1"]
+
+    summary = summary_html(outcome)
+    assert summary.startswith('<p class="pulse-done">astronaut.png: done in ')
+    assert f"{outcome.rows[0][1]:.2f} dB" in summary and "eps = 0.002" in summary
+    assert "within eps" in summary and "never" in summary.lower()  # the invented-face warning
+
+    with zipfile.ZipFile(outcome.download) as archive:
+        assert sorted(archive.namelist()) == ["astronaut_0.png", "astronaut_1.png", "report.json"]
+        report = json.loads(archive.read("report.json"))
+        assert report == outcome.report and report["method"] == "pulse" and report["mode"] == "face"
+        for entry, (image, _), sample in zip(report["outputs"], outcome.tiles[2:], (0, 1)):
+            assert RUN_REPORT_FIELDS <= set(entry)
+            data = archive.read(entry["output"])
+            assert hashlib.sha256(data).digest().hex() == entry["sha256"]
+            assert Image.open(io.BytesIO(data)).size == (128, 128) and Image.open(io.BytesIO(data)).tobytes() == \
+                image.tobytes()
+            assert entry["sample"] == sample and entry["seed"] == 3 + sample and entry["steps"] == 5
+            assert entry["made_with"]["method"] == "pulse" and entry["made_with"]["search"]["steps"] == 5
+            assert entry["input"] == "astronaut.png" and entry["made_with"]["generator"] == "pulse-faces-128"
+
+
+def bad_upload(tmp_path, kind, astronaut):
+    """An upload that must fail, and the words its one-line message must hold."""
+    path = tmp_path / {"text": "notes.txt", "corrupt": "face.png", "empty": "empty.png", "huge": "bomb.png",
+                       "no face": "wall.png", "not square": "wide.png"}[kind]
+    if kind == "text":
+        path.write_text("not a picture\n")
+    elif kind == "corrupt":
+        path.write_bytes(ASTRONAUT_LR.read_bytes()[:300])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "huge":
+        png_bomb(path)
+    elif kind == "no face":
+        Image.new("RGB", (300, 200), (110, 150, 190)).save(path)
+    else:
+        astronaut.resize((24, 16)).save(path)
+    expected = {"text": "not a readable image", "corrupt": "not a readable image", "empty": "empty file",
+                "huge": "decompression bomb", "no face": "no face found",
+                "not square": "24x16 is not square"}[kind]
+    return path, expected
+
+
+@pytest.mark.parametrize("kind", ["text", "corrupt", "empty", "huge", "no face", "not square"])
+def test_a_bad_upload_is_one_line_naming_the_file_and_the_next_request_works(demo, tmp_path, kind, astronaut):
+    path, expected = bad_upload(tmp_path, kind, astronaut)
+    mode = "face" if kind == "not square" else "auto"
+    outcome = demo.enhance(path, Settings(mode=mode, steps=2))
+    assert outcome.error is not None and "\n" not in outcome.error
+    assert outcome.error.startswith(f"{path.name}: ") and expected in outcome.error, outcome.error
+    assert str(tmp_path) not in outcome.error  # the server's copy of the upload is not the user's business
+    assert not outcome.tiles and outcome.download is None
+    assert summary_html(outcome).startswith('<p class="pulse-error"><b>error:</b> ')
+    assert_good(demo)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(steps=0), "steps must be a whole number from 1 to"),
+    (dict(steps=MAX_STEPS + 1), f"steps must be a whole number from 1 to {MAX_STEPS}"),
+    (dict(samples=9), "samples must be a whole number from 1 to 4"),
+    (dict(scale=1), "scale must be a whole number from 2 to 32"),
+    (dict(method="magic"), "method must be one of pulse"),
+    (dict(mode="video"), "input kind must be one of auto, face, photo"),
+    (dict(generator="ffhq-1024"), "generator 'ffhq-1024' is not installed here"),
+])
+def test_settings_outside_the_pages_bounds_are_refused(demo, settings, message):
+    outcome = demo.enhance(ASTRONAUT_LR, Settings(**settings))
+    assert outcome.error is not None and message in outcome.error, outcome.error
+
+
+def test_a_search_past_the_time_limit_stops_with_a_message_and_the_next_one_runs(demo, monkeypatch):
+    monkeypatch.setattr(demo, "time_limit", 0.0)
+    outcome = demo.enhance(ASTRONAUT_LR, Settings(steps=50))
+    assert outcome.error == ("stopped at step 1/50: over this demo's limit of 0 s per request; try fewer steps or "
+                             "samples")
+    monkeypatch.undo()
+    assert_good(demo)
+
+
+def test_a_whole_photo_is_restored_with_its_face_tiles_and_before_after(demo, astronaut, tmp_path):
+    path = tmp_path / "portrait.jpg"
+    astronaut.resize((256, 256), Image.Resampling.BICUBIC).save(path, quality=95)
+    outcome = assert_good(demo, path, scale=4, steps=3, samples=3)  # samples: aligned faces only
+    captions = [caption for _, caption in outcome.tiles]
+    assert captions[0] == "face 1: LR 32 px" and captions[1].startswith("face 1: bicubic ×4: ")
+    mark = "✓" if outcome.rows[0][2] else "✗"
+    assert captions[2].startswith("face 1: pulse: ") and captions[2].endswith(f" dB {mark}")
+    assert [image.size for image in outcome.photo] == [(1024, 1024)] * 2
+    report = outcome.report
+    assert report["mode"] == "photo" and report["lr_size"] == 32 and len(report["faces"]) == 1
+    assert report["made_with"]["samples"] == 1 and {"lr_psnr", "success", "quad", "output"} <= set(report["faces"][0])
+    with zipfile.ZipFile(outcome.download) as archive:
+        assert sorted(archive.namelist()) == ["portrait.png", "portrait_face1.png", "report.json"]
+        assert Image.open(io.BytesIO(archive.read("portrait.png"))).size == (1024, 1024)
+
+
+def test_loopback_hosts():
+    assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "127.3.2.1"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.20", "example.org"]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_page_serves_results_and_messages_over_http_one_request_after_another(demo, tmp_path, monkeypatch):
+    gr = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
+    from gradio_client import Client, handle_file
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(ASTRONAUT_LR.read_bytes()[:300])
+    page = build_page(demo, Limits(), gr).queue(max_size=4, default_concurrency_limit=1)
+    port = free_port()
+    page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "got"))
+        for upload, said in ((ASTRONAUT_LR, "astronaut.png: done in"), (corrupt, "corrupt.png: not a readable image"),
+                             (ASTRONAUT_LR, "astronaut.png: done in")):
+            status, gallery, _, download, report = client.predict(
+                handle_file(str(upload)), "auto", "pulse", "pulse-faces-128", 8, 1, 2, 0, api_name="/run")
+            assert said in status, status
+            if "done" in said:
+                assert len(gallery) == 3 and Image.open(gallery[2]["image"]).size == (128, 128)
+                assert Path(download).name == "astronaut_pulse.zip" and report["outputs"][0]["steps"] == 2
+            else:
+                assert not gallery and download is None and report is None
+    finally:
+        page.close()

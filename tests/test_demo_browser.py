@@ -1,0 +1,140 @@
+"""`pulse demo` in a real browser: the command serves on a free loopback port, headless Chromium (the system's,
+driven by Playwright) uploads the shipped LR face, then a corrupt file, then the face again.
+
+Skipped only where the demo extra (Gradio) or a Chromium is missing; `.ci/run` installs both. Playwright is part of
+the test extra, so without it the test fails saying so. Nothing is downloaded while it runs, and the page must fetch
+nothing from anywhere but the server.
+"""
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ASTRONAUT_LR = Path(__file__).resolve().parents[1] / "examples" / "lr_faces" / "astronaut.png"
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+SERVER_START_S, SEARCH_S = 180, 120  # bounds on a loaded 2-core machine (it starts in about 10 s, searches in 2)
+
+pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
+if CHROMIUM is None:
+    pytest.skip("no Chromium on PATH (Debian: apt-get install chromium)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`pulse demo` on a free loopback port: (url, process, log path); stopped (Ctrl-C, then killed) at the end."""
+    folder = tmp_path_factory.mktemp("demo")
+    port, log = free_port(), folder / "server.log"
+    url = f"http://127.0.0.1:{port}/"
+    env = dict(os.environ, GRADIO_TEMP_DIR=str(folder / "gradio"), GRADIO_ANALYTICS_ENABLED="False")
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "pulse", "demo", "--port", str(port), "--device", "cpu",
+                                    "--time-limit", str(SEARCH_S)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            assert process.poll() is None, f"pulse demo exited ({process.returncode}):\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no answer within {SERVER_START_S} s:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        yield url, process, log
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def sync_api(import_test_extra):
+    return import_test_extra("playwright.sync_api", "playwright")
+
+
+def upload(sync_api, page, path: Path) -> None:
+    if page.locator("#pulse-upload button[aria-label='Clear']").count():
+        page.click("#pulse-upload button[aria-label='Clear']")
+    page.locator("#pulse-upload input[type=file]").set_input_files(str(path))
+    sync_api.expect(page.locator("#pulse-upload")).to_contain_text(path.stem)  # uploaded to the server
+
+
+def run_and_wait(sync_api, page, outcome: str, says: str) -> str:
+    """Run, wait for the status line of ``outcome`` ("done" or "error") to say ``says``; return that line."""
+    page.click("#pulse-run")
+    line = page.locator(f"#pulse-status .pulse-{outcome}")
+    sync_api.expect(line).to_contain_text(says, timeout=SEARCH_S * 1000)
+    return line.inner_text()
+
+
+def result_sizes(page) -> list[list[int]]:
+    """The natural sizes of the gallery's images, once all have loaded."""
+    page.wait_for_function("""() => {
+        const images = [...document.querySelectorAll('#pulse-results img')];
+        return images.length === 3 && images.every(i => i.complete && i.naturalWidth > 0);
+    }""")
+    return page.eval_on_selector_all("#pulse-results img",
+                                     "images => images.map(i => [i.naturalWidth, i.naturalHeight])")
+
+
+def test_a_face_then_a_corrupt_file_then_the_face_again(server, sync_api, tmp_path):
+    url, process, log = server
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(ASTRONAUT_LR.read_bytes()[:300])
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], timeout=60_000)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(60_000)
+        elsewhere = []
+        page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
+        try:
+            page.goto(url)
+            steps = page.locator("#pulse-steps input[type=number]")
+            steps.fill("5")
+            steps.press("Enter")
+
+            upload(sync_api, page, ASTRONAUT_LR)
+            run_and_wait(sync_api, page, "done", "astronaut.png: done in")
+            status = page.inner_text("#pulse-status")
+            assert "LR-PSNR" in status and "within eps" in status and "never" in status.lower()
+            assert result_sizes(page) == [[128, 128]] * 3  # LR (enlarged) | bicubic | the pulse result
+            assert " dB " in page.inner_text("#pulse-results")  # the result's caption: its LR-PSNR
+            link = page.locator("#pulse-download a[href$='/astronaut_pulse.zip']").get_attribute("href")
+            with urllib.request.urlopen(link, timeout=30) as answer, zipfile.ZipFile(io.BytesIO(answer.read())) as got:
+                assert sorted(got.namelist()) == ["astronaut.png", "report.json"]
+                assert Image.open(io.BytesIO(got.read("astronaut.png"))).size == (128, 128)
+
+            upload(sync_api, page, corrupt)
+            said = run_and_wait(sync_api, page, "error", "corrupt.png: not a readable image")
+            assert said.startswith("error: corrupt.png: not a readable image") and process.poll() is None
+
+            upload(sync_api, page, ASTRONAUT_LR)
+            run_and_wait(sync_api, page, "done", "astronaut.png: done in")
+            assert result_sizes(page) == [[128, 128]] * 3
+            assert not elsewhere, f"the page fetched from outside the server: {elsewhere}"
+        except Exception:
+            page.screenshot(path=tmp_path / "page.png", full_page=True)
+            print(f"screenshot: {tmp_path / 'page.png'}\nserver log:\n{log.read_text()}")
+            raise
+        finally:
+            browser.close()
