@@ -9,9 +9,9 @@ import click
 from ..errors import PulseError
 from ..models.generator_file import FIT_SAMPLES, describe_generator
 from ..weights.download import Retry
-from ..weights.registry import GENERATOR_KINDS, get_model, load_registry
+from ..weights.registry import CONVERTED_KINDS, GENERATOR_KINDS, Model, cpu_seconds_per_face, get_model, load_registry
 from ..weights.resolve import fetch, import_files, is_installed, locate
-from ..weights.store import CACHE_ENV, resolve_cache_dir, verify
+from ..weights.store import CACHE_ENV, cache_path, converted_path, resolve_cache_dir, shipped_path, verify
 from .common import PulseGroup
 
 cache_option = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -42,6 +42,7 @@ def weights_cli():
       pulse weights list
       pulse weights download dlib-68-landmarks --no-verify
       pulse weights import ffhq-1024 synthesis.pt mapping.pt
+      pulse weights import stylegan2-ffhq-config-f stylegan2-ffhq-config-f.pkl
       pulse weights verify
     """
 
@@ -49,13 +50,45 @@ def weights_cli():
 @weights_cli.command("list")
 @cache_option
 def list_command(cache_dir):
-    """Registry entries and whether each is installed (`verify` re-hashes)."""
+    """Registry entries, whether each is installed (`verify` re-hashes), its disk space and search cost on a CPU."""
     cache = resolve_cache_dir(cache_dir)
+    costs = cpu_seconds_per_face()
     for model in load_registry().values():
-        state = "installed" if is_installed(model, cache) else "not installed"
+        installed = is_installed(model, cache)
         resolution = f"{model.resolution} px" if model.resolution else ""
-        click.echo(f"{model.name:<20} {model.kind:<19} {resolution:>8}  {state}")
+        state = "installed" if installed else "not installed"
+        click.echo(f"{model.name:<24} {model.kind:<20} {resolution:>8}  {state}")
         click.echo(f"    {model.description}; licence: {model.licence}")
+        click.echo(f"    {_cost(model, cache, installed, costs)}")
+    click.echo("CPU: seconds per face for the search (100 steps, batch 8) on a 2-core CPU, as measured for the "
+               "network's layout ([cpu_seconds_per_face] in weights/registry.toml)")
+
+
+def _cost(model: Model, cache: Path, installed: bool, costs: dict[str, float]) -> str:
+    """Disk (what the installed files take, else the registry's sizes) and, for generators, CPU seconds per face."""
+    if installed:
+        paths = [cache_path(cache, model, f.name) for f in model.files]
+        paths += [shipped_path(f) for f in model.files if f.path]
+        if model.kind in CONVERTED_KINDS:
+            paths.append(converted_path(cache, model))
+        disk = f"disk: {_bytes(sum(p.stat().st_size for p in set(paths) if p.is_file()))} used"
+    elif all(f.size for f in model.files):
+        converted = " + the converted generator file" if model.kind in CONVERTED_KINDS else ""
+        disk = f"disk: {_bytes(sum(f.size for f in model.files))} to download{converted}"
+    else:
+        disk = "disk: size unknown until downloaded"
+    if model.kind not in GENERATOR_KINDS:
+        return disk
+    if model.layout is None:
+        return f"{disk}; CPU: unknown (layout not known)"
+    seconds = costs.get(model.layout)
+    if seconds is None:
+        return f"{disk}; CPU: unknown ({model.layout} not measured)"
+    return f"{disk}; CPU: {seconds:.3g} s per face" if seconds < 100 else f"{disk}; CPU: {seconds:.0f} s per face"
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 @weights_cli.command("path")
@@ -130,7 +163,8 @@ def verify_command(name, cache_dir):
 def import_command(name, files, cache_dir, fit_samples, device):
     """Put FILES you already have into the cache as NAME, checked like a download.
 
-    For ffhq-1024 give PULSE's synthesis.pt and mapping.pt: they are converted into a generator file.
+    For ffhq-1024 give PULSE's synthesis.pt and mapping.pt, for ffhq-1024-tf or stylegan2-ffhq-config-f NVIDIA's
+    TensorFlow .pkl: they are converted into a generator file.
     """
     for line in import_files(name, files, cache_dir=cache_dir, fit_samples=fit_samples, device=device):
         click.echo(line)

@@ -32,14 +32,14 @@ def weights_dir() -> Path:
     return registry_path().parent
 
 
-KINDS = ("generator", "stylegan1-official", "stylegan2-nvlabs", "stylegan2-rosinality", "sr-model", "landmarks")
-
-
-GENERATOR_KINDS = ("generator", "stylegan1-official", "stylegan2-nvlabs", "stylegan2-rosinality")
-
-
 # kinds whose source files are converted into a generator file <cache>/NAME/NAME.pt on download or import
-CONVERTED_KINDS = ("stylegan1-official", "stylegan2-nvlabs", "stylegan2-rosinality")
+CONVERTED_KINDS = ("stylegan1-official", "stylegan1-tf", "stylegan2-nvlabs", "stylegan2-rosinality", "stylegan2-tf")
+
+
+GENERATOR_KINDS = ("generator", *CONVERTED_KINDS)
+
+
+KINDS = (*GENERATOR_KINDS, "sr-model", "landmarks")
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
@@ -65,6 +65,7 @@ class Model:
     alignment: str | None = None
     data: str | None = None
     scale: int | None = None  # sr-model: the one enlargement the network was trained for
+    layout: str | None = None  # generators: the network layout, a key of the registry's [cpu_seconds_per_face]
 
     @property
     def import_command(self) -> str:
@@ -85,6 +86,20 @@ def load_registry(path=None) -> dict[str, Model]:
     return {name: _parse_model(path, name, table) for name, table in raw.get("models", {}).items()}
 
 
+def cpu_seconds_per_face(path=None) -> dict[str, float]:
+    """The registry's measured search cost per network layout: seconds per face on a 2-core CPU, 100 steps, batch 8."""
+    path = Path(path or registry_path())
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f).get("cpu_seconds_per_face", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}  # load_registry names the problem
+    bad = [k for k, v in table.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0]
+    if bad:
+        raise PulseError(f"{path}: cpu_seconds_per_face {bad[0]!r} must be a positive number of seconds")
+    return {k: float(v) for k, v in table.items()}
+
+
 def _parse_model(path: Path, name: str, table: dict) -> Model:
     where = f"{path}: model {name!r}"
     _check_name(name, where)
@@ -100,6 +115,8 @@ def _parse_model(path: Path, name: str, table: dict) -> Model:
         raise PulseError(f"{where}: a {model.kind} entry has exactly one file, this one has {len(files)}")
     if (model.kind == "sr-model") != (model.scale is not None):
         raise PulseError(f"{where}: scale is given for sr-model entries, and only for them")
+    if model.layout is not None and model.kind not in GENERATOR_KINDS:
+        raise PulseError(f"{where}: layout is given for generator entries only")
     return model
 
 

@@ -11,6 +11,8 @@ from ..models.srresnet import LoadedSRModel, load_sr_model
 from ..progress import notice
 from .convert_stylegan1 import import_official_stylegan1
 from .convert_stylegan2 import import_stylegan2
+from .convert_tf import KINDS as TF_KINDS
+from .convert_tf import import_tf
 from .download import DownloadFailed, Retry, download, sha256_file
 from .registry import (
     CONVERTED_KINDS,
@@ -213,9 +215,9 @@ def import_files(name: str, files, *, cache_dir=None, fit_samples: int = FIT_SAM
                  device=None) -> list[str]:
     """Place user-supplied files into the cache as ``name``, checked like downloads; return what was done.
 
-    Official StyleGAN-1 state dicts, NVlabs' StyleGAN2 pickles and rosinality's checkpoints are converted into a
-    generator file; a generator file must be a readable pulse generator of the registry's resolution; a .bz2 copy
-    of a single file is decompressed.
+    Official StyleGAN-1 state dicts, NVlabs' StyleGAN2 pickles, NVIDIA's TensorFlow pickles and rosinality's
+    checkpoints are converted into a generator file; a generator file must be a readable pulse generator of the
+    registry's resolution; a .bz2 copy of a single file is decompressed.
     """
     model = get_model(name)
     files = [Path(f) for f in files]
@@ -249,7 +251,9 @@ def import_files(name: str, files, *, cache_dir=None, fit_samples: int = FIT_SAM
 
 
 SOURCE_NAMES = {"stylegan1-official": "official StyleGAN-1 state dicts", "stylegan2-nvlabs": "NVlabs network pickle",
-                "stylegan2-rosinality": "rosinality/stylegan2-pytorch checkpoint"}
+                "stylegan2-rosinality": "rosinality/stylegan2-pytorch checkpoint",
+                "stylegan1-tf": "NVIDIA TensorFlow StyleGAN-1 pickle",
+                "stylegan2-tf": "NVIDIA TensorFlow StyleGAN2 pickle"}
 
 
 def _convert_into(model: Model, sources, out: Path, fit_samples: int, device, urls=None) -> list[str]:
@@ -268,7 +272,8 @@ def _convert_into(model: Model, sources, out: Path, fit_samples: int, device, ur
         if urls:
             metadata["source_url"] = urls[0] if len(urls) == 1 else "one of " + ", ".join(urls)
         metadata["source_sha256"] = sha256_file(source)
-        report = import_stylegan2(model.kind, source, out, metadata=metadata, resolution=model.resolution or None,
-                                  samples=fit_samples, device=device)
+        convert = import_tf if model.kind in TF_KINDS else import_stylegan2
+        report = convert(model.kind, source, out, metadata=metadata, resolution=model.resolution or None,
+                         samples=fit_samples, device=device)
     pin(out, sha256_file(out))
     return report

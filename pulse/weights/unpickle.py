@@ -7,8 +7,10 @@ with storages), numpy arrays and scalars, and plain containers. Classes of NVlab
 ``torch_utils.persistence`` pickles each object as ``_reconstruct_persistent_obj(meta)`` where ``meta`` holds
 the source code of its module and the object's ``__dict__``; here that call makes an inert ``PersistentObject``
 that keeps the state and never executes the source. ``dnnlib``'s ``EasyDict``, ``argparse.Namespace`` and
-``torch.nn`` modules become plain stand-ins that only hold their state. Any other global is refused
-(``RefusedGlobal``) before it is imported.
+``torch.nn`` modules become plain stand-ins that only hold their state. NVIDIA's TensorFlow releases pickle
+``dnnlib.tflib.network.Network`` objects whose own unpickling ``exec``s the module source they carry; here each
+becomes an inert ``TFNetwork`` holding that state (variables as numpy arrays, the source as text). Any other
+global is refused (``RefusedGlobal``) before it is imported.
 
 NVlabs' ``.pkl`` files are plain ``pickle.dump`` output in which each tensor storage is a nested legacy
 ``torch.save`` stream (``torch.storage._load_from_bytes``); files written by ``torch.save`` (rosinality's
@@ -57,6 +59,33 @@ class PersistentObject:
 
     def __repr__(self):
         return f"<persistent {self.class_name}>"
+
+
+class TFNetwork:
+    """What ``dnnlib.tflib.network.Network.__setstate__`` receives, kept instead of rebuilt: ``name``,
+    ``static_kwargs`` (the build function's options), ``components`` (sub-networks, TFNetworks too),
+    ``variables`` ((name, numpy array) pairs) and ``build_func_name``. ``build_module_src`` is kept as text:
+    NVIDIA's loader executes it, pulse never does."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict) or not isinstance(state.get("variables"), list) \
+                or not isinstance(state.get("static_kwargs", {}), dict) \
+                or not isinstance(state.get("components", {}), dict):
+            raise pickle.UnpicklingError("malformed dnnlib.tflib.network.Network state")
+        self.version = state.get("version")
+        self.name = str(state.get("name"))
+        self.static_kwargs = dict(state.get("static_kwargs") or {})
+        self.components = dict(state.get("components") or {})
+        self.variables = list(state["variables"])
+        self.build_func_name = str(state.get("build_func_name"))
+        source = state.get("build_module_src")
+        self.build_module_src = source if isinstance(source, str) else ""
+
+    def __repr__(self):
+        return f"<TensorFlow network {self.name}>"
 
 
 class StateStub:
@@ -131,6 +160,7 @@ ALLOWED: dict[tuple[str, str], object] = {
     ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
     ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): PersistentObject,
+    ("dnnlib.tflib.network", "Network"): TFNetwork,
     ("dnnlib.util", "EasyDict"): EasyDict,
     ("dnnlib", "EasyDict"): EasyDict,
     ("argparse", "Namespace"): Namespace,

@@ -10,10 +10,9 @@ import torch
 from pulse.errors import PulseError
 from pulse.models.generator_file import gaussian_fit, load_generator
 from pulse.models.stylegan1 import Generator, GeneratorConfig
-from pulse.weights.convert_stylegan1 import import_official_stylegan1
 from pulse.weights import registry as weights_registry
-from pulse.weights import resolve
-from pulse.weights import store
+from pulse.weights import resolve, store
+from pulse.weights.convert_stylegan1 import import_official_stylegan1
 
 
 @pytest.fixture(scope="module")

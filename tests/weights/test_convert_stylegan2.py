@@ -34,6 +34,7 @@ from pulse.models.generator_file import load_generator
 from pulse.weights import registry as weights_registry
 from pulse.weights import resolve, store
 from pulse.weights.convert_stylegan2 import import_stylegan2
+from pulse.weights.convert_tf import import_tf
 from pulse.weights.unpickle import PersistentObject, load_restricted
 
 FIT = 1000  # Gaussian-fit samples: the CLI's minimum, plenty for tiny nets
@@ -355,6 +356,16 @@ def nvlabs_generator(seed=0, **changes):
             p.add_(torch.randn_like(p) * 0.2)
     G.mapping.w_avg.copy_(torch.randn(G.w_dim))
     return G
+
+
+def stylegan3_pickle(path):
+    """What stylegan3's pickles hold: an alias-free G_ema (a SynthesisInput, layers named L<i>_<size>_<channels>)."""
+    synthesis = stub("SynthesisNetwork", input=stub("SynthesisInput", freqs=torch.randn(32, 2)),
+                     L0_36_32=stub("SynthesisLayer", weight=torch.randn(32, 32, 3, 3)))
+    G3 = stub("Generator", synthesis=synthesis, mapping=stub("MappingNetwork", fc0=stub("FullyConnectedLayer")))
+    G3.z_dim = G3.w_dim = 32
+    G3.c_dim, G3.img_resolution, G3.img_channels = 0, 32, 3
+    return dump_nvlabs(dict(G_ema=G3, G=G3, D=stub("Discriminator", weight=torch.randn(3))), path)
 
 
 def nvlabs_pickle(path, G=None, **extra):
@@ -742,12 +753,7 @@ def test_nvlabs_refusals_are_one_line_naming_the_file(tmp_path, case, message):
     elif case == "conditional":
         nvlabs_pickle(path, nvlabs_generator(c_dim=4))
     elif case == "StyleGAN3":
-        synthesis = stub("SynthesisNetwork", input=stub("SynthesisInput", freqs=torch.randn(32, 2)),
-                         L0_36_32=stub("SynthesisLayer", weight=torch.randn(32, 32, 3, 3)))
-        G3 = stub("Generator", synthesis=synthesis, mapping=stub("MappingNetwork", fc0=stub("FullyConnectedLayer")))
-        G3.z_dim = G3.w_dim = 32
-        G3.c_dim, G3.img_resolution, G3.img_channels = 0, 32, 3
-        dump_nvlabs(dict(G_ema=G3), path)
+        stylegan3_pickle(path)
     elif case == "resnet":
         nvlabs_pickle(path, nvlabs_generator(synthesis_kwargs=dict(channel_base=512, channel_max=32,
                                                                    architecture="resnet")))
@@ -918,6 +924,24 @@ def test_download_is_verified_converted_once_and_cached(tmp_path, server, cache,
     assert loaded.generator(z=torch.randn(1, 32)).shape == (1, 3, 32, 32)
     assert loaded.metadata["source"] == "NVlabs network pickle: net.pkl (downloaded)"
     assert loaded.metadata["source_url"] == f"{server.url}/net.pkl" and loaded.metadata["alignment"] == "ffhq"
+
+
+def test_a_stylegan3_pickle_is_refused_in_one_line_whatever_it_is_imported_as(tmp_path, test_registry, cache):
+    """No StyleGAN3 class in pulse: its pickles are refused, named as StyleGAN3, with nothing left in the cache."""
+    test_registry()
+    path = stylegan3_pickle(tmp_path / "stylegan3-r-ffhq-1024x1024.pkl")
+    result = CliRunner().invoke(pulse_main, ["weights", "import", "nv32", str(path), "--cache-dir", str(cache),
+                                             "--fit-samples", str(FIT), "--device", "cpu"])
+    assert result.exit_code == 2
+    [error] = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert error == (f"error: {path}: a StyleGAN3 (alias-free) generator: pulse does not support StyleGAN3 yet "
+                     f"(StyleGAN2 pickles only)")
+    assert not (cache / "nv32" / "nv32.pt").exists()
+    with pytest.raises(PulseError) as err:  # offered as a TensorFlow pickle: named as NVlabs' PyTorch format
+        import_tf("stylegan2-tf", path, tmp_path / "out.pt", metadata={}, samples=FIT, device="cpu")
+    assert one_line(err) == (f"{path}: an NVlabs PyTorch network pickle, not a TensorFlow one: use the kind "
+                             f"stylegan2-nvlabs")
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_shipped_registry_names_nvidias_ffhq_stylegan2_pickles():

@@ -36,6 +36,32 @@ def test_shipped_registry_parses_and_records_what_is_unknown():
     assert models["dlib-68-landmarks"].files[0].sha256 is None  # unknown: downloads need --no-verify
 
 
+def test_shipped_registry_has_no_stylegan3_and_a_search_cost_per_layout():
+    """pulse has no StyleGAN3 class, so no StyleGAN3 entry; every generator's cost is looked up by its layout."""
+    models = weights_registry.load_registry()
+    assert not any("stylegan3" in f"{m.name} {m.kind}".lower() for m in models.values())
+    costs = weights_registry.cpu_seconds_per_face()
+    assert costs["pulse-compact-128"] == 2.36  # benchmarks/results-cpu.md, search_speed.py at batch 8
+    assert models["pulse-faces-128"].layout == "pulse-compact-128"
+    assert models["stylegan2-ffhq-1024"].layout == models["stylegan2-ffhq-config-f"].layout == "stylegan2-f-1024"
+    assert models["ffhq-1024"].layout == models["ffhq-1024-tf"].layout == "stylegan1-ffhq-1024"
+    assert models["stylegan2-ffhq-256"].layout is None  # NGC's 256 px widths are not known here
+    assert all(m.layout is None for m in models.values() if m.kind not in weights_registry.GENERATOR_KINDS)
+
+
+def test_registry_cost_table_and_layouts_are_checked(tmp_path, write_registry, registry_entry):
+    path = write_registry(tmp_path / "r.toml", ["http://127.0.0.1:9/x"])
+    text = path.read_text()
+    path.write_text('[cpu_seconds_per_face]\nfast = 1.5\nslow = "a minute"\n' + text)
+    with pytest.raises(PulseError, match=r"cpu_seconds_per_face 'slow' must be a positive number of seconds"):
+        weights_registry.cpu_seconds_per_face(path)
+    path.write_text('[cpu_seconds_per_face]\nfast = 1.5\n' + text)
+    assert weights_registry.cpu_seconds_per_face(path) == {"fast": 1.5}
+    path.write_text(text.replace('kind = "landmarks"', 'kind = "landmarks"\nlayout = "fast"'))
+    with pytest.raises(PulseError, match="layout is given for generator entries only"):
+        weights_registry.load_registry(path)
+
+
 def test_the_registry_pins_the_bundled_generator_it_ships():
     [wfile] = weights_registry.get_model(weights_registry.DEFAULT_GENERATOR).files
     shipped = weights_registry.weights_dir() / wfile.path

@@ -140,6 +140,38 @@ def test_cli_list_import_path_verify(tmp_path, tiny_generator_file, monkeypatch,
     assert not_a_generator.exit_code == 2 and "not a readable generator file" in not_a_generator.output
 
 
+def test_cli_list_shows_disk_space_and_cpu_seconds_per_face(tmp_path, tiny_generator_file, monkeypatch, cache,
+                                                            registry_entry):
+    url = "http://127.0.0.1:9/file"
+    text = ('[cpu_seconds_per_face]\n"tiny-layout" = 0.5\n'
+            + registry_entry("tiny-32", "generator", 32, "tiny-32.pt", [url], description="tiny")
+            + registry_entry("big", "stylegan2-nvlabs", 1024, "big.pkl", [url], size=364_000_000, description="big")
+            + registry_entry("odd", "stylegan2-tf", 256, "odd.pkl", [url], description="odd")
+            + registry_entry("marks", "landmarks", 0, "marks.dat", [url], size=99_693_937, description="marks"))
+    text = text.replace('description = "tiny"', 'description = "tiny"\nlayout = "tiny-layout"')
+    text = text.replace('description = "big"', 'description = "big"\nlayout = "stylegan2-f-1024"')
+    (tmp_path / "registry.toml").write_text(text)
+    monkeypatch.setenv(weights_registry.REGISTRY_ENV, str(tmp_path / "registry.toml"))
+    monkeypatch.setenv("PULSE_CACHE", str(cache))
+
+    def costs() -> dict[str, str]:
+        result = CliRunner().invoke(pulse_main, ["weights", "list"])
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert lines[-1].startswith("CPU: seconds per face for the search (100 steps, batch 8) on a 2-core CPU")
+        return {lines[i].split()[0]: lines[i + 2].strip() for i in range(0, len(lines) - 1, 3)}
+
+    assert costs() == {
+        "tiny-32": "disk: size unknown until downloaded; CPU: 0.5 s per face",
+        "big": ("disk: 364.0 MB to download + the converted generator file; "
+                "CPU: unknown (stylegan2-f-1024 not measured)"),
+        "odd": "disk: size unknown until downloaded; CPU: unknown (layout not known)",
+        "marks": "disk: 99.7 MB to download"}
+    resolve.import_files("tiny-32", [tiny_generator_file], cache_dir=cache)
+    size = (cache / "tiny-32" / "tiny-32.pt").stat().st_size
+    assert costs()["tiny-32"] == f"disk: {size / 1e6:.1f} MB used; CPU: 0.5 s per face"
+
+
 def test_python_dash_m_entry_point(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pulse.weights", "path", "no-such-name"],
                             capture_output=True, text=True, env={**os.environ, "PULSE_CACHE": str(tmp_path)})

@@ -5,8 +5,7 @@ from click.testing import CliRunner
 
 from pulse.cli.weights import weights_cli
 from pulse.errors import PulseError
-from pulse.weights import resolve
-from pulse.weights import store
+from pulse.weights import resolve, store
 
 
 def test_no_sha256_needs_explicit_trust_then_pins(server, registry, cache, payload, payload_sha, fast_retry,
