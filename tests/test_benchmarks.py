@@ -32,3 +32,10 @@ def test_train_speed_runs():
     out = run_script("train_speed.py", "--device", "cpu", "--batch", 2, "--resolution", 32, "--seconds", 0.5,
                      "--warmup", 1)
     assert re.search(r"^[\d.]+ img/s \(\d+ steps", out, re.M)
+
+
+def test_sr_speed_prints_a_row_per_batch():
+    out = run_script("sr_speed.py", "--device", "cpu", "--batches", "1,4", "--seconds", 0.2)
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if re.match(r"\| \d+ \| \d+", line)]
+    assert [int(r[0]) for r in rows] == [1, 4] and all(float(r[1]) > 0 for r in rows)
+    assert "x8 (16 -> 128 px)" in out
