@@ -147,3 +147,11 @@ def test_registry_sr_model_needs_its_scale(sr_file, tmp_path):
     path.write_text(path.read_text().replace("scale = 4\n", ""))
     with pytest.raises(PulseError, match="scale is given for sr-model entries, and only for them"):
         load_registry(path)
+
+
+def test_weights_info_describes_an_sr_model_by_name_or_file(sr_file, tmp_path, monkeypatch):
+    result = CliRunner().invoke(main, ["weights", "info", str(sr_file)])
+    assert result.exit_code == 0 and "architecture: srresnet x4, width 8, 1 residual blocks" in result.output
+    monkeypatch.setenv("PULSE_REGISTRY", str(write_registry(tmp_path, sr_file)))
+    result = CliRunner().invoke(main, ["weights", "info", "tiny-sr-x4"])
+    assert result.exit_code == 0 and "hr_size: 32" in result.output

@@ -8,6 +8,7 @@ import click
 
 from ..errors import PulseError
 from ..models.generator_file import FIT_SAMPLES, describe_generator
+from ..models.srresnet import describe_sr_model
 from ..weights.download import Retry
 from ..weights.registry import CONVERTED_KINDS, GENERATOR_KINDS, Model, cpu_seconds_per_face, get_model, load_registry
 from ..weights.resolve import fetch, import_files, is_installed, locate
@@ -105,14 +106,25 @@ def path_command(name, cache_dir):
 @click.argument("spec", metavar="NAME|FILE")
 @cache_option
 def info_command(spec, cache_dir):
-    """What a generator file holds: architecture, training record, recommended search settings."""
+    """What a generator (or SR model) file holds: architecture, training record, recommended search settings."""
     path = Path(spec)
+    describe = describe_generator
     if not path.is_file():
         model = get_model(spec)
-        if model.kind not in GENERATOR_KINDS:
-            raise PulseError(f"{model.name} is a {model.kind} file, not a generator")
+        if model.kind not in (*GENERATOR_KINDS, "sr-model"):
+            raise PulseError(f"{model.name} is a {model.kind} file, not a generator or SR model")
         path = locate(model, resolve_cache_dir(cache_dir), download_missing=False)
-    for line in describe_generator(path):
+        describe = describe_sr_model if model.kind == "sr-model" else describe_generator
+    try:
+        lines = describe(path)
+    except PulseError as err:  # a file given by path may be either kind
+        if describe is not describe_generator:
+            raise
+        try:
+            lines = describe_sr_model(path)
+        except PulseError:
+            raise err from None
+    for line in lines:
         click.echo(line)
 
 
