@@ -23,8 +23,8 @@ from pulse.imageio import list_images, load_image, pil_to_tensor, save_image
 from pulse.resample import resize
 from pulse.sampling import image_grid, sample_images
 from pulse.training.checkpoint import load_checkpoint
-from pulse.training.export import checkpoint_generator
 from pulse.training.dataset import ImageDecoder, find_images
+from pulse.training.export import checkpoint_generator
 from pulse.weights.resolve import open_generator
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -9,15 +9,14 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from pulse.evaluation import metrics
 from pulse.cli import main
 from pulse.errors import EXIT_INPUT_ERRORS, EXIT_OK, EXIT_USAGE
+from pulse.evaluation import metrics
 from pulse.evaluation.evaluate import CSV_COLUMNS
-from pulse.sampling import GRID_HEADER
+from pulse.imageio import load_image, pil_to_tensor, quantize, tensor_to_pil
 from pulse.models.generator_file import load_generator
-from pulse.imageio import load_image, pil_to_tensor, tensor_to_pil
 from pulse.resample import resize
-from pulse.imageio import quantize
+from pulse.sampling import GRID_HEADER
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,13 @@ import math
 import pytest
 import torch
 
-from pulse.evaluation.generator_metrics import (frechet_distance, frechet_distance_gaussians, kernel_distance,
-                                                mean_pairwise_distance, precision_recall)
+from pulse.evaluation.generator_metrics import (
+    frechet_distance,
+    frechet_distance_gaussians,
+    kernel_distance,
+    mean_pairwise_distance,
+    precision_recall,
+)
 
 
 def test_frechet_distance_of_diagonal_gaussians_by_hand():

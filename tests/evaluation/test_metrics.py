@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pulse.evaluation import metrics
 from pulse.errors import PulseError
+from pulse.evaluation import metrics
 from pulse.resample import resize
 
 

@@ -17,7 +17,6 @@ from pulse.faces.paste import paste_back
 from pulse.imageio import pil_to_tensor
 from pulse.resample import resize
 
-
 # ---- geometry, no detector -----------------------------------------------------------------------------------
 
 
