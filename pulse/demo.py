@@ -1,6 +1,7 @@
 """`pulse demo`: a page on localhost to try pulse on one photo or one aligned LR face.
 
-The work is the library's: ``Upsampler.run`` for an aligned face, ``faces.restore.restore`` for a whole photo.
+The work is the library's: ``Upsampler.run`` (or the srgan method's ``FeedForwardUpsampler.run``) for an aligned
+face, ``faces.restore.restore`` for a whole photo.
 This module turns one upload and the page's settings into what the page shows (captioned pictures, a summary, a
 zip of the images and a JSON report) and keeps a shared machine alive: uploads pass the CLI's checks and their
 one-line ``PulseError`` messages are what the page says; a search stops at a time cap; the page runs one search
@@ -26,7 +27,7 @@ from typing import Callable
 
 from PIL import Image
 
-from .api import Result, Upsampler, check_lr_size, open_upsampler
+from .api import Result, check_lr_size, open_upsampler
 from .errors import PulseError
 from .evaluation.metrics import psnr
 from .faces.detect import require_models
@@ -34,13 +35,12 @@ from .faces.restore import lr_size_for, restore
 from .imageio import image_bytes, load_image, pil_to_tensor, tensor_to_pil
 from .output_folder import file_sha256
 from .resample import resize
+from .search import SearchOptions
 from .weights.registry import DEFAULT_GENERATOR, GENERATOR_KINDS, load_registry
 from .weights.resolve import is_installed
 from .weights.store import resolve_cache_dir
 
-# the methods the page offers (of api.METHODS); srgan joins once the registry has SR models to choose from, and the
-# page then sends it no samples or search steps (it has neither)
-METHODS = ("pulse",)
+METHODS = ("pulse", "srgan")  # srgan is offered where an SR model is installed; it takes no samples or search steps
 MODES = {"auto": "auto", "aligned LR face": "face", "whole photo": "photo"}  # page label -> mode
 MAX_SAMPLES, MAX_STEPS, MAX_SCALE = 4, 500, 32  # the page's bounds, checked again for requests made without it
 PHOTO_SHOWN = 1536  # longest side of the before/after pair on the page (the zip has the full photo)
@@ -111,23 +111,31 @@ class Demo:
         self.default_generator = str(generator or DEFAULT_GENERATOR)
         self.device, self.time_limit = device, time_limit
         self.workdir = Path(tempfile.mkdtemp(prefix="pulse-demo-"))  # the latest request's zip
-        self._opened: tuple[tuple[str, str], Upsampler] | None = None
+        self._opened: tuple[tuple, object] | None = None  # (method, network, scale), its upsampler
         self._generator_sha: dict[str, str] = {}
         self.upsampler("pulse", self.default_generator)  # a missing generator stops `pulse demo` before it serves
 
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def generators(self) -> list[str]:
-        """The default, then the registry's other installed generators (nothing is downloaded from the page)."""
+    def generators(self, method: str = "pulse") -> list[str]:
+        """The method's installed networks (nothing is downloaded from the page): for pulse the default generator,
+        then the registry's other installed ones; for srgan the installed SR models."""
         cache = resolve_cache_dir()
-        installed = [m.name for m in load_registry().values() if m.kind in GENERATOR_KINDS and is_installed(m, cache)]
+        kinds = GENERATOR_KINDS if method == "pulse" else ("sr-model",)
+        installed = [m.name for m in load_registry().values() if m.kind in kinds and is_installed(m, cache)]
+        if method != "pulse":
+            return installed
         return [self.default_generator] + [name for name in installed if name != self.default_generator]
 
-    def upsampler(self, method: str, generator: str) -> Upsampler:
-        if self._opened is None or self._opened[0] != (method, generator):
+    def methods(self) -> list[str]:
+        return [method for method in METHODS if self.generators(method)]
+
+    def upsampler(self, method: str, generator: str, scale: int = 8):
+        key = (method, generator, scale if method != "pulse" else None)
+        if self._opened is None or self._opened[0] != key:
             self._opened = None  # the old one is freed before the new one loads
-            self._opened = (method, generator), open_upsampler(method, generator, self.device)
+            self._opened = key, open_upsampler(method, generator, self.device, scale)
         return self._opened[1]
 
     def enhance(self, path, settings: Settings = Settings(),
@@ -151,11 +159,15 @@ class Demo:
 
     def _enhance(self, path: Path, s: Settings, started: float, on_progress) -> Outcome:
         _check(s)
-        generator = s.generator or self.default_generator
-        if generator not in self.generators():
-            raise PulseError(f"generator {generator!r} is not installed here (offered: {', '.join(self.generators())})")
+        offered = self.generators(s.method)
+        generator = s.generator or (self.default_generator if s.method == "pulse" else offered[0] if offered else "")
+        if generator not in offered:
+            raise PulseError(f"{s.method} network {generator!r} is not installed here (offered: "
+                             f"{', '.join(offered) or 'none'})")
         on_progress(0, f"opening {generator}")
-        upsampler = self.upsampler(s.method, generator)
+        upsampler = self.upsampler(s.method, generator, s.scale)
+        if s.method != "pulse":
+            upsampler.check_request(s.scale, s.samples, {})
 
         def on_step(step: int, total: int) -> None:
             if time.monotonic() - started > self.time_limit:
@@ -177,11 +189,11 @@ class Demo:
         on_progress(0, "finding faces")
         return self._photo(path, image, upsampler, s, on_step, self._made_with(upsampler, generator, s, 1))
 
-    def _face(self, path: Path, lr: Image.Image, upsampler: Upsampler, s: Settings, on_step, made_with) -> Outcome:
+    def _face(self, path: Path, lr: Image.Image, upsampler, s: Settings, on_step, made_with) -> Outcome:
         results = upsampler.run([lr], scale=s.scale, samples=s.samples, seed=s.seed, on_step=on_step,
-                                steps=s.steps)[0]
-        tiles, rows = _face_tiles(lr, results, s.scale, ["pulse"] if s.samples == 1 else
-                                  [f"pulse #{r.sample}" for r in results])
+                                **_search(s))[0]
+        tiles, rows = _face_tiles(lr, results, s.scale, [s.method] if s.samples == 1 else
+                                  [f"{s.method} #{r.sample}" for r in results])
         names = [f"{path.stem}.png"] if s.samples == 1 else [f"{path.stem}_{r.sample}.png" for r in results]
         files = {name: image_bytes(r.image) for name, r in zip(names, results)}
         input_sha = file_sha256(path)
@@ -192,18 +204,18 @@ class Demo:
                                "seconds": round(r.seconds, 3), "sha256": hashlib.sha256(files[name]).hexdigest(),
                                "made_with": made_with}
                               for name, r in zip(names, results)]}
-        return Outcome(path.name, eps=made_with["search"]["eps"], tiles=tiles, rows=rows, report=report,
+        return Outcome(path.name, eps=made_with["eps"], tiles=tiles, rows=rows, report=report,
                        download=self._zip(path.stem, files, report))
 
-    def _photo(self, path: Path, photo: Image.Image, upsampler: Upsampler, s: Settings, on_step, made_with) -> Outcome:
+    def _photo(self, path: Path, photo: Image.Image, upsampler, s: Settings, on_step, made_with) -> Outcome:
         require_models("hog")
-        restored = restore(photo, s.scale, upsampler, seed=s.seed, name=str(path), steps=s.steps, on_step=on_step)
+        restored = restore(photo, s.scale, upsampler, seed=s.seed, name=str(path), on_step=on_step, **_search(s))
         if not restored.faces:
             raise PulseError(f"{path}: no face found; upload a photo with a clear, roughly frontal face, or an "
                              "aligned LR face")
         tiles, rows, files = [], [], {f"{path.stem}.png": image_bytes(restored.image)}
         for k, face in enumerate(restored.faces, 1):
-            t, r = _face_tiles(face.lr, [face.result], s.scale, [f"face {k}: pulse"], f"face {k}: ")
+            t, r = _face_tiles(face.lr, [face.result], s.scale, [f"face {k}: {s.method}"], f"face {k}: ")
             tiles += t
             rows += r
             files[f"{path.stem}_face{k}.png"] = image_bytes(face.result.image)
@@ -216,18 +228,21 @@ class Demo:
         shown = [restored.upscaled.copy(), restored.image.copy()]
         for picture in shown:
             picture.thumbnail((PHOTO_SHOWN, PHOTO_SHOWN))
-        return Outcome(path.name, eps=made_with["search"]["eps"], tiles=tiles, rows=rows, photo=(shown[0], shown[1]),
+        return Outcome(path.name, eps=made_with["eps"], tiles=tiles, rows=rows, photo=(shown[0], shown[1]),
                        report=report, download=self._zip(path.stem, files, report))
 
-    def _made_with(self, upsampler: Upsampler, generator: str, s: Settings, samples: int) -> dict:
-        """What decides the pixels, as `pulse run`'s report records it."""
+    def _made_with(self, upsampler, generator: str, s: Settings, samples: int) -> dict:
+        """What decides the pixels, as `pulse run`'s report records it (plus the eps results are judged by)."""
         source = str(upsampler.model.source)
         if source not in self._generator_sha:
             self._generator_sha[source] = file_sha256(source) if Path(source).is_file() else source
+        if s.method != "pulse":
+            return {"method": s.method, "generator": generator, "model_sha256": self._generator_sha[source],
+                    "scale": s.scale, "eps": SearchOptions.eps}
         search = asdict(upsampler.search_options(steps=s.steps))
         search.pop("frame_every")
         return {"method": s.method, "generator": generator, "generator_sha256": self._generator_sha[source],
-                "scale": s.scale, "seed": s.seed, "samples": samples, "search": search}
+                "scale": s.scale, "seed": s.seed, "samples": samples, "search": search, "eps": search["eps"]}
 
     def _zip(self, stem: str, files: dict[str, bytes], report: dict) -> Path:
         """The download: the images and report.json. Only the latest request's zip is kept here (the page copies
@@ -240,6 +255,11 @@ class Demo:
                 archive.writestr(name, data)
             archive.writestr("report.json", json.dumps(report, indent=1) + "\n")
         return path
+
+
+def _search(s: Settings) -> dict:
+    """The search's keywords for ``run``/``restore``: none for a method that does not search."""
+    return {"steps": s.steps} if s.method == "pulse" else {}
 
 
 def _check(s: Settings) -> None:
@@ -332,8 +352,9 @@ def build_page(demo: Demo, limits: Limits, gr):
                 mode = gr.Radio(list(MODES), value="auto", label="Input is",
                                 info="auto: square and at most the generator's size = an aligned face")
                 with gr.Row():
-                    method = gr.Dropdown(list(METHODS), value="pulse", label="Method")
-                    generator = gr.Dropdown(demo.generators(), value=demo.default_generator, label="Generator")
+                    method = gr.Dropdown(demo.methods(), value="pulse", label="Method",
+                                         info="pulse: a search (several samples); srgan: one network pass")
+                    generator = gr.Dropdown(demo.generators(), value=demo.default_generator, label="Network")
                 scale = gr.Slider(2, MAX_SCALE, value=8, step=1, label="Scale",
                                   info="face: output = input × scale; photo: faces searched at generator size ÷ scale")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples (aligned faces)")
@@ -348,6 +369,13 @@ def build_page(demo: Demo, limits: Limits, gr):
                 download = gr.File(label="Download: images and report.json", elem_id="pulse-download")
                 with gr.Accordion("Report (JSON)", open=False):
                     report = gr.JSON()
+        def method_chosen(chosen):  # srgan has its own networks and neither samples nor search steps
+            names = demo.generators(chosen)
+            searched = chosen == "pulse"
+            return (gr.Dropdown(choices=names, value=names[0] if names else None), gr.Slider(value=1, visible=searched),
+                    gr.Slider(visible=searched))
+
+        method.change(method_chosen, method, [generator, samples, steps])
         button.click(run, [upload, mode, method, generator, scale, samples, steps, seed],
                      [status, gallery, photo, download, report], concurrency_limit=1, concurrency_id="search")
     return page

@@ -75,6 +75,18 @@ def test_an_aligned_face_gives_captioned_results_a_summary_and_a_zip_with_the_re
             assert entry["input"] == "astronaut.png" and entry["made_with"]["generator"] == "pulse-faces-128"
 
 
+def test_srgan_is_offered_with_its_own_network_and_gives_one_result(demo):
+    assert demo.methods() == ["pulse", "srgan"] and demo.generators("srgan") == ["pulse-sr-x8"]
+    outcome = assert_good(demo, method="srgan")
+    assert [caption.split(":")[0] for _, caption in outcome.tiles] == ["LR 16 px", "bicubic ×8", "srgan"]
+    assert [image.size for image, _ in outcome.tiles] == [(128, 128)] * 3
+    (entry,) = outcome.report["outputs"]
+    assert outcome.report["method"] == "srgan" and entry["steps"] == 0 and RUN_REPORT_FIELDS <= set(entry)
+    assert entry["made_with"]["method"] == "srgan" and entry["made_with"]["generator"] == "pulse-sr-x8"
+    again = assert_good(demo, method="srgan", seed=5)  # deterministic: the seed changes nothing
+    assert again.tiles[2][0].tobytes() == outcome.tiles[2][0].tobytes()
+
+
 def bad_upload(tmp_path, kind, astronaut):
     """An upload that must fail, and the words its one-line message must hold."""
     path = tmp_path / {"text": "notes.txt", "corrupt": "face.png", "empty": "empty.png", "huge": "bomb.png",
@@ -117,7 +129,10 @@ def test_a_bad_upload_is_one_line_naming_the_file_and_the_next_request_works(dem
     (dict(scale=1), "scale must be a whole number from 2 to 32"),
     (dict(method="magic"), "method must be one of pulse"),
     (dict(mode="video"), "input kind must be one of auto, face, photo"),
-    (dict(generator="ffhq-1024"), "generator 'ffhq-1024' is not installed here"),
+    (dict(generator="ffhq-1024"), "pulse network 'ffhq-1024' is not installed here"),
+    (dict(method="srgan", samples=2), "samples 2: srgan is deterministic"),
+    (dict(method="srgan", scale=4), "enlarges x8 only, not x4"),
+    (dict(method="srgan", generator="pulse-faces-128"), "srgan network 'pulse-faces-128' is not installed here"),
 ])
 def test_settings_outside_the_pages_bounds_are_refused(demo, settings, message):
     outcome = demo.enhance(ASTRONAUT_LR, Settings(**settings))

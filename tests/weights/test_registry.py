@@ -62,11 +62,13 @@ def test_registry_cost_table_and_layouts_are_checked(tmp_path, write_registry, r
         weights_registry.load_registry(path)
 
 
-def test_the_registry_pins_the_bundled_generator_it_ships():
-    [wfile] = weights_registry.get_model(weights_registry.DEFAULT_GENERATOR).files
-    shipped = weights_registry.weights_dir() / wfile.path
-    assert wfile.sha256 == hashlib.sha256(shipped.read_bytes()).hexdigest(), "update sha256 in weights/registry.toml"
-    assert wfile.size == shipped.stat().st_size, "update size in weights/registry.toml"
+def test_the_registry_pins_every_file_it_ships():
+    shipped_files = [f for m in weights_registry.load_registry().values() for f in m.files if f.path]
+    assert {f.name for f in shipped_files} >= {"pulse-faces-128.pt", "pulse-sr-x8.pt"}
+    for wfile in shipped_files:
+        shipped = weights_registry.weights_dir() / wfile.path
+        assert wfile.sha256 == hashlib.sha256(shipped.read_bytes()).hexdigest(), f"update {wfile.name}'s sha256"
+        assert wfile.size == shipped.stat().st_size, f"update {wfile.name}'s size in weights/registry.toml"
 
 
 def test_a_wheel_carries_the_registry_and_the_bundled_generator(tmp_path):
