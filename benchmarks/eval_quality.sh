@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's quality table: pulse (bundled generator) vs bicubic on both held-out subsets,
+# The README's quality table: pulse (bundled generator) and srgan (bundled network) vs bicubic on both held-out subsets,
 # x8, 100 steps, 1 sample, seed 0. Prints one markdown table per subset; reports go to OUT_DIR/<subset>/.
 #
 #   benchmarks/eval_quality.sh [OUT_DIR] [more `pulse eval` options, which override these]
@@ -16,6 +16,6 @@ data=${PULSE_EVAL_DATA:-$(dirname "$0")/../../shared/data/eval}
 for subset in celebahq256 aaf256; do
     echo "## $subset"
     pulse eval --data "$data/$subset" --out "$out/$subset" --scale 8 --steps 100 --samples 1 --seed 0 \
-        --methods bicubic,pulse --grid-faces 8 "$@"
+        --methods bicubic,srgan,pulse --grid-faces 8 "$@"
     echo
 done
