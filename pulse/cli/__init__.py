@@ -15,8 +15,8 @@ from .common import PulseGroup
 COMMANDS = {  # name: (module, attribute, short help)
     "align": ("align", "align_command", "Find faces in photos and cut them out the way FFHQ did."),
     "demo": ("demo", "demo_command", "Try pulse in a browser: a local page to upsample a photo or an aligned LR face."),
-    "eval": ("eval", "eval_command", "Evaluate pulse against bicubic on aligned HR faces whose truth is known."),
-    "restore": ("restore", "restore_command", "Enlarge whole photos, replacing each face by a PULSE reconstruction."),
+    "eval": ("eval", "eval_command", "Evaluate pulse and srgan against bicubic on aligned HR faces whose truth is known."),
+    "restore": ("restore", "restore_command", "Enlarge whole photos, replacing each face by a PULSE (or srgan) reconstruction."),
     "run": ("run", "run", "Super-resolve aligned LR faces."),
     "sample": ("sample", "sample_command", "Random faces from a generator, as one grid image."),
     "train": ("train", "train_command", "Train a generator on aligned faces."),

@@ -50,7 +50,7 @@ from .common import (
 @verbose_option
 def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr_model, resolution, steps, eps, seed, device,
                  batch_size, compile_generator, grid_faces, verbose):
-    """Evaluate pulse against bicubic on aligned HR faces whose truth is known.
+    """Evaluate pulse and srgan against bicubic on aligned HR faces whose truth is known.
 
     \b
     Examples:

@@ -52,7 +52,7 @@ from .common import (
 @click.pass_context
 def restore_command(ctx, input_path, output_dir, scale, grid, method, generator, steps, seed, device, feather, mask,
                     detector, upsample, min_score, verbose):
-    """Enlarge whole photos, replacing each face by a PULSE reconstruction.
+    """Enlarge whole photos, replacing each face by a PULSE (or srgan) reconstruction.
 
     \b
     Examples:
