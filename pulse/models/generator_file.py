@@ -144,6 +144,17 @@ def load_generator(path, device="cpu") -> LoadedGenerator:
     return loaded.to(device)
 
 
+def metadata_lines(meta: dict) -> list[str]:
+    """A model file's metadata for a person: one "key: value" line each, then one line per training leg."""
+    meta = dict(meta)
+    commands = meta.pop("training_commands", None)
+    lines = [f"  {key}: {value}" for key, value in meta.items() if value not in ("", None)]
+    for leg in commands or []:
+        start = "?" if leg.get("from_kimg") is None else f"{leg['from_kimg']:g}"
+        lines.append(f"  trained from {start} kimg: {leg['command'] or '(from Python, no command)'}")
+    return lines
+
+
 def describe_generator(path: Path) -> list[str]:
     """What a generator file holds, for a person: architecture, size, training record, search settings."""
     payload = read_generator_file(path)
@@ -156,11 +167,7 @@ def describe_generator(path: Path) -> list[str]:
              f"{config.mapping_layers} mapping layers, widths {','.join(map(str, config.channels))} "
              f"(4..{config.resolution} px), {parameters / 1e6:.2f} M parameters stored as {'/'.join(dtypes)}"]
     defaults = meta.pop("search_defaults", None)
-    commands = meta.pop("training_commands", None)
-    lines += [f"  {key}: {value}" for key, value in meta.items() if value not in ("", None)]
-    for leg in commands or []:
-        start = "?" if leg.get("from_kimg") is None else f"{leg['from_kimg']:g}"
-        lines.append(f"  trained from {start} kimg: {leg['command'] or '(from Python, no command)'}")
+    lines += metadata_lines(meta)
     settings = ", ".join(f"{k}={v}" for k, v in defaults.items()) if defaults else "none (PULSE's reference settings)"
     lines.append(f"  recommended search settings: {settings}")
     return lines

@@ -23,6 +23,7 @@ import torch.nn as nn
 from ..errors import PulseError
 from ..files import atomic_path, load_payload
 from ..resample import resize
+from .generator_file import metadata_lines
 
 SR_FILE_FORMAT = "pulse-sr-model"
 SR_FILE_VERSION = 1
@@ -156,16 +157,11 @@ def describe_sr_model(path) -> list[str]:
     path = Path(path)
     payload = load_payload(path, SR_FILE_FORMAT, SR_FILE_VERSION, "SR model file")
     config = SRResNetConfig(**payload["config"])
-    meta = dict(payload["metadata"])
+    meta = payload["metadata"]
     parameters = sum(t.numel() for t in payload["state_dict"].values())
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in payload["state_dict"].values()})
     lines = [f"{path} ({path.stat().st_size / 1e6:.1f} MB)",
              f"  architecture: srresnet x{config.scale}, width {config.channels}, {config.blocks} residual blocks"
              f"{', BatchNorm' if config.batch_norm else ''}, {parameters / 1e6:.2f} M parameters stored as "
              f"{'/'.join(dtypes)}"]
-    commands = meta.pop("training_commands", None)
-    lines += [f"  {key}: {value}" for key, value in meta.items() if value not in ("", None)]
-    for leg in commands or []:
-        start = "?" if leg.get("from_kimg") is None else f"{leg['from_kimg']:g}"
-        lines.append(f"  trained from {start} kimg: {leg['command'] or '(from Python, no command)'}")
-    return lines
+    return lines + metadata_lines(meta)
