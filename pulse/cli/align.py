@@ -12,6 +12,7 @@ from ..errors import EXIT_INPUT_ERRORS, PulseError
 from ..faces.align import align_faces
 from ..faces.detect import DETECTORS, MIN_SCORE, require_models
 from ..imageio import load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil, write_text_atomic
+from ..output_folder import OutputFolder
 from ..resample import resize
 from .common import PulseCommand, find_inputs, for_each_input, verbose_option
 
@@ -51,33 +52,41 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
 
     Per face k of photo <stem> (largest first): <stem>_<k>.png, <stem>_<k>_lr.png with --lr-size, and
     <stem>_<k>.json (source, size, box, score, landmarks and the quad: the photo points that became the
-    corners top-left, bottom-left, bottom-right, top-right). Problems are one line each on stderr and the
+    corners top-left, bottom-left, bottom-right, top-right); report.jsonl names every file pulse wrote, and pulse
+    never writes over a file it does not name (that photo fails). Problems are one line each on stderr and the
     batch goes on. Exit codes: 0 every photo gave a face; 1 some photo failed (unreadable, no face);
     2 usage error.
     """
-    files = find_inputs(input_path, verbose)
     require_models(detector)
-    stems = output_stems(files)
-    written = 0
+    files = find_inputs(input_path, verbose)
+    with OutputFolder(output_dir).open() as folder:  # locked; pulse writes only over what its report names
+        files = folder.not_ours(files)
+        stems = output_stems(files)
+        written = 0
 
-    def align_one(path: Path, on_step) -> None:
-        nonlocal written
-        photo = load_image(path)
-        faces = align_faces(photo, size, largest=not all_faces, detector=detector, upsample=upsample,
-                            min_score=min_score, name=str(path))
-        if not faces:
-            raise PulseError(f"{path}: no face found (try --upsample 1 or a lower --min-score)")
-        for k, face in enumerate(faces):
-            entry = {"source": str(path), "source_size": list(photo.size), "image": f"{stems[path]}_{k}.png",
-                     **face.report()}
-            save_image(face.image, output_dir / entry["image"])
-            if lr_size:
-                entry["lr_image"], entry["lr_size"] = f"{stems[path]}_{k}_lr.png", lr_size
-                save_image(tensor_to_pil(resize(pil_to_tensor(face.image), lr_size)), output_dir / entry["lr_image"])
-            write_text_atomic(output_dir / f"{stems[path]}_{k}.json", json.dumps(entry, indent=1) + "\n")
-            written += 1
+        def align_one(path: Path, on_step) -> None:
+            nonlocal written
+            photo = load_image(path)
+            faces = align_faces(photo, size, largest=not all_faces, detector=detector, upsample=upsample,
+                                min_score=min_score, name=str(path))
+            if not faces:
+                raise PulseError(f"{path}: no face found (try --upsample 1 or a lower --min-score)")
+            names = [f"{stems[path]}_{k}{end}" for k in range(len(faces))
+                     for end in (".png", ".json") + (("_lr.png",) if lr_size else ())]
+            folder.claim(path, names)
+            for k, face in enumerate(faces):
+                entry = {"source": str(path), "source_size": list(photo.size), "image": f"{stems[path]}_{k}.png",
+                         **face.report()}
+                save_image(face.image, output_dir / entry["image"])
+                if lr_size:
+                    entry["lr_image"], entry["lr_size"] = f"{stems[path]}_{k}_lr.png", lr_size
+                    save_image(tensor_to_pil(resize(pil_to_tensor(face.image), lr_size)),
+                               output_dir / entry["lr_image"])
+                write_text_atomic(output_dir / f"{stems[path]}_{k}.json", json.dumps(entry, indent=1) + "\n")
+                written += 1
 
-    failed = for_each_input(files, "align", align_one)
+        failed = for_each_input(files, "align", align_one)
+        folder.compact()
     click.echo(f"{len(files)} photos, {written} faces aligned, {failed} failed; output: {output_dir}", err=True)
     if failed:
         sys.exit(EXIT_INPUT_ERRORS)

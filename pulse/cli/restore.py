@@ -14,6 +14,7 @@ from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT
 from ..faces.detect import require_models
 from ..faces.restore import MASKS, before_after, lr_size_for, restore
 from ..imageio import load_image, output_stems, save_image, write_text_atomic
+from ..output_folder import OutputFolder
 from .align import detection_options
 from .common import (
     PulseCommand,
@@ -63,7 +64,8 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
     Each face is aligned like FFHQ, downscaled to (generator resolution // scale) px, searched (or, with
     --method srgan, enlarged by the feed-forward network), and its face region (--mask) pasted back with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
     Writes <stem>.png and <stem>.json (per face: box, landmarks, quad, LR-PSNR, success, seed); a photo
-    without a detectable face is reported and written upscaled plainly. Problems are one line each on
+    without a detectable face is reported and written upscaled plainly. report.jsonl names every file pulse
+    wrote, and pulse never writes over a file it does not name (that photo fails). Problems are one line each on
     stderr and the batch goes on. Exit codes: 0 every face restored within eps; 1 some photo failed
     (unreadable, too large, no face); 2 usage/setup error; 3 some face did not get within eps.
     """
@@ -73,27 +75,31 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
     options = {"steps": steps} if method == "pulse" else {}
     lr_size = lr_size_for(upsampler.resolution, scale)
     require_models(detector)
-    stems = output_stems(files)
-    no_face, inconsistent, started = 0, 0, time.perf_counter()
+    with OutputFolder(output_dir).open() as folder:  # locked; pulse writes only over what its report names
+        files = folder.not_ours(files)
+        stems = output_stems(files)
+        no_face, inconsistent, started = 0, 0, time.perf_counter()
 
-    def restore_one(path: Path, on_step) -> None:
-        nonlocal no_face, inconsistent
-        restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
-                           detector=detector, upsample=upsample, min_score=min_score, name=str(path),
-                           on_step=on_step, **options)
-        stem = stems[path]
-        save_image(restored.image, output_dir / f"{stem}.png")
-        if grid:
-            save_image(before_after(restored.upscaled, restored.image), output_dir / f"{stem}_grid.png")
-        report = {"source": str(path), "method": method, "scale": scale, "lr_size": lr_size, "image": f"{stem}.png",
-                  "faces": [face.report() for face in restored.faces]}
-        write_text_atomic(output_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
-        no_face += not restored.faces
-        inconsistent += sum(not face.result.success for face in restored.faces)
-        psnrs = ", ".join(f"{face.result.lr_psnr:.1f}" for face in restored.faces)
-        say_below_progress(f"{path}: {len(restored.faces)} faces restored (LR-PSNR dB: {psnrs or '-'})")
+        def restore_one(path: Path, on_step) -> None:
+            nonlocal no_face, inconsistent
+            stem = stems[path]
+            folder.claim(path, [f"{stem}.png", f"{stem}.json"] + ([f"{stem}_grid.png"] if grid else []))
+            restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
+                               detector=detector, upsample=upsample, min_score=min_score, name=str(path),
+                               on_step=on_step, **options)
+            save_image(restored.image, output_dir / f"{stem}.png")
+            if grid:
+                save_image(before_after(restored.upscaled, restored.image), output_dir / f"{stem}_grid.png")
+            report = {"source": str(path), "method": method, "scale": scale, "lr_size": lr_size,
+                      "image": f"{stem}.png", "faces": [face.report() for face in restored.faces]}
+            write_text_atomic(output_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
+            no_face += not restored.faces
+            inconsistent += sum(not face.result.success for face in restored.faces)
+            psnrs = ", ".join(f"{face.result.lr_psnr:.1f}" for face in restored.faces)
+            say_below_progress(f"{path}: {len(restored.faces)} faces restored (LR-PSNR dB: {psnrs or '-'})")
 
-    failed = for_each_input(files, "restore", restore_one) + no_face
+        failed = for_each_input(files, "restore", restore_one) + no_face
+        folder.compact()
     click.echo(f"{len(files)} photos, {failed} failed, {inconsistent} faces not within eps; "
                f"{time.perf_counter() - started:.1f} s; output: {output_dir}", err=True)
     if failed:

@@ -139,8 +139,7 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
     with folder:  # unlocked however the run ends
         made_with = _made_with(upsampler, scale, seed, samples, options)
 
-        ours = folder.owned_paths()  # an output folder inside or equal to the input folder: its files are not inputs
-        files = [f for f in found.images if f.resolve() not in ours]
+        files = folder.not_ours(found.images)
         if processes.is_main:
             say_passed_over(found.skipped, input_path, verbose)
         stems = output_stems(files)  # over all inputs, so every rank names outputs alike

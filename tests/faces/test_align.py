@@ -123,3 +123,25 @@ def test_cli_align_writes_faces_reports_and_one_line_per_problem(photos, tmp_pat
     lr = pil_to_tensor(Image.open(out / "a_plain_0_lr.png"))
     made_by_resize = resize(pil_to_tensor(Image.open(out / "a_plain_0.png")), 16).clamp(0, 1)
     assert (lr - made_by_resize).abs().max() <= 0.5 / 255 + 1e-6  # pulse's operator, rounded to 8 bits
+
+
+@pytest.mark.usefixtures("landmark_model")
+def test_cli_align_never_writes_over_a_users_file_and_reruns_over_its_own(photos, tmp_path):
+    folder = tmp_path / "photos"  # the output folder is the input folder
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.open(photos / "a_plain.png").save(folder / name)
+    (folder / "b_0.json").write_text("my notes\n")
+    command = ["align", "--input", str(folder), "--output", str(folder), "--size", "64"]
+
+    first = CliRunner().invoke(main, command)
+    assert first.exit_code == EXIT_INPUT_ERRORS, first.output
+    assert f"error: {folder / 'b.png'}: refusing to write over {folder / 'b_0.json'}" in first.stderr
+    assert (folder / "b_0.json").read_text() == "my notes\n" and not (folder / "b_0.png").exists()
+    assert Image.open(folder / "a_0.png").size == (64, 64)
+
+    second = CliRunner().invoke(main, command)  # a_0.png is pulse's output, not a photo to align, and may be redone
+    assert second.exit_code == EXIT_INPUT_ERRORS, second.output
+    assert "2 photos, 1 faces aligned, 1 failed" in second.stderr
+    assert sorted(p.name for p in folder.glob("*.png")) == ["a.png", "a_0.png", "b.png"]
+    assert (folder / "b_0.json").read_text() == "my notes\n"

@@ -159,3 +159,20 @@ def test_cli_restore_method_srgan_pastes_the_networks_faces(photos, tmp_path):
     refused = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--method", "srgan",
                                         "--generator", str(sr_file), "--scale", "4", "--steps", "9"])
     assert refused.exit_code == EXIT_USAGE and "--steps: search option(s)" in refused.stderr
+
+
+@pytest.mark.usefixtures("landmark_model")
+def test_cli_restore_into_the_input_folder_never_writes_over_the_photo(photos, tmp_path):
+    from pulse.models.srresnet import SRResNet, SRResNetConfig, save_sr_model
+
+    sr_file = save_sr_model(tmp_path / "sr4.pt", SRResNet(SRResNetConfig(scale=4, channels=8, blocks=1)),
+                            {"hr_size": 32})
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(photos / "a_plain.png").resize((128, 128), Image.Resampling.BICUBIC).save(folder / "a_small.png")
+    before = (folder / "a_small.png").read_bytes()
+    result = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(folder), "--scale", "4",
+                                       "--method", "srgan", "--generator", str(sr_file), "--device", "cpu"])
+    assert result.exit_code == EXIT_INPUT_ERRORS, result.output
+    assert f"refusing to write over {folder / 'a_small.png'} (not made by pulse" in result.stderr
+    assert (folder / "a_small.png").read_bytes() == before and not (folder / "a_small.json").exists()
