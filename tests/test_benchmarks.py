@@ -39,3 +39,26 @@ def test_sr_speed_prints_a_row_per_batch():
     rows = [line.split("|")[1:-1] for line in out.splitlines() if re.match(r"\| \d+ \| \d+", line)]
     assert [int(r[0]) for r in rows] == [1, 4] and all(float(r[1]) > 0 for r in rows)
     assert "x8 (16 -> 128 px)" in out
+
+
+def test_sr_artifacts_finds_a_grid_pattern_and_not_a_face(tmp_path):
+    import importlib.util
+
+    import torch
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("sr_artifacts", ROOT / "benchmarks" / "sr_artifacts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    smooth = torch.nn.functional.interpolate(torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)),
+                                             size=128, mode="bicubic", align_corners=False).clamp(0, 1)
+    checker = (torch.arange(128) // 4 % 2).float()  # period 8 px: the LR grid of x8 from 16 px
+    patterned = (smooth + 3 / 255 * (checker[:, None] + checker[None, :] - 1)).clamp(0, 1)
+    plain, grid = module.periodic_share(smooth, 8), module.periodic_share(patterned, 8)
+    assert (grid > 10 * plain).all(), (plain, grid)
+
+    for k, image in enumerate(smooth):
+        Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(tmp_path / f"{k}.png")
+    out = run_script("sr_artifacts.py", "--data", tmp_path)
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "‰" not in line]
+    assert rows[:2] == ["HR (the faces themselves)", "bicubic"] and rows[2].endswith("pulse-sr-x8.pt"), out
