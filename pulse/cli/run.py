@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import signal
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,7 +153,7 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
         started, failed_now = time.perf_counter(), 0
         todo = plan.todo
         try:
-            with click.progressbar(length=len(todo), label=method, file=sys.stderr, show_pos=True,
+            with _sigterm_as_ctrl_c(), click.progressbar(length=len(todo), label=method, file=sys.stderr, show_pos=True,
                                    item_show_func=lambda s: s, hidden=not processes.is_main) as bar, \
                     warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -248,6 +250,23 @@ SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "noise", "n
 class _Plan:
     todo: list  # (input path, its content sha256) still to search
     skipped: int  # finished before with the same settings
+
+
+@contextmanager
+def _sigterm_as_ctrl_c():
+    """A SIGTERM (``kill``, a job scheduler) ends the run the way Ctrl-C does: finished faces kept, resume said."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:  # nohup'ed: keep ignoring
+        yield
+        return
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _plan(files, stems, folder, made_with, samples, grid, save_intermediate, overwrite, inputs) -> _Plan:

@@ -364,7 +364,8 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path, tiny_generator_fil
                    "--device", "cpu", "--steps", 2, "--scale", 4, "--eps", 1).exit_code == EXIT_OK
 
 
-def test_ctrl_c_exits_130_keeps_finished_faces_and_the_rerun_resumes(tmp_path, tiny_generator_file):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_exits_130_keeps_finished_faces_and_the_rerun_resumes(stop, tmp_path, tiny_generator_file):
     folder = tmp_path / "lr"
     folder.mkdir()
     for i, face in enumerate(lr_faces(tiny_generator_file, 4)):
@@ -380,7 +381,7 @@ def test_ctrl_c_exits_130_keeps_finished_faces_and_the_rerun_resumes(tmp_path, t
     deadline = time.time() + 120
     while not (out / "face0.png").is_file() and time.time() < deadline:
         time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     stderr = process.communicate(timeout=60)[1]
     assert process.returncode == EXIT_INTERRUPTED, stderr[-2000:]
     assert "interrupted: finished faces are kept" in stderr and "rerun the same command" in stderr
