@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class _BlurPool(nn.Module):
+class BlurPool(nn.Module):
     """Anti-aliased stride-2 downsampling: reflect-pad 2, [1, 2, 1]^2 / 16 per channel (filter from the file)."""
 
     def __init__(self, channels: int):
@@ -24,7 +24,9 @@ class _BlurPool(nn.Module):
         return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), self.filt, stride=2, groups=x.shape[1])
 
 
-class _Scaling(nn.Module):
+class InputScaling(nn.Module):
+    """The trunk's input shift and scale (values from the file); shared with the perceptual loss's VGG16."""
+
     def __init__(self):
         super().__init__()
         self.register_buffer("shift", torch.zeros(1, 3, 1, 1))
@@ -46,9 +48,9 @@ class _AlexTrunk(nn.Module):
         super().__init__()
         relu = lambda: nn.ReLU(inplace=False)  # noqa: E731
         layers = [
-            nn.Conv2d(3, 64, 11, padding=2), _BlurPool(64), relu(),
-            nn.MaxPool2d(3, stride=1), _BlurPool(64), nn.Conv2d(64, 192, 5, padding=2), relu(),
-            nn.MaxPool2d(3, stride=1), _BlurPool(192), nn.Conv2d(192, 384, 3, padding=1), relu(),
+            nn.Conv2d(3, 64, 11, padding=2), BlurPool(64), relu(),
+            nn.MaxPool2d(3, stride=1), BlurPool(64), nn.Conv2d(64, 192, 5, padding=2), relu(),
+            nn.MaxPool2d(3, stride=1), BlurPool(192), nn.Conv2d(192, 384, 3, padding=1), relu(),
             nn.Conv2d(384, 256, 3, padding=1), relu(),
             nn.Conv2d(256, 256, 3, padding=1), relu(),
         ]
@@ -72,7 +74,7 @@ class STLPIPSAlex(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.scaling_layer = _Scaling()
+        self.scaling_layer = InputScaling()
         self.net = _AlexTrunk()
         for k, channels in enumerate(self.CHANNELS):
             self.add_module(f"lin{k}", _Head(channels))

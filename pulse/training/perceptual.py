@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import PulseError
-from ..evaluation.stlpips import _BlurPool, _Scaling
+from ..evaluation.stlpips import BlurPool, InputScaling
 from ..files import installed_package_file
 
 VGG_PACKAGE, VGG_WEIGHTS = "stlpips_pytorch", "weights/vST0.0/vgg_shift_tolerant.pth"
@@ -32,7 +32,7 @@ def _vgg_layers(slices: int) -> list[nn.Module]:
     layers, in_ch = [], 3
     for level, widths in enumerate(_WIDTHS[:slices]):
         if level:
-            layers += [nn.MaxPool2d(2, stride=1), _BlurPool(in_ch)]
+            layers += [nn.MaxPool2d(2, stride=1), BlurPool(in_ch)]
         for width in widths:
             layers += [nn.Conv2d(in_ch, width, 3, padding=1), nn.ReLU()]
             in_ch = width
@@ -46,7 +46,7 @@ class VGGTrunk(nn.Module):
         super().__init__()
         if not 1 <= slices <= len(LAYERS):
             raise ValueError(f"slices {slices}: 1 to {len(LAYERS)}")
-        self.scaling_layer = _Scaling()
+        self.scaling_layer = InputScaling()
         layers = _vgg_layers(slices)
         self.net = nn.Module()
         start = 0
