@@ -140,8 +140,9 @@ def test_cli_usage_errors_exit_2(tmp_path, tiny_generator_file, smooth_pattern):
     assert "scale 16 leaves 2 px faces for the 32 px generator" in result.stderr
 
 
-@pytest.mark.usefixtures("landmark_model")
-def test_cli_restore_method_srgan_pastes_the_networks_faces(photos, tmp_path):
+@pytest.fixture
+def small_photo_and_sr4(photos, tmp_path):
+    """A tiny untrained x4 SR file, and a folder holding one 128 px photo of a face."""
     from pulse.models.srresnet import SRResNet, SRResNetConfig, save_sr_model
 
     sr_file = save_sr_model(tmp_path / "sr4.pt", SRResNet(SRResNetConfig(scale=4, channels=8, blocks=1)),
@@ -149,6 +150,12 @@ def test_cli_restore_method_srgan_pastes_the_networks_faces(photos, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     Image.open(photos / "a_plain.png").resize((128, 128), Image.Resampling.BICUBIC).save(folder / "a_small.png")
+    return sr_file, folder
+
+
+@pytest.mark.usefixtures("landmark_model")
+def test_cli_restore_method_srgan_pastes_the_networks_faces(small_photo_and_sr4, tmp_path):
+    sr_file, folder = small_photo_and_sr4
     out = tmp_path / "restored"
     result = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--scale", "4",
                                        "--method", "srgan", "--generator", str(sr_file), "--device", "cpu"])
@@ -162,14 +169,8 @@ def test_cli_restore_method_srgan_pastes_the_networks_faces(photos, tmp_path):
 
 
 @pytest.mark.usefixtures("landmark_model")
-def test_cli_restore_into_the_input_folder_never_writes_over_the_photo(photos, tmp_path):
-    from pulse.models.srresnet import SRResNet, SRResNetConfig, save_sr_model
-
-    sr_file = save_sr_model(tmp_path / "sr4.pt", SRResNet(SRResNetConfig(scale=4, channels=8, blocks=1)),
-                            {"hr_size": 32})
-    folder = tmp_path / "in"
-    folder.mkdir()
-    Image.open(photos / "a_plain.png").resize((128, 128), Image.Resampling.BICUBIC).save(folder / "a_small.png")
+def test_cli_restore_into_the_input_folder_never_writes_over_the_photo(small_photo_and_sr4):
+    sr_file, folder = small_photo_and_sr4
     before = (folder / "a_small.png").read_bytes()
     result = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(folder), "--scale", "4",
                                        "--method", "srgan", "--generator", str(sr_file), "--device", "cpu"])
