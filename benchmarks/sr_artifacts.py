@@ -5,7 +5,8 @@ peaks at the harmonics of the LR pixel grid (multiples of HR size / scale cycles
 reason to peak there, so the HR faces give the baseline. Prints, for HR, bicubic and each model, the share of
 the image's power that stands above the neighbouring frequencies at those harmonics. No training loss sees this number, so it can judge an adversarial stage that LPIPS cannot.
 
-    python benchmarks/sr_artifacts.py --data ../shared/data/eval/celebahq256 [--model A.pt --model B.pt] [--scale 8]
+    python benchmarks/sr_artifacts.py --data ../shared/data/eval/celebahq256 \
+        [--model A.pt --model B.pt] [--scale 8]
 """
 
 from __future__ import annotations

@@ -71,18 +71,17 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
                                 min_score=min_score, name=str(path))
             if not faces:
                 raise PulseError(f"{path}: no face found (try --upsample 1 or a lower --min-score)")
-            names = [f"{stems[path]}_{k}{end}" for k in range(len(faces))
-                     for end in (".png", ".json") + (("_lr.png",) if lr_size else ())]
-            folder.claim(path, names)
-            for k, face in enumerate(faces):
-                entry = {"source": str(path), "source_size": list(photo.size), "image": f"{stems[path]}_{k}.png",
-                         **face.report()}
-                save_image(face.image, output_dir / entry["image"])
-                if lr_size:
-                    entry["lr_image"], entry["lr_size"] = f"{stems[path]}_{k}_lr.png", lr_size
-                    save_image(tensor_to_pil(resize(pil_to_tensor(face.image), lr_size)),
-                               output_dir / entry["lr_image"])
-                write_text_atomic(output_dir / f"{stems[path]}_{k}.json", json.dumps(entry, indent=1) + "\n")
+            stem = stems[path]
+            names = [(f"{stem}_{k}.png", f"{stem}_{k}_lr.png" if lr_size else None, f"{stem}_{k}.json")
+                     for k in range(len(faces))]
+            folder.claim(path, [name for face_names in names for name in face_names if name])
+            for face, (image, lr_image, report) in zip(faces, names):
+                entry = {"source": str(path), "source_size": list(photo.size), "image": image, **face.report()}
+                save_image(face.image, output_dir / image)
+                if lr_image:
+                    entry["lr_image"], entry["lr_size"] = lr_image, lr_size
+                    save_image(tensor_to_pil(resize(pil_to_tensor(face.image), lr_size)), output_dir / lr_image)
+                write_text_atomic(output_dir / report, json.dumps(entry, indent=1) + "\n")
                 written += 1
 
         failed = for_each_input(files, "align", align_one)

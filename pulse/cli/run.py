@@ -153,8 +153,9 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
         started, failed_now = time.perf_counter(), 0
         todo = plan.todo
         try:
-            with _sigterm_as_ctrl_c(), click.progressbar(length=len(todo), label=method, file=sys.stderr, show_pos=True,
-                                   item_show_func=lambda s: s, hidden=not processes.is_main) as bar, \
+            with _sigterm_as_ctrl_c(), \
+                    click.progressbar(length=len(todo), label=method, file=sys.stderr, show_pos=True,
+                                      item_show_func=lambda s: s, hidden=not processes.is_main) as bar, \
                     warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 on_step = lambda step, total: bar.update(0, f"step {step}/{total}")  # noqa: E731
