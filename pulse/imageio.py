@@ -126,8 +126,10 @@ def load_image(path, check_size: Callable[[int, int], None] | None = None) -> Im
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PulseError(f"{name}: refused as a decompression bomb (too many pixels)")
-    except Exception as err:  # Pillow raises many types for corrupt data
-        raise PulseError(f"{name}: not a readable image ({type(err).__name__}: {str(err)[:120]})")
+    except Image.UnidentifiedImageError:
+        raise PulseError(f"{name}: not a readable image: pulse reads PNG, JPEG, WebP and BMP files") from None
+    except Exception:  # Pillow raises many types for corrupt data
+        raise PulseError(f"{name}: not a readable image: its data is damaged or cut short") from None
     return to_rgb(img, name)
 
 

@@ -52,6 +52,11 @@ class OutputFolder:
             raise PulseError(f"{self.path}: is a file, not a folder; choose another --output")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            place = next(p for p in self.path.absolute().parents if p.exists())
+            raise PulseError(f"{self.path}: cannot create this folder in {place} ({err.strerror or err}); "
+                             "choose another --output") from None
+        try:
             with tempfile.NamedTemporaryFile(dir=self.path, prefix=".pulse-probe-") as probe:
                 probe.write(b"pulse")
                 probe.flush()

@@ -16,6 +16,7 @@ from typing import Callable
 import click
 
 from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, PulseError
+from ..progress import progress_bar
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -54,9 +55,29 @@ class PulseCommand(_ExitPolicy, click.Command):
 
 
 class PulseGroup(_ExitPolicy, click.Group):
-    """A command group under the exit-code policy; its commands are ``PulseCommand``s by default."""
+    """A command group under the exit-code policy; its commands are ``PulseCommand``s by default.
+
+    As the top command it also says a bad option value in one line "error: ...", exit 2, like every other error,
+    where click would print its usage block first."""
 
     command_class = PulseCommand
+
+    def main(self, *args, standalone_mode: bool = True, **extra):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **extra)
+        try:
+            code = super().main(*args, standalone_mode=False, **extra)
+        except click.UsageError as err:
+            where = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            say(f"error: {err.format_message().rstrip('.')}{where}")
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as err:
+            say(f"error: {err.format_message()}")
+            sys.exit(err.exit_code)
+        except click.Abort:
+            say("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 class Scale(click.ParamType):
@@ -104,6 +125,54 @@ def method_option(command):
                              "promise).")(command)
 
 
+def _search_option_table():
+    """(field of SearchOptions, click declarations, click keywords, help) for every setting a user may choose."""
+    from ..search import NOISE_MODES, PRECISIONS, SCHEDULES
+
+    return (
+        ("steps", ("--steps",), dict(type=click.IntRange(1)), "Search steps per batch"),
+        ("eps", ("--eps",), dict(type=click.FloatRange(0, min_open=True)),
+         "Success threshold on the LR mean squared error (images in [0, 1])"),
+        ("eps_margin", ("--eps-margin",), dict(type=click.FloatRange(0, 1, max_open=True)),
+         "The loss aims at (1 - margin) x eps so delivered images land within eps; 0 = reference PULSE"),
+        ("loss", ("--loss",), dict(), "Weighted loss terms: L2, L1, GEOCROSS, e.g. 100*L2+0.05*GEOCROSS"),
+        ("learning_rate", ("--learning-rate",), dict(type=click.FloatRange(0, min_open=True)),
+         "Peak Adam learning rate of the search's schedule"),
+        ("schedule", ("--schedule",), dict(type=click.Choice(SCHEDULES)), "Learning-rate schedule over the steps"),
+        ("noise", ("--noise",), dict(type=click.Choice(NOISE_MODES)),
+         "Noise maps: the coarsest --noise-layers optimised with the latent (trainable), kept as drawn from the "
+         "seed (fixed), or all zero"),
+        ("trainable_noise_layers", ("--noise-layers",), dict(type=click.IntRange(0)),
+         "How many noise maps (coarsest first) the search may change"),
+        ("tile_latent", ("--tile-latent/--no-tile-latent",), dict(), "One latent vector for every style layer"),
+        ("early_stop", ("--early-stop/--no-early-stop",), dict(), "Stop a batch once every face in it is within eps"),
+        ("precision", ("--precision",), dict(type=click.Choice(PRECISIONS)),
+         "bf16: the generator runs under autocast (faster on recent GPUs); losses stay fp32"),
+    )
+
+
+def search_options(command):
+    """The search's settings as options, one set for run, restore and eval: each one not given is the
+    generator's recommended setting (its file's ``search_defaults``), else the reference PULSE's. The command
+    receives them under SearchOptions' field names, None where not given (``given_search_options``)."""
+    from ..search import SearchOptions
+
+    reference = SearchOptions()
+    for field, decls, keywords, help in reversed(_search_option_table()):
+        default = getattr(reference, field)
+        shown = ("on" if default else "off") if isinstance(default, bool) else f"{default:g}" if isinstance(
+            default, float) else default
+        command = click.option(*decls, field, default=None, **keywords,
+                               help=f"{help} [default: the generator's recommended, else {shown}].")(command)
+    return command
+
+
+def given_search_options(params: dict) -> dict:
+    """Takes the search options out of a command's parameters: {field: value} of those given."""
+    given = {row[0]: params.pop(row[0]) for row in _search_option_table()}
+    return {field: value for field, value in given.items() if value is not None}
+
+
 def refuse_search_options(ctx: click.Context, method: str, names) -> None:
     """A search option given on the command line with a method that does not search is a usage error, not
     silently ignored."""
@@ -148,8 +217,7 @@ def for_each_input(files: list[Path], label: str, work: Callable[[Path, Callable
     its warnings said below the bar, its ``PulseError`` one line "error: ..." while the batch goes on.
     Returns how many inputs failed."""
     failed = 0
-    with click.progressbar(length=len(files), label=label, file=sys.stderr, show_pos=True,
-                           item_show_func=lambda text: text) as bar:
+    with progress_bar(len(files), label) as bar:
         for path in files:
             on_step = lambda step, total, name=path.name: bar.update(0, f"{name}: step {step}/{total}")  # noqa: E731
             with warnings.catch_warnings(record=True) as caught:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -12,12 +13,16 @@ from ..errors import EXIT_INPUT_ERRORS, PulseError
 from ..evaluation import metrics
 from ..evaluation.evaluate import METHODS, comparison_grid, csv_text, evaluate, summary_table
 from ..imageio import save_image, write_text_atomic
+from ..progress import progress_bar
+from ..search import SearchOptions
 from .common import (
     PulseCommand,
     device_option,
     find_inputs,
+    given_search_options,
     output_option,
     scale_option,
+    search_options,
     verbose_option,
 )
 
@@ -37,8 +42,7 @@ from .common import (
               help="srgan's network: registry name or file (default: the registry's model for the scale).")
 @click.option("--resolution", default=None, type=click.IntRange(1),
               help="Evaluation size in px (default: the generator's); lets a bicubic-only run go without one.")
-@click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Search steps.")
-@click.option("--eps", default=2e-3, show_default=True, type=float, help="LR MSE threshold counted as consistent.")
+@search_options
 @click.option("--seed", default=0, show_default=True, type=int, help="pulse sample k uses seed + k.")
 @device_option()
 @click.option("--batch-size", default="auto", show_default=True,
@@ -48,8 +52,8 @@ from .common import (
 @click.option("--grid-faces", default=8, show_default=True, type=click.IntRange(0),
               help="Faces in grid.png (0: no grid).")
 @verbose_option
-def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr_model, resolution, steps, eps, seed, device,
-                 batch_size, compile_generator, grid_faces, verbose):
+def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr_model, resolution, seed, device,
+                 batch_size, compile_generator, grid_faces, verbose, **search):
     """Evaluate pulse and srgan against bicubic on aligned HR faces whose truth is known.
 
     \b
@@ -67,6 +71,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
     """
 
     say = lambda message: click.echo(message, err=True)  # noqa: E731
+    options = given_search_options(search)
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not chosen or set(chosen) - set(METHODS):
         raise PulseError(f"--methods must list some of {', '.join(METHODS)}, got {methods!r}")
@@ -81,6 +86,9 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
         if resolution not in (None, upsampler.resolution):
             raise PulseError(f"--resolution {resolution} differs from the generator's {upsampler.resolution} px")
         resolution = upsampler.resolution
+        options = asdict(upsampler.search_options(**options))
+        options.pop("frame_every")
+    eps = options.pop("eps", SearchOptions.eps)
     feedforward = None
     if "srgan" in chosen:
         from ..feedforward import FeedForwardUpsampler
@@ -104,12 +112,11 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
 
         say(COMPILE_NOTE)
     errors = []
-    with click.progressbar(length=len(files), label="eval", file=sys.stderr, show_pos=True,
-                           item_show_func=lambda s: s) as bar, warnings.catch_warnings(record=True) as caught:
+    with progress_bar(len(files), "eval") as bar, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         evaluation = evaluate(files, resolution, scale, chosen, upsampler, samples=samples, seed=seed, eps=eps,
                               feedforward=feedforward,
-                              grid_faces=grid_faces, steps=steps, on_error=errors.append,
+                              grid_faces=grid_faces, on_error=errors.append, **options,
                               on_face=lambda name: bar.update(1, name))
     for message in dict.fromkeys(str(w.message) for w in caught):
         say(f"warning: {message}")
@@ -120,7 +127,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
         sys.exit(EXIT_INPUT_ERRORS)
 
     caption = (f"{evaluation.faces} faces from {data_dir}, {resolution} px, x{scale} (LR {resolution // scale} px)"
-               + (f", pulse: {steps} steps, {samples} sample(s), seed {seed}" if upsampler else "")
+               + (f", pulse: {options['steps']} steps, {samples} sample(s), seed {seed}" if upsampler else "")
                + f". Cells: mean ± std (median) over outputs. dlib detects a face in "
                f"{evaluation.hr_detected}/{evaluation.faces} HR faces.\n\n")
     table = summary_table(evaluation, chosen, eps)

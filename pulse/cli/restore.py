@@ -22,10 +22,12 @@ from .common import (
     find_inputs,
     for_each_input,
     generator_option,
+    given_search_options,
     method_option,
     refuse_search_options,
     say_below_progress,
     scale_option,
+    search_options,
     verbose_option,
 )
 
@@ -40,7 +42,7 @@ from .common import (
 @click.option("--grid", is_flag=True, help="Also write <stem>_grid.png: bicubic upscale | restored.")
 @method_option
 @generator_option
-@click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Search steps.")
+@search_options
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the search.")
 @device_option()
 @click.option("--feather", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
@@ -51,8 +53,8 @@ from .common import (
 @detection_options
 @verbose_option
 @click.pass_context
-def restore_command(ctx, input_path, output_dir, scale, grid, method, generator, steps, seed, device, feather, mask,
-                    detector, upsample, min_score, verbose):
+def restore_command(ctx, input_path, output_dir, scale, grid, method, generator, seed, device, feather, mask,
+                    detector, upsample, min_score, verbose, **search):
     """Enlarge whole photos, replacing each face by a PULSE (or srgan) reconstruction.
 
     \b
@@ -69,10 +71,12 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
     stderr and the batch goes on. Exit codes: 0 every face restored within eps; 1 some photo failed
     (unreadable, too large, no face); 2 usage/setup error; 3 some face did not get within eps.
     """
-    refuse_search_options(ctx, method, ("steps",))
+    options = given_search_options(search)
+    refuse_search_options(ctx, method, set(options) - {"eps"})
     files = find_inputs(input_path, verbose)
     upsampler = open_upsampler(method, generator, device, scale)
-    options = {"steps": steps} if method == "pulse" else {}
+    if method == "pulse":
+        upsampler.search_options(**options)  # checked before any photo is read
     lr_size = lr_size_for(upsampler.resolution, scale)
     require_models(detector)
     with OutputFolder(output_dir).open() as folder:  # locked; pulse writes only over what its report names

@@ -15,16 +15,19 @@ import click
 from PIL import Image
 
 from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT, Interrupted, PulseError
+from ..progress import progress_bar
 from .common import (
     PulseCommand,
     device_option,
     generator_option,
+    given_search_options,
     method_option,
     refuse_search_options,
     say,
     say_below_progress,
     say_passed_over,
     scale_option,
+    search_options,
     verbose_option,
 )
 
@@ -52,11 +55,6 @@ def _comparison(lr, results, scale: float, method: str):
 @click.option("--output", "output_dir", default="pulse_out", show_default=True, type=click.Path(path_type=Path),
               help="Folder for the results and report.jsonl.")
 @scale_option("Output size = input size x scale.")
-@click.option("--steps", default=100, show_default=True, type=int, help="Search steps per batch.")
-@click.option("--eps", default=2e-3, show_default=True, type=float,
-              help="Success threshold on the LR mean squared error (images in [0, 1]).")
-@click.option("--eps-margin", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-              help="The loss aims at (1 - margin) x eps so delivered images land within eps; 0 = reference PULSE.")
 @click.option("--samples", default=1, show_default=True, type=int, help="Different faces per input.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Sample k of every input uses seed + k.")
 @click.option("--batch-size", default="auto", show_default=True,
@@ -64,20 +62,7 @@ def _comparison(lr, results, scale: float, method: str):
 @device_option()
 @method_option
 @generator_option
-@click.option("--loss", default=None, help="Weighted loss terms: L2, L1, GEOCROSS [default: the generator's "
-              "recommended, else 100*L2+0.05*GEOCROSS].")
-@click.option("--learning-rate", default=None, type=click.FloatRange(0, min_open=True),
-              help="Peak Adam learning rate of the search's one-cycle schedule [default: the generator's "
-                   "recommended, else 0.4].")
-@click.option("--noise", default="trainable", show_default=True, type=click.Choice(["trainable", "fixed", "zero"]),
-              help="Noise maps: the coarsest --noise-layers optimised with the latent (trainable), kept as drawn "
-                   "from the seed (fixed), or all zero.")
-@click.option("--noise-layers", default=None, type=click.IntRange(0),
-              help="How many noise maps (coarsest first) the search may change [default: the generator's "
-                   "recommended, else 5].")
-@click.option("--early-stop", is_flag=True, help="Stop a batch once every face in it is within eps.")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
-              help="bf16: the generator runs under autocast (faster on recent GPUs); losses stay fp32.")
+@search_options
 @click.option("--compile", "compile_generator", is_flag=True,
               help="torch.compile the generator: faster steps after a compile of about a minute; for many faces.")
 @click.option("--grid", is_flag=True,
@@ -88,9 +73,8 @@ def _comparison(lr, results, scale: float, method: str):
                    "writes over a file it did not make).")
 @verbose_option
 @click.pass_context
-def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, batch_size, device, method, generator,
-        loss, learning_rate, noise, noise_layers, early_stop, precision, compile_generator, grid, save_intermediate,
-        overwrite, verbose):
+def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, method, generator, compile_generator,
+        grid, save_intermediate, overwrite, verbose, **search):
     """Super-resolve aligned LR faces.
 
     \b
@@ -115,20 +99,19 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
     from ..search import SearchOptions
     from ..training import distributed
 
-    if samples < 1 or steps < 1:
-        raise PulseError("--samples and --steps must be >= 1")
+    if samples < 1:
+        raise PulseError("--samples must be >= 1")
+    options = given_search_options(search)
     refuse_search_options(ctx, method, SEARCH_PARAMETERS)
     batch_size = batch_size_arg(batch_size)
-    options = dict(steps=steps, eps=eps, eps_margin=eps_margin, noise=noise, early_stop=early_stop, precision=precision,
-                   frame_every=10 if save_intermediate else 0)
-    given = (("loss", loss), ("learning_rate", learning_rate), ("trainable_noise_layers", noise_layers))
-    options.update({k: v for k, v in given if v is not None})
     try:
         SearchOptions(**options)  # what was given is checked before any input is read
     except ValueError as err:
         raise PulseError(f"search options: {err}") from None
-    if method != "pulse":
-        options = dict(eps=eps)
+    if method == "pulse":
+        options["frame_every"] = 10 if save_intermediate else 0
+    else:
+        options = {"eps": options.get("eps", SearchOptions.eps)}
     found = find_images(input_path)
     device = select_device(device)
     processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
@@ -137,6 +120,7 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
     upsampler = open_upsampler(method, generator, device, scale, batch_size, compile_generator)
     if method != "pulse":
         upsampler.check_request(scale, samples, {})
+    eps = upsampler.search_options(**options).eps if method == "pulse" else options["eps"]
     folder = _open_folder(output_dir, processes)
     with folder:  # unlocked however the run ends
         made_with = _made_with(upsampler, scale, seed, samples, options)
@@ -147,6 +131,9 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
         stems = output_stems(files)  # over all inputs, so every rank names outputs alike
         plan = _plan(files[processes.rank :: processes.world], stems, folder, made_with, samples, grid, save_intermediate,
                      overwrite, {f.resolve() for f in files})
+        if processes.is_main:
+            say(f"pulse run: {len(plan.todo)} input(s) to do, {plan.skipped} done before; x{scale:g} by "
+                f"{_method_line(upsampler, options)} on {upsampler.device}")
         if compile_generator and plan.todo and processes.is_main:
             say(COMPILE_NOTE)
 
@@ -154,8 +141,7 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
         todo = plan.todo
         try:
             with _sigterm_as_ctrl_c(), \
-                    click.progressbar(length=len(todo), label=method, file=sys.stderr, show_pos=True,
-                                      item_show_func=lambda s: s, hidden=not processes.is_main) as bar, \
+                    progress_bar(len(todo), method, hidden=not processes.is_main) as bar, \
                     warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 on_step = lambda step, total: bar.update(0, f"step {step}/{total}")  # noqa: E731
@@ -226,6 +212,14 @@ def _open_folder(output_dir: Path, processes):
     return folder if processes.is_main else OutputFolder(output_dir).open(lock=False)
 
 
+def _method_line(upsampler, options: dict) -> str:
+    """What makes the faces, as the run's first line says it."""
+    name = Path(upsampler.model.source).name
+    if upsampler.method != "pulse":
+        return f"{upsampler.method} ({name})"
+    return f"searching {name} ({upsampler.search_options(**options).steps} steps)"
+
+
 def _made_with(upsampler, scale: float, seed: int, samples: int, options: dict) -> dict:
     """Everything that decides an output's pixels, as the report records it (a rerun compares it)."""
     from dataclasses import asdict
@@ -243,8 +237,8 @@ def _made_with(upsampler, scale: float, seed: int, samples: int, options: dict) 
 
 
 # the options that only steer the search: an error when given with a method that does not search
-SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "noise", "noise_layers", "early_stop", "precision",
-                     "compile_generator", "save_intermediate")
+SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "schedule", "noise", "trainable_noise_layers",
+                     "tile_latent", "early_stop", "precision", "compile_generator", "save_intermediate")
 
 
 @dataclass
