@@ -12,7 +12,8 @@ from importlib import import_module
 from .errors import PulseError
 
 _EXPORTS = {
-    "upsample": ".api", "Upsampler": ".api", "Result": ".api", "open_upsampler": ".api",
+    "upsample": ".api", "upsample_samples": ".api", "release_models": ".api", "Upsampler": ".api", "Result": ".api",
+    "open_upsampler": ".api",
     "FeedForwardUpsampler": ".feedforward",
     "open_generator": ".weights.resolve", "load_generator": ".models.generator_file",
     "Generator": ".models.stylegan1", "GeneratorConfig": ".models.stylegan1",

@@ -187,6 +187,9 @@ class Upsampler:
             **options) -> list[list[Result]]:
         """Super-resolve each image ``samples`` times; returns results[image][sample].
 
+        Images: paths, PIL images, numpy arrays (H, W[, C]) in RGB(A) order (``as_rgb_array`` turns OpenCV's BGR
+        round), or float tensors (C, H, W) in [0, 1].
+
         Sample k of every image starts from seed ``seed + k``. ``eps`` is one value or one per image;
         other keywords are ``SearchOptions`` fields (steps, loss, learning_rate, noise, early_stop, ...); those
         not given come from the generator file's recommended settings, else the reference's. The first input
@@ -336,15 +339,52 @@ def _cached_upsampler(method, generator, device, scale):
     return open_upsampler(method, generator, device, scale)
 
 
-def upsample(img: ImageLike, scale: float = 8, samples: int = 1, seed: int = 0, generator=None, device="auto",
-             method: str = "pulse", **options) -> Image.Image | list[Image.Image]:
-    """Super-resolve one face. Returns a PIL image, or a list of ``samples`` images when samples > 1.
+def _upsampler_for(method: str, generator, device, scale: float):
+    """The network of ``upsample``: kept loaded between calls when named by a path or registry name; a network the
+    caller loaded is used as it is (the caller holds it)."""
+    if generator is not None and not isinstance(generator, (str, os.PathLike)):
+        return open_upsampler(method, generator, device, scale)
+    return _cached_upsampler(method, None if generator is None else str(generator), str(device),
+                             scale if method != "pulse" else None)
 
-    ``method``: "pulse" (the search) or "srgan" (one feed-forward pass; one sample, no search keywords).
-    The network stays loaded between calls with the same method, ``generator`` and ``device``.
-    Keywords: eps, steps, loss, learning_rate, schedule, noise, early_stop (see ``SearchOptions``).
+
+def release_models() -> None:
+    """Forget the networks ``upsample`` and ``upsample_samples`` keep loaded, and give their GPU memory back."""
+    _cached_upsampler.cache_clear()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def upsample(img: ImageLike, scale: float = 8, seed: int = 0, generator=None, device="auto", method: str = "pulse",
+             channel_order: str = "rgb", **options) -> Image.Image:
+    """Super-resolve one face; returns one RGB PIL image (input size x scale). ``upsample_samples`` gives several.
+
+    ``img``: a path, a PIL image, a uint8/uint16 numpy array (H, W[, C]) in ``channel_order`` ("bgr" for arrays
+    from OpenCV), or a float tensor (C, H, W) in [0, 1], RGB. ``method``: "pulse" (the search) or "srgan" (one
+    feed-forward pass, no search keywords). ``generator``: a registry name, a file, or a network already loaded
+    (``pulse.load_generator``). A named network stays loaded between calls with the same method, generator and
+    device; ``release_models()`` frees it. Keywords: eps, steps, loss, learning_rate, schedule, noise,
+    early_stop, ... (the fields of ``SearchOptions``; not given: the generator's recommended settings).
     """
-    upsampler = _cached_upsampler(method, None if generator is None else str(generator), str(device),
-                                  scale if method != "pulse" else None)
-    images = [r.image for r in upsampler.run([img], scale=scale, samples=samples, seed=seed, **options)[0]]
-    return images[0] if samples == 1 else images
+    if "samples" in options:
+        raise PulseError("upsample returns one face; for several, use pulse.upsample_samples(img, samples=N)")
+    return upsample_samples(img, 1, scale, seed, generator, device, method, channel_order, **options)[0]
+
+
+def upsample_samples(img: ImageLike, samples: int = 4, scale: float = 8, seed: int = 0, generator=None,
+                     device="auto", method: str = "pulse", channel_order: str = "rgb", **options) -> list[Image.Image]:
+    """``samples`` different faces for one input (sample k from seed ``seed + k``), as a list of PIL images;
+    otherwise as ``upsample``."""
+    upsampler = _upsampler_for(method, generator, device, scale)
+    return [r.image for r in upsampler.run([as_rgb_array(img, channel_order)], scale=scale, samples=samples, seed=seed,
+                                           **options)[0]]
+
+
+def as_rgb_array(img: ImageLike, channel_order: str) -> ImageLike:
+    """A numpy image in ``channel_order`` ("rgb", or "bgr"/"bgra" as OpenCV gives them) with its colours in RGB
+    order; other inputs as they are (files, PIL images and tensors say or fix their own order)."""
+    if channel_order not in ("rgb", "bgr"):
+        raise PulseError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    if channel_order == "bgr" and isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] in (3, 4):
+        return np.ascontiguousarray(img[..., [2, 1, 0, 3][: img.shape[2]]])
+    return img

@@ -55,8 +55,40 @@ def test_samples_have_distinct_seeds_and_outputs(upsampler, lr_face):
     assert not np.array_equal(a, b)
     # batching does not change results: image 0 and image 1 are the same input
     assert np.array_equal(a, np.asarray(results[1][0].image))
-    many = pulse.upsample(lr_face, scale=4, samples=2, generator=upsampler.model.source, device="cpu", steps=STEPS)
-    assert isinstance(many, list) and len(many) == 2
+    many = pulse.upsample_samples(lr_face, 2, scale=4, seed=5, generator=upsampler.model.source, device="cpu",
+                                  steps=STEPS)
+    assert [np.asarray(m).tobytes() for m in many] == [a.tobytes(), b.tobytes()]
+
+
+def test_upsample_returns_one_image_whatever_is_asked(lr_face, tiny_generator_file):
+    with pytest.raises(PulseError, match="upsample_samples"):
+        pulse.upsample(lr_face, scale=4, samples=2, generator=tiny_generator_file, device="cpu", steps=STEPS)
+    one = pulse.upsample_samples(lr_face, 1, scale=4, generator=tiny_generator_file, device="cpu", steps=STEPS)
+    assert isinstance(one, list) and len(one) == 1 and isinstance(one[0], Image.Image)
+
+
+def test_opencv_arrays_in_bgr_order_give_the_rgb_inputs_face(lr_face, tiny_generator_file):
+    rgb = pulse.upsample(lr_face, scale=4, generator=tiny_generator_file, device="cpu", steps=STEPS)
+    bgr = np.asarray(lr_face)[..., ::-1]
+    from_bgr = pulse.upsample(bgr, scale=4, generator=tiny_generator_file, device="cpu", steps=STEPS,
+                              channel_order="bgr")
+    swapped = pulse.upsample(bgr, scale=4, generator=tiny_generator_file, device="cpu", steps=STEPS)
+    assert np.array_equal(np.asarray(rgb), np.asarray(from_bgr)) and not np.array_equal(np.asarray(rgb),
+                                                                                        np.asarray(swapped))
+    with pytest.raises(PulseError, match="channel_order"):
+        pulse.upsample(bgr, scale=4, generator=tiny_generator_file, device="cpu", channel_order="BGR!")
+
+
+def test_a_loaded_generator_is_taken_as_it_is_and_cached_ones_can_be_released(lr_face, tiny_generator_file):
+    from pulse.api import _cached_upsampler
+
+    loaded = pulse.load_generator(tiny_generator_file)
+    by_object = pulse.upsample(lr_face, scale=4, generator=loaded, device="cpu", steps=STEPS)
+    by_path = pulse.upsample(lr_face, scale=4, generator=tiny_generator_file, device="cpu", steps=STEPS)
+    assert np.array_equal(np.asarray(by_object), np.asarray(by_path))
+    assert _cached_upsampler.cache_info().currsize >= 1
+    pulse.release_models()
+    assert _cached_upsampler.cache_info().currsize == 0
 
 
 def test_same_seed_gives_byte_identical_output(tiny_generator_file, lr_face):
