@@ -41,7 +41,7 @@ from pulse.errors import PulseError
 from pulse.imageio import psnr_from_mse
 from pulse.losses import geocross
 from pulse.models.generator_file import LoadedGenerator, gaussian_fit
-from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.models.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 from pulse.resample import resize
 from pulse.search import SearchOptions, initial_state, lr_factor, search
 from pulse.weights.resolve import open_generator
@@ -61,10 +61,10 @@ def build(arch: str, device) -> LoadedGenerator:
         try:
             return open_generator(None, device)
         except PulseError:
-            config = GeneratorConfig()
+            config = StyleGAN1Config()
     else:
-        config = GeneratorConfig.official_ffhq()
-    g = Generator(config).to(device).eval().requires_grad_(False)
+        config = StyleGAN1Config.official_ffhq()
+    g = StyleGAN1Generator(config).to(device).eval().requires_grad_(False)
     g.synthesis.torgb.weight.mul_(0.15)  # random weights: bring images into [0, 1] like a trained generator's
     fit = gaussian_fit(g.mapping, g.style_dim, samples=20_000, chunk=5_000, device=device)
     return LoadedGenerator(g, fit["mean"], fit["std"], {}, f"random {arch}").to(device)

@@ -34,11 +34,11 @@ DEFAULT_LAYOUTS = "stylegan2-f-256,stylegan2-f-1024,stylegan1-ffhq-1024"
 
 def build(layout: str):
     """A random generator of the layout NVIDIA's FFHQ network has (config F: channel_base 32768, 8 mapping layers)."""
-    from pulse.models.stylegan1 import Generator, GeneratorConfig
+    from pulse.models.stylegan1 import StyleGAN1Config, StyleGAN1Generator
     from pulse.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
     if layout == "stylegan1-ffhq-1024":
-        return Generator(GeneratorConfig.official_ffhq())
+        return StyleGAN1Generator(StyleGAN1Config.official_ffhq())
     return StyleGAN2Generator(StyleGAN2Config.official_ffhq(int(layout.rsplit("-", 1)[1])))
 
 

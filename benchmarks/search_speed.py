@@ -17,7 +17,7 @@ import torch
 from pulse.devices import select_device
 from pulse.errors import PulseError
 from pulse.models.generator_file import LoadedGenerator, gaussian_fit
-from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.models.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 from pulse.search import options_for, search
 from pulse.weights.resolve import open_generator
 
@@ -28,7 +28,7 @@ def model_for(device) -> tuple[LoadedGenerator, str]:
 
         return open_generator(None, device), DEFAULT_GENERATOR
     except PulseError:
-        g = Generator(GeneratorConfig()).eval().requires_grad_(False)
+        g = StyleGAN1Generator(StyleGAN1Config()).eval().requires_grad_(False)
         fit = gaussian_fit(g.mapping, g.style_dim, samples=10_000)
         return LoadedGenerator(g, fit["mean"], fit["std"], {}, "random").to(device), "random compact 128 px"
 

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from pulse.models.generator_file import gaussian_fit, load_generator, save_generator
-from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.models.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 from pulse.resample import resize
 
 BAD_KINDS = {  # file name suffix -> what makes it bad
@@ -47,7 +47,7 @@ PASSED_OVER = {"animation.gif": lambda p: Image.new("RGB", (8, 8)).save(p),
 
 def tiny_generator(path: Path) -> Path:
     torch.manual_seed(0)
-    g = Generator(GeneratorConfig(resolution=32, style_dim=64, mapping_layers=2, channels=[64, 32, 16, 8]))
+    g = StyleGAN1Generator(StyleGAN1Config(resolution=32, style_dim=64, mapping_layers=2, channels=[64, 32, 16, 8]))
     save_generator(path, g, gaussian_fit(g.mapping, g.style_dim, samples=20_000),
                    {"name": "soak-tiny", "resolution": 32, "alignment": "ffhq", "licence": "test"})
     return path

@@ -16,7 +16,8 @@ _EXPORTS = {
     "open_upsampler": ".api",
     "FeedForwardUpsampler": ".feedforward",
     "open_generator": ".weights.resolve", "load_generator": ".models.generator_file",
-    "Generator": ".models.stylegan1", "GeneratorConfig": ".models.stylegan1",
+    "StyleGAN1Generator": ".models.stylegan1", "StyleGAN1Config": ".models.stylegan1",
+    "StyleGAN2Generator": ".models.stylegan2", "StyleGAN2Config": ".models.stylegan2",
 }
 
 __all__ = [*_EXPORTS, "PulseError"]

@@ -8,12 +8,14 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .imageio import tensor_to_pil
-from .models.stylegan1 import Generator
+from .models.base import StyleGenerator
 
 
 @torch.no_grad()
-def sample_images(generator: Generator, n: int, seed: int = 0, batch: int = 16) -> torch.Tensor:
+def sample_images(generator: StyleGenerator, n: int, seed: int = 0, batch: int = 16,
+                  truncation: float = 1.0) -> torch.Tensor:
     """``n`` faces in [0, 1], (n, 3, res, res) on CPU; latents and noise come from ``seed`` alone.
+    ``truncation`` psi < 1 renders w_avg + psi (w - w_avg) (``StyleGenerator.average_w``).
 
     Uses its own random generator, so it neither disturbs nor depends on the global random state: the same
     seed gives the same faces at every checkpoint of a run, and the same faces on any device.
@@ -22,10 +24,15 @@ def sample_images(generator: Generator, n: int, seed: int = 0, batch: int = 16) 
     device = next(generator.parameters()).device
     z = torch.randn(n, generator.style_dim, generator=rng)
     noise = [torch.randn(n, 1, h, w, generator=rng) for h, w in generator.noise_shapes()]
+    centre = generator.average_w() if truncation != 1 else None
     images = []
     for start in range(0, n, batch):
         part = slice(start, start + batch)
-        out = generator(z=z[part].to(device), noise=[m[part].to(device) for m in noise])
+        w = generator.mapping(z[part].to(device))
+        if centre is not None:
+            w = centre + truncation * (w - centre)
+        ws = w.unsqueeze(1).expand(-1, generator.n_styles, -1)
+        out = generator(ws=ws, noise=[m[part].to(device) for m in noise])
         images.append(((out.float() + 1) / 2).clamp(0, 1).cpu())
     return torch.cat(images)
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from pulse.models.generator_file import gaussian_fit, save_generator
-from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.models.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 
 # Test images are tiny: thread hand-offs cost more than they save (many times more on shared cores).
 torch.set_num_threads(1)
@@ -62,7 +62,7 @@ def dlib_recognition_model():
 
 @pytest.fixture(scope="session")
 def tiny_arch():
-    """The tiny StyleGAN-1 layout (GeneratorConfig fields), read-only: copy it with dict(tiny_arch, ...)."""
+    """The tiny StyleGAN-1 layout (StyleGAN1Config fields), read-only: copy it with dict(tiny_arch, ...)."""
     return MappingProxyType(dict(resolution=32, style_dim=64, mapping_layers=2, channels=[64, 32, 16, 8]))
 
 
@@ -70,9 +70,9 @@ def tiny_arch():
 def tiny_generator(tiny_arch):
     """tiny_generator(seed=0): a random 32-px generator whose outputs sit in [0, 1] after (x + 1) / 2, like a
     trained one's."""
-    def make(seed: int = 0) -> Generator:
+    def make(seed: int = 0) -> StyleGAN1Generator:
         torch.manual_seed(seed)
-        g = Generator(GeneratorConfig(**tiny_arch)).eval().requires_grad_(False)
+        g = StyleGAN1Generator(StyleGAN1Config(**tiny_arch)).eval().requires_grad_(False)
         g.synthesis.torgb.weight.mul_(0.15)
         return g
     return make

@@ -38,6 +38,7 @@ def test_upsample_accepts_pil_numpy_tensor_and_path(lr_face, tiny_generator_file
     assert all(np.array_equal(np.asarray(outputs[0]), np.asarray(o)) for o in outputs[1:])
 
 
+@pytest.mark.slow
 def test_results_carry_numbers_and_downscale_back(upsampler, lr_face):
     (res,) = upsampler.run([lr_face], scale=4, steps=200)[0]
     assert res.success and res.lr_mse <= 2e-3

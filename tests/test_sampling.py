@@ -37,3 +37,17 @@ def test_sample_writes_the_same_grid_for_the_same_seed(tiny_generator_file, tmp_
                                                   "--output", str(tmp_path / "bundled.png")])  # a registry name
     assert bundled.exit_code == 0, bundled.output
     assert Image.open(tmp_path / "bundled.png").size == (2 * 128 + 6, 128 + 4)  # two 128-px faces, 2-px gaps
+
+
+def test_truncation_pulls_samples_towards_the_average_face(tiny_generator_file):
+    from pulse.models.generator_file import load_generator
+    from pulse.sampling import sample_images
+
+    g = load_generator(tiny_generator_file).generator
+    full, none = sample_images(g, 6, seed=3), sample_images(g, 6, seed=3, truncation=1.0)
+    half, zero = sample_images(g, 6, seed=3, truncation=0.5), sample_images(g, 6, seed=3, truncation=0.0)
+    assert torch.equal(full, none)
+    spread = [x.std(0).mean().item() for x in (full, half, zero)]  # how much the faces differ from each other
+    assert spread[0] > spread[1] > spread[2]
+    args = ["--generator", str(tiny_generator_file), "--n", "2", "--truncation", "1.5", "--output", "x.png"]
+    assert CliRunner().invoke(sample_command, args).exit_code == 2

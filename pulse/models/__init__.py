@@ -4,10 +4,10 @@ architectures had names are StyleGAN-1 (``stylegan1``)."""
 from __future__ import annotations
 
 from ..errors import PulseError
-from .stylegan1 import Generator, GeneratorConfig
+from .stylegan1 import StyleGAN1Config, StyleGAN1Generator
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
-ARCHITECTURES = {"stylegan1": (GeneratorConfig, Generator), "stylegan2": (StyleGAN2Config, StyleGAN2Generator)}
+ARCHITECTURES = {"stylegan1": (StyleGAN1Config, StyleGAN1Generator), "stylegan2": (StyleGAN2Config, StyleGAN2Generator)}
 
 
 def generator_config(config: dict, origin: str = "generator config"):

@@ -65,7 +65,11 @@ def fit_progress(samples: int):
 def write_generator_file(generator: nn.Module, out, metadata: dict, half: bool = False,
                          fit_samples: int = FIT_SAMPLES, device=None) -> Path:
     """A generator file with a fresh Gaussian fit of its mapping output (what the search samples from), fitted on
-    ``device`` with a progress bar; trained and converted generators alike end here."""
+    ``device`` with a progress bar; trained and converted generators alike end here. An architecture that keeps
+    the average w (StyleGAN2's truncation centre) gets it here when its training or source left it unset."""
+    kept = getattr(generator.mapping, "w_avg", None)
+    if kept is not None and not kept.any():
+        kept.copy_(generator.average_w())
     with fit_progress(fit_samples) as bar:
         fit = gaussian_fit(generator.mapping.to(device) if device else generator.mapping, generator.style_dim,
                            samples=fit_samples, device=device, on_chunk=bar.update)

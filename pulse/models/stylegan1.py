@@ -2,8 +2,8 @@
 
 The layout of PULSE's official FFHQ 1024 model: module and parameter names follow PULSE's ``synthesis.pt`` /
 ``mapping.pt`` (``blocks.4x4.epi1.style_mod.lin.weight``, ``dense0.weight``, ...), so those state dicts load
-strictly into ``Generator.synthesis`` / ``Generator.mapping``. Also the architecture of pulse's first, compact
-bundled generator. Widths, depth and resolution come from ``GeneratorConfig``.
+strictly into ``StyleGAN1Generator.synthesis`` / ``StyleGAN1Generator.mapping``. Also the architecture of
+pulse's first, compact bundled generator. Widths, depth and resolution come from ``StyleGAN1Config``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def compact_channels(resolution: int = 128) -> list[int]:
 
 
 @dataclass
-class GeneratorConfig:
+class StyleGAN1Config:
     resolution: int = 128
     style_dim: int = 512
     mapping_layers: int = 8
@@ -57,7 +57,7 @@ class GeneratorConfig:
         return 2 * (len(self.channels))
 
     @classmethod
-    def official_ffhq(cls) -> "GeneratorConfig":
+    def official_ffhq(cls) -> "StyleGAN1Config":
         return cls(resolution=1024, style_dim=512, mapping_layers=8, channels=official_channels(1024))
 
 
@@ -185,7 +185,7 @@ class SynthesisBlock(nn.Module):
 class Synthesis(nn.Module):
     """W+ latents (B, n_styles, style_dim) and noise maps -> image in about [-1, 1]."""
 
-    def __init__(self, config: GeneratorConfig):
+    def __init__(self, config: StyleGAN1Config):
         super().__init__()
         ch = config.channels
         blocks = {"4x4": InputBlock(ch[0], config.style_dim)}
@@ -207,7 +207,7 @@ class Synthesis(nn.Module):
 class Mapping(nn.Sequential):
     """PixelNorm + dense layers with a low learning-rate multiplier: z -> w."""
 
-    def __init__(self, config: GeneratorConfig):
+    def __init__(self, config: StyleGAN1Config):
         layers = OrderedDict(pixel_norm=PixelNorm())
         for i in range(config.mapping_layers):
             layers[f"dense{i}"] = EqualLinear(config.style_dim, config.style_dim, lr_mul=config.mapping_lr_mul)
@@ -220,12 +220,12 @@ class PixelNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
 
 
-class Generator(StyleGenerator):
+class StyleGAN1Generator(StyleGenerator):
     """mapping (z -> w) + synthesis (W+ -> image). Images come out in about [-1, 1]."""
 
-    def __init__(self, config: GeneratorConfig | None = None):
+    def __init__(self, config: StyleGAN1Config | None = None):
         super().__init__()
-        self.config = config or GeneratorConfig()
+        self.config = config or StyleGAN1Config()
         self.mapping = Mapping(self.config)
         self.synthesis = Synthesis(self.config)
 

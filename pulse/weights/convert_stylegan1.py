@@ -8,7 +8,7 @@ import torch
 
 from ..errors import PulseError
 from ..models.generator_file import FIT_SAMPLES, write_generator_file
-from ..models.stylegan1 import Generator, GeneratorConfig
+from ..models.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 
 PREFIXES = {"synthesis": ("g_synthesis.", "synthesis."), "mapping": ("g_mapping.", "mapping.")}
 
@@ -28,7 +28,7 @@ def import_official_stylegan1(files, out, *, metadata: dict, samples: int = FIT_
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PulseError(f"device {device}: CUDA is not available here; use --device cpu")
-    generator = Generator(GeneratorConfig.official_ffhq())
+    generator = StyleGAN1Generator(StyleGAN1Config.official_ffhq())
     expected = {"synthesis": generator.synthesis.state_dict(), "mapping": generator.mapping.state_dict()}
     found: dict[str, dict] = {"synthesis": {}, "mapping": {}}
     report = []

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PulseError
+from ..models.base import W_AVG_SAMPLES
 from ..models.generator_file import FIT_SAMPLES, write_generator_file
 from ..models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, fir_kernel
 from .unpickle import PersistentObject, RefusedGlobal, TorchModule, load_restricted, refused_message
@@ -29,7 +30,6 @@ from .unpickle import PersistentObject, RefusedGlobal, TorchModule, load_restric
 NVLABS = "stylegan2-nvlabs"
 ROSINALITY = "stylegan2-rosinality"
 KINDS = (NVLABS, ROSINALITY)
-W_AVG_SAMPLES = 10_000  # latents for w_avg when a checkpoint has none (pulse's search does not use it)
 
 
 def import_stylegan2(kind: str, source, out, *, metadata: dict, resolution: int | None = None,
@@ -54,12 +54,8 @@ def import_stylegan2(kind: str, source, out, *, metadata: dict, resolution: int 
         raise PulseError(f"{source}: a {config.resolution} px generator, but {name} is {resolution} px")
     generator = StyleGAN2Generator(config)
     _check_shapes(source, state, generator.state_dict(), optional={"mapping.w_avg"})
-    if "mapping.w_avg" not in state:
-        with torch.no_grad():
-            generator.mapping.load_state_dict({k.removeprefix("mapping."): v for k, v in state.items()
-                                               if k.startswith("mapping.") and k != "mapping.w_avg"}, strict=False)
-            z = torch.randn(W_AVG_SAMPLES, config.style_dim, generator=torch.Generator().manual_seed(0))
-            state["mapping.w_avg"] = generator.mapping(z).mean(0)
+    if "mapping.w_avg" not in state:  # left unset: the generator file gets it estimated (write_generator_file)
+        state["mapping.w_avg"] = torch.zeros(config.style_dim)
         report.append(f"{source}: no average w in the file: estimated from {W_AVG_SAMPLES:,} latents")
     generator.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     generator.eval().requires_grad_(False)

@@ -22,8 +22,7 @@ import torch
 
 from ..errors import PulseError
 from ..models.generator_file import FIT_SAMPLES, write_generator_file
-from ..models.stylegan1 import Generator as StyleGAN1Generator
-from ..models.stylegan1 import GeneratorConfig as StyleGAN1Config
+from ..models.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 from ..models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from .convert_stylegan2 import read_pickle
 from .unpickle import PersistentObject, TFNetwork

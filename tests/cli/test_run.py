@@ -227,6 +227,7 @@ def test_cli_usage_errors(tmp_path, tiny_generator_file):
     assert result.exit_code == EXIT_USAGE and "search options" in result.output and "nope" not in result.output
 
 
+@pytest.mark.slow
 def test_torchrun_shares_inputs_between_processes_and_merges_the_report(tmp_path, tiny_generator_file):
     folder, out = tmp_path / "lr", tmp_path / "out"
     folder.mkdir()

@@ -3,7 +3,7 @@ import torch
 
 from pulse.errors import PulseError
 from pulse.models.generator_file import gaussian_fit, load_generator, save_generator
-from pulse.models.stylegan1 import GeneratorConfig
+from pulse.models.stylegan1 import StyleGAN1Config
 
 
 def test_file_roundtrip_renders_identically(tmp_path, tiny_generator):
@@ -56,4 +56,4 @@ def test_bad_files_give_one_line_errors(tmp_path):
     with pytest.raises(PulseError, match="not found"):
         load_generator(tmp_path / "missing.pt")
     with pytest.raises(PulseError, match="power of two"):
-        GeneratorConfig(resolution=96)
+        StyleGAN1Config(resolution=96)

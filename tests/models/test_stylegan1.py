@@ -1,11 +1,11 @@
 import torch
 
-from pulse.models.stylegan1 import Generator, GeneratorConfig, official_channels
+from pulse.models.stylegan1 import StyleGAN1Config, StyleGAN1Generator, official_channels
 
 
 def official_state_dicts(seed=0):
     """State dicts with the official PULSE/StyleGAN-1 FFHQ key names and shapes, random values."""
-    g = Generator(GeneratorConfig.official_ffhq())
+    g = StyleGAN1Generator(StyleGAN1Config.official_ffhq())
     torch.manual_seed(seed)
     synthesis = {k: torch.randn_like(v) if not k.endswith("intermediate.kernel") else v
                  for k, v in g.synthesis.state_dict().items()}
@@ -22,7 +22,7 @@ def test_official_layout_keys_and_render():
     assert synthesis["blocks.1024x1024.conv1.weight"].shape == (16, 16, 3, 3)
     assert set(mapping) == {f"dense{i}.{p}" for i in range(8) for p in ("weight", "bias")}
     assert official_channels() == [512, 512, 512, 512, 256, 128, 64, 32, 16]
-    g = Generator(GeneratorConfig.official_ffhq()).eval()
+    g = StyleGAN1Generator(StyleGAN1Config.official_ffhq()).eval()
     g.synthesis.load_state_dict(synthesis, strict=True)
     g.mapping.load_state_dict(mapping, strict=True)
     assert g.n_styles == 18

@@ -133,3 +133,19 @@ def test_file_roundtrip_and_search_run_on_stylegan2(tmp_path):
         lr = resize((g(z=torch.randn(2, 32, generator=rng), noise=g.random_noise(2, rng)) + 1) / 2, 8)
     results = search(model, lr, seeds=[1, 2], options=SearchOptions(steps=150))
     assert all(r.success for r in results), [r.lr_mse for r in results]
+
+
+def test_a_written_generator_file_carries_the_average_w_its_training_left_unset(tmp_path):
+    from pulse.models.generator_file import write_generator_file
+
+    g = small_generator()
+    assert not g.mapping.w_avg.any()  # training never updates it
+    estimate = g.average_w()
+    z = torch.randn(10_000, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(estimate, g.mapping(z).mean(0))
+    path = write_generator_file(g, tmp_path / "g.pt", {"name": "t"}, fit_samples=1000)
+    kept = load_generator(path).generator.mapping.w_avg
+    assert kept.any() and torch.allclose(kept, estimate)
+    kept_value = kept.clone()
+    g.mapping.w_avg.fill_(0.5)  # a file's own average (a converted NVIDIA network) is kept as it is
+    assert torch.equal(g.average_w(), torch.full_like(kept_value, 0.5))

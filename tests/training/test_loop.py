@@ -124,6 +124,7 @@ def test_generator_metrics_go_into_the_log(faces, tmp_path, train_options):
     assert all("loss_g" in line for line in lines if "metrics" not in line)  # loss lines keep their shape
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_and_only_rank_zero_writes(faces, tmp_path, read_log):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "pulse",

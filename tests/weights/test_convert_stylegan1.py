@@ -9,7 +9,7 @@ import torch
 
 from pulse.errors import PulseError
 from pulse.models.generator_file import gaussian_fit, load_generator
-from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.models.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 from pulse.weights import registry as weights_registry
 from pulse.weights import resolve, store
 from pulse.weights.convert_stylegan1 import import_official_stylegan1
@@ -20,7 +20,7 @@ def official(tmp_path_factory):
     """PULSE-style synthesis.pt (blur kernels left out) + mapping.pt with random values in the official FFHQ
     1024 layout (every parameter, not just the initialised ones), and the module they load into directly."""
     torch.manual_seed(0)
-    direct = Generator(GeneratorConfig.official_ffhq()).eval().requires_grad_(False)
+    direct = StyleGAN1Generator(StyleGAN1Config.official_ffhq()).eval().requires_grad_(False)
     for name, p in direct.named_parameters():
         p.copy_(torch.randn_like(p) * (0.1 if "bias" in name or "noise" in name else 1.0))
     folder = tmp_path_factory.mktemp("official")
@@ -79,7 +79,7 @@ def test_official_download_is_converted_and_resolved(official, server, cache, tm
 
 
 def test_official_import_refuses_what_it_cannot_account_for(tmp_path):
-    mapping = Generator(GeneratorConfig.official_ffhq()).mapping.state_dict()
+    mapping = StyleGAN1Generator(StyleGAN1Config.official_ffhq()).mapping.state_dict()
     torch.save(mapping, tmp_path / "mapping.pt")
     with pytest.raises(PulseError, match=r"synthesis: \d+ tensors missing"):
         import_official_stylegan1([tmp_path / "mapping.pt"], tmp_path / "out.pt", metadata={}, samples=1000)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from pulse.cli import main as pulse_main
 from pulse.errors import PulseError
 from pulse.models.generator_file import gaussian_fit, save_generator
-from pulse.models.stylegan1 import Generator, GeneratorConfig
+from pulse.models.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 from pulse.weights import registry as weights_registry
 from pulse.weights import resolve
 from pulse.weights.resolve import resolve_generator
@@ -46,7 +46,7 @@ def test_bundled_generator_from_the_repository_or_imported(tmp_path, tiny_genera
     monkeypatch.setenv(weights_registry.REGISTRY_ENV, str(tmp_path / "weights" / "registry.toml"))
     with pytest.raises(PulseError, match="a 32 px generator, but faces-128 is 128 px"):
         resolve.import_files("faces-128", [tiny_generator_file], cache_dir=cache)
-    g = Generator(GeneratorConfig())  # the compact 128 px layout
+    g = StyleGAN1Generator(StyleGAN1Config())  # the compact 128 px layout
     save_generator(tmp_path / "trained.pt", g, gaussian_fit(g.mapping, g.style_dim, samples=1000), {})
     [line] = resolve.import_files("faces-128", [tmp_path / "trained.pt"], cache_dir=cache)
     imported = (cache / "faces-128" / "faces-128.pt").resolve()
