@@ -8,7 +8,7 @@ the architecture's name), weights, the Gaussian fit of the mapping output that t
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -88,13 +88,21 @@ def save_generator(path, generator: nn.Module, fit: dict, metadata: dict | None 
     payload = {
         "format": FILE_FORMAT,
         "version": FILE_VERSION,
-        "config": asdict(generator.config),
+        "config": stored_config(generator.config),
         "state_dict": state,
         "gaussian_fit": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in fit.items()},
         "metadata": dict(metadata or {}),
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def stored_config(config) -> dict:
+    """The config as the file keeps it: fields at their default None (an option switched off, such as
+    StyleGAN2's ``conv_clamp``) are not written, so a file that uses none of them stays readable by a pulse
+    that predates them; loading fills them back in from the defaults."""
+    unset = {f.name for f in fields(config) if f.default is None and getattr(config, f.name) is None}
+    return {key: value for key, value in asdict(config).items() if key not in unset}
 
 
 @dataclass
@@ -166,10 +174,12 @@ def describe_generator(path: Path) -> list[str]:
     meta = dict(payload.get("metadata", {}))
     parameters = sum(t.numel() for t in payload["state_dict"].values())
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in payload["state_dict"].values()})
+    clamp = getattr(config, "conv_clamp", None)
     lines = [f"{path} ({path.stat().st_size / 1e6:.1f} MB)",
              f"  architecture: {config.architecture}, {config.resolution} px, {config.n_styles} styles x {config.style_dim}, "
              f"{config.mapping_layers} mapping layers, widths {','.join(map(str, config.channels))} "
-             f"(4..{config.resolution} px), {parameters / 1e6:.2f} M parameters stored as {'/'.join(dtypes)}"]
+             f"(4..{config.resolution} px), {parameters / 1e6:.2f} M parameters stored as {'/'.join(dtypes)}"
+             + ("" if clamp is None else f", layer outputs clamped to +-{clamp:g} (conv_clamp)")]
     defaults = meta.pop("search_defaults", None)
     lines += metadata_lines(meta)
     settings = ", ".join(f"{k}={v}" for k, v in defaults.items()) if defaults else "none (PULSE's reference settings)"

@@ -9,11 +9,17 @@ strictly and renders the same. Everything is plain PyTorch (no custom CUDA ops):
 
 The modulation is applied to activations rather than to per-sample weights (NVlabs' "non-fused" path,
 the same maths): one shared convolution for the whole batch, which CPUs run much faster than grouped ones.
+
+``conv_clamp`` (NVlabs' option; stylegan2-ada-pytorch's train.py sets 256 unless --fp32) clamps each synthesis
+layer's output after bias, activation and gain, and each toRGB output after its bias, to ±conv_clamp: it is
+there for float16 training, but NVIDIA applies it in float32 too, so a converted network renders the same only
+if pulse does. The sums of the upsampled image and each toRGB are not clamped (nor are they in NVIDIA's code).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -41,6 +47,7 @@ class StyleGAN2Config:
     mapping_layers: int = 2  # StyleGAN2-ADA's small-data choice; the official FFHQ models have 8
     mapping_lr_mul: float = 0.01
     channels: list[int] = field(default_factory=stylegan2_channels)  # one width per 4, 8, ... px
+    conv_clamp: float | None = None  # clamp of every synthesis-layer and toRGB output (None: none)
     architecture: str = "stylegan2"
 
     def __post_init__(self):
@@ -51,6 +58,11 @@ class StyleGAN2Config:
             raise PulseError(f"generator needs one channel width per level 4..{self.resolution} px "
                              f"({int(levels) - 1}), got {len(self.channels)}")
         self.channels = [int(c) for c in self.channels]
+        if self.conv_clamp is not None:
+            if isinstance(self.conv_clamp, bool) or not isinstance(self.conv_clamp, numbers.Real) or \
+                    not self.conv_clamp >= 0:
+                raise PulseError(f"generator conv_clamp must be None or a number from 0, got {self.conv_clamp!r}")
+            self.conv_clamp = float(self.conv_clamp)
 
     @property
     def n_styles(self) -> int:
@@ -130,12 +142,18 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return x
 
 
-class SynthesisLayer(nn.Module):
-    """Modulated 3×3 conv (optionally ×2), + noise · strength, + bias, LeakyReLU·√2."""
+def clamp_output(x: torch.Tensor, conv_clamp: float | None) -> torch.Tensor:
+    """NVlabs' ``bias_act(..., clamp=conv_clamp)``: the last step of a synthesis layer or toRGB."""
+    return x if conv_clamp is None else x.clamp(-conv_clamp, conv_clamp)
 
-    def __init__(self, in_channels: int, out_channels: int, style_dim: int, resolution: int, up: bool = False):
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3×3 conv (optionally ×2), + noise · strength, + bias, LeakyReLU·√2, clamped to ±conv_clamp."""
+
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int, resolution: int, up: bool = False,
+                 conv_clamp: float | None = None):
         super().__init__()
-        self.up, self.resolution = up, resolution
+        self.up, self.resolution, self.conv_clamp = up, resolution, conv_clamp
         self.affine = FullyConnectedLayer(style_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -147,14 +165,16 @@ class SynthesisLayer(nn.Module):
         # no weight gain: demodulation normalises whatever scale the weights have
         x = modulated_conv2d(x, self.weight, self.affine(w), up=self.up, kernel=self.resample_filter)
         x = x + noise.to(x.dtype) * self.noise_strength.to(x.dtype)
-        return F.leaky_relu(x + self.bias.to(x.dtype)[None, :, None, None], LRELU_SLOPE) * LRELU_GAIN
+        x = F.leaky_relu(x + self.bias.to(x.dtype)[None, :, None, None], LRELU_SLOPE) * LRELU_GAIN
+        return clamp_output(x, self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
-    """Modulated 1×1 conv to RGB, not demodulated (NVlabs' ToRGBLayer)."""
+    """Modulated 1×1 conv to RGB, not demodulated, + bias, clamped to ±conv_clamp (NVlabs' ToRGBLayer)."""
 
-    def __init__(self, in_channels: int, style_dim: int, out_channels: int = 3):
+    def __init__(self, in_channels: int, style_dim: int, out_channels: int = 3, conv_clamp: float | None = None):
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(style_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -162,21 +182,23 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x, w):
         x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False)
-        return x + self.bias.to(x.dtype)[None, :, None, None]
+        return clamp_output(x + self.bias.to(x.dtype)[None, :, None, None], self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
     """One resolution: (learned 4×4 constant | ×2 conv0), conv1, and a toRGB added to the upsampled image."""
 
-    def __init__(self, in_channels: int, out_channels: int, style_dim: int, resolution: int):
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int, resolution: int,
+                 conv_clamp: float | None = None):
         super().__init__()
         self.in_channels, self.resolution = in_channels, resolution
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, style_dim, resolution, up=True)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, style_dim, resolution)
-        self.torgb = ToRGBLayer(out_channels, style_dim)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, style_dim, resolution, up=True,
+                                        conv_clamp=conv_clamp)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, style_dim, resolution, conv_clamp=conv_clamp)
+        self.torgb = ToRGBLayer(out_channels, style_dim, conv_clamp=conv_clamp)
         self.register_buffer("resample_filter", fir_kernel())
         self.num_conv = 1 if in_channels == 0 else 2
 
@@ -201,7 +223,8 @@ class SynthesisNetwork(nn.Module):
         self.resolutions = [4 * 2**i for i in range(len(config.channels))]
         for i, res in enumerate(self.resolutions):
             in_channels = config.channels[i - 1] if i else 0
-            self.add_module(f"b{res}", SynthesisBlock(in_channels, config.channels[i], config.style_dim, res))
+            self.add_module(f"b{res}", SynthesisBlock(in_channels, config.channels[i], config.style_dim, res,
+                                                      conv_clamp=config.conv_clamp))
         self.n_styles = config.n_styles
 
     def blocks(self):

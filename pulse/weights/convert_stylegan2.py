@@ -11,7 +11,9 @@ Two sources, each read through ``pulse.weights.unpickle`` (no code from the file
   shapes, mapped tensor by tensor (its equalised-lr parametrisation is NVlabs', so no value changes).
 
 Anything the pulse class cannot render exactly the same is refused with one line naming the file: StyleGAN3,
-class-conditional or non-'skip' generators, a discriminator alone, other filters, wrong shapes.
+class-conditional or non-'skip' generators, a discriminator alone, other filters, wrong shapes. NVlabs'
+``conv_clamp`` goes into the config (pulse clamps where NVIDIA does); layers built with ``use_noise=False`` have
+no noise tensors and get a zero noise strength, which renders the same for whatever noise the search passes.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ def _nvlabs_layout(path: Path, data) -> tuple[StyleGAN2Config, dict, list[str]]:
     resolution = int(g.get("img_resolution", 0) or 0)
     if resolution < 4 or resolution & (resolution - 1):
         raise PulseError(f"{path}: G_ema img_resolution {resolution} is not a power of two")
-    state, widths, clamps, fp16 = {}, [], set(), []
+    state, widths, clamps, fp16, noiseless = {}, [], set(), [], []
     for res in (2**i for i in range(2, resolution.bit_length())):
         block = _child(synthesis, f"b{res}")
         if block is None:
@@ -147,7 +149,7 @@ def _nvlabs_layout(path: Path, data) -> tuple[StyleGAN2Config, dict, list[str]]:
             if name != "torgb" and layer.state.get("activation", "lrelu") != "lrelu":
                 raise PulseError(f"{path}: synthesis {name} activation {layer.state['activation']!r}; pulse's is lrelu")
             if name != "torgb" and not layer.state.get("use_noise", True):
-                raise PulseError(f"{path}: a generator without noise inputs; pulse's StyleGAN2 has them")
+                noiseless.append((f"synthesis.b{res}.{name}", res))
         if block.state.get("use_fp16"):
             fp16.append(res)
         conv1 = _module_tensors(_child(block, "conv1")).get("weight") if _child(block, "conv1") else None
@@ -163,19 +165,28 @@ def _nvlabs_layout(path: Path, data) -> tuple[StyleGAN2Config, dict, list[str]]:
         activation = _child(mapping, name).state.get("activation", "lrelu")
         if activation != "lrelu":
             raise PulseError(f"{path}: mapping {name} activation {activation!r}; pulse's is lrelu")
+    if len(clamps) > 1:
+        raise PulseError(f"{path}: synthesis layers with different conv_clamp values "
+                         f"({', '.join(sorted(map(str, clamps)))}); pulse applies one to every layer")
+    conv_clamp = clamps.pop() if clamps else None
     state = _module_tensors(G)
     z_dim, w_dim = g.get("z_dim"), g.get("w_dim")
     if z_dim != w_dim:
         raise PulseError(f"{path}: z_dim {z_dim} differs from w_dim {w_dim}; pulse's mapping keeps one width")
     config = _config(path, resolution=resolution, style_dim=int(w_dim or 0), mapping_layers=len(fcs),
-                     mapping_lr_mul=lr_mul, channels=widths)
+                     mapping_lr_mul=lr_mul, channels=widths, conv_clamp=conv_clamp)
     _check_filters(path, {k: v for k, v in state.items() if k.endswith("resample_filter")}, fir_kernel())
     report = [f"{path}: NVlabs StyleGAN2 G_ema: {resolution} px, {len(fcs)} mapping layers (lr x{lr_mul:g}), "
               f"widths {','.join(map(str, widths))}; {len(state)} tensors"]
-    clamp = sorted(c for c in clamps if c is not None)
-    if clamp:
-        report.append(f"{path}: conv_clamp {clamp[-1]:g} not applied: pulse computes in float32 without clamping "
-                      f"(renders differ only where an activation passes +-{clamp[-1]:g})")
+    if config.conv_clamp is not None:
+        report.append(f"{path}: conv_clamp {config.conv_clamp:g} applied: every synthesis layer's and toRGB's output "
+                      f"clamped to +-{config.conv_clamp:g}, as NVIDIA's code does")
+    if noiseless:
+        report.append(f"{path}: {len(noiseless)} synthesis layers without noise inputs (use_noise=False): converted "
+                      f"with zero noise strength, so the search's noise maps have no effect there")
+    for layer, res in noiseless:  # NVIDIA's layer adds no noise: with a zero strength pulse's adds none either
+        state[f"{layer}.noise_strength"] = torch.zeros([])
+        state[f"{layer}.noise_const"] = torch.zeros(res, res)
     if fp16:
         report.append(f"{path}: blocks {','.join(map(str, fp16))} px ran in float16 on NVIDIA's GPUs; pulse runs them "
                       f"in float32")

@@ -251,9 +251,9 @@ def _stylegan2_layout(path: Path, net: TFNetwork, variables: dict, options: dict
                   (f"{src}/ToRGB/mod_weight", f"{dst}.torgb.affine.weight", "dense"),
                   (f"{src}/ToRGB/mod_bias", f"{dst}.torgb.affine.bias", "style_bias")]
     report = [_summary(path, net, variables, config, "StyleGAN2")]
-    if options.get("conv_clamp") is not None:
-        report.append(f"{path}: conv_clamp {options['conv_clamp']:g} not applied: pulse computes in float32 without "
-                      f"clamping")
+    if options.get("conv_clamp") is not None:  # G_main hands every option to its parts; this one takes no clamp
+        report.append(f"{path}: option conv_clamp {options['conv_clamp']:g} not used: NVIDIA's G_synthesis_stylegan2 "
+                      f"clamps nothing, so pulse does not either")
     if options.get("num_fp16_res") or options.get("dtype") == "float16":
         report.append(f"{path}: parts of the network ran in float16 on NVIDIA's GPUs; pulse runs them in float32")
     return config, names, lambda name: name == "lod", report

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from pulse.errors import PulseError
 from pulse.models.generator_file import LoadedGenerator, gaussian_fit, load_generator, save_generator
 from pulse.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, modulated_conv2d, stylegan2_channels
 from pulse.resample import resize
@@ -149,3 +150,24 @@ def test_a_written_generator_file_carries_the_average_w_its_training_left_unset(
     kept_value = kept.clone()
     g.mapping.w_avg.fill_(0.5)  # a file's own average (a converted NVIDIA network) is kept as it is
     assert torch.equal(g.average_w(), torch.full_like(kept_value, 0.5))
+
+
+def test_conv_clamp_survives_the_file_and_a_file_without_it_loads_unclamped(tmp_path):
+    g = small_generator(3)
+    clamped = StyleGAN2Generator(StyleGAN2Config(**SMALL, conv_clamp=0.5)).eval().requires_grad_(False)
+    clamped.load_state_dict(g.state_dict())
+    fit = gaussian_fit(g.mapping, g.style_dim, samples=2000)
+    save_generator(tmp_path / "clamped.pt", clamped, fit)
+    save_generator(tmp_path / "plain.pt", g, fit)
+    ws, noise = torch.randn(2, g.n_styles, 32), g.random_noise(2, torch.Generator().manual_seed(0))
+    loaded = load_generator(tmp_path / "clamped.pt").generator
+    with torch.no_grad():
+        image, unclamped = clamped.synthesis(ws, noise), g.synthesis(ws, noise)
+        assert loaded.config.conv_clamp == 0.5 and torch.equal(loaded.synthesis(ws, noise), image)
+    assert (image - unclamped).abs().max() > 0.05  # the clamp bites
+    # no clamp: the field is not written, as in files from before it existed, and such a file loads unclamped
+    assert "conv_clamp" not in torch.load(tmp_path / "plain.pt", weights_only=True)["config"]
+    assert load_generator(tmp_path / "plain.pt").generator.config.conv_clamp is None
+    for bad in (-1, "256", True):
+        with pytest.raises(PulseError, match=r"conv_clamp must be None or a number from 0, got"):
+            StyleGAN2Config(**SMALL, conv_clamp=bad)

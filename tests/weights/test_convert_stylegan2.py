@@ -20,6 +20,7 @@ import re
 import sys
 import types
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -31,6 +32,9 @@ from click.testing import CliRunner
 from pulse.cli import main as pulse_main
 from pulse.errors import PulseError
 from pulse.models.generator_file import load_generator
+from pulse.models.stylegan2 import StyleGAN2Generator
+from pulse.resample import resize
+from pulse.search import SearchOptions, search
 from pulse.weights import registry as weights_registry
 from pulse.weights import resolve, store
 from pulse.weights.convert_stylegan2 import import_stylegan2
@@ -229,16 +233,18 @@ class SynthesisLayer(Persistent):
         self.act_gain = np.sqrt(2)
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
-        self.register_buffer("noise_const", torch.randn([resolution, resolution]))
-        self.noise_strength = nn.Parameter(torch.zeros([]))
+        if use_noise:  # without noise inputs the layer has neither tensor
+            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+            self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x, w, noise_mode="const"):
+    def forward(self, x, w, noise_mode="const", gain=1):  # gain: only a 'resnet' block's conv1 passes one
         styles = self.affine(w)
-        noise = self.noise_const * self.noise_strength if noise_mode == "const" else None
+        noise = self.noise_const * self.noise_strength if self.use_noise and noise_mode == "const" else None
         x = nv_modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                                 resample_filter=self.resample_filter, flip_weight=(self.up == 1))
-        return bias_act(x, self.bias, act=self.activation, gain=float(self.act_gain), clamp=self.conv_clamp)
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias, act=self.activation, gain=float(self.act_gain) * gain, clamp=act_clamp)
 
 
 class ToRGBLayer(Persistent):
@@ -651,6 +657,26 @@ def _convert(source, out, kind="stylegan2-nvlabs", **kw):
     return import_stylegan2(kind, source, out, metadata={"name": "t"}, samples=FIT, device="cpu", **kw)
 
 
+def const_noise(generator, batch):
+    """Each layer's stored noise map, as pulse's synthesis takes them: what NVlabs' noise_mode='const' adds."""
+    return [layer.noise_const.expand(batch, 1, -1, -1) for block in generator.synthesis.blocks()
+            for layer in ([block.conv1] if block.in_channels == 0 else [block.conv0, block.conv1])]
+
+
+@torch.no_grad()
+def clamped_shares(G, ws):
+    """Per synthesis layer and toRGB of the reference network, the share of its outputs at +-conv_clamp."""
+    shares, hooks = {}, []
+    for name, module in G.synthesis.named_modules():
+        if isinstance(module, (SynthesisLayer, ToRGBLayer)):
+            hooks.append(module.register_forward_hook(
+                lambda m, _, out, name=name: shares.update({name: (out.abs() == m.conv_clamp).float().mean().item()})))
+    G.synthesis(ws, noise_mode="const")
+    for hook in hooks:
+        hook.remove()
+    return shares
+
+
 # --- the allow-list --------------------------------------------------------------------------------------------
 
 class Evil:
@@ -714,9 +740,7 @@ def test_nvlabs_pickle_converts_loads_and_renders_as_the_network_itself(tmp_path
         assert torch.allclose(loaded.generator.mapping(z), G.mapping(z)[:, 0], atol=1e-5)
         ws = torch.randn(3, loaded.generator.n_styles, 32, generator=torch.Generator().manual_seed(2))
         expected = G.synthesis(ws, noise_mode="const")
-        noise = [layer.noise_const.expand(3, 1, -1, -1) for block in loaded.generator.synthesis.blocks()
-                 for layer in ([block.conv1] if block.in_channels == 0 else [block.conv0, block.conv1])]
-        got = loaded.synthesize(ws, noise)
+        got = loaded.synthesize(ws, const_noise(loaded.generator, 3))
         image = loaded.generator(z=z)  # renders from z with its own random noise
     assert expected.shape == got.shape == image.shape == (3, 3, 32, 32) and expected.std() > 0.1
     assert (got - expected).abs().max() < 1e-4
@@ -726,7 +750,50 @@ def test_nvlabs_pickle_converts_loads_and_renders_as_the_network_itself(tmp_path
 def test_nvlabs_clamp_and_fp16_settings_are_reported(tmp_path):
     G = nvlabs_generator(synthesis_kwargs=dict(channel_base=512, channel_max=32, num_fp16_res=2, conv_clamp=256))
     report = "\n".join(_convert(nvlabs_pickle(tmp_path / "net.pkl", G), tmp_path / "g.pt"))
-    assert "conv_clamp 256 not applied" in report and "blocks 16,32 px ran in float16" in report
+    assert "conv_clamp 256 applied" in report and "blocks 16,32 px ran in float16" in report
+    assert load_generator(tmp_path / "g.pt").generator.config.conv_clamp == 256
+
+
+def test_nvlabs_conv_clamp_is_applied_where_nvidia_applies_it(tmp_path):
+    G = nvlabs_generator(synthesis_kwargs=dict(channel_base=512, channel_max=32, conv_clamp=1))
+    report = "\n".join(_convert(nvlabs_pickle(tmp_path / "net.pkl", G), tmp_path / "g.pt"))
+    assert "conv_clamp 1 applied: every synthesis layer's and toRGB's output clamped to +-1" in report
+    loaded = load_generator(tmp_path / "g.pt")
+    assert loaded.generator.config.conv_clamp == 1.0
+    unclamped = StyleGAN2Generator(replace(loaded.generator.config, conv_clamp=None)).eval()
+    unclamped.load_state_dict(loaded.generator.state_dict())
+    ws = torch.randn(3, loaded.generator.n_styles, 32, generator=torch.Generator().manual_seed(2))
+    shares = clamped_shares(G, ws)
+    with torch.no_grad():
+        expected = G.synthesis(ws, noise_mode="const")
+        noise = const_noise(loaded.generator, 3)
+        got, without = loaded.synthesize(ws, noise), unclamped.synthesis(ws, noise)
+    # the clamp bites in every synthesis layer and every toRGB, the first ones included
+    assert len(shares) == 11 and min(shares.values()) > 0.01, shares
+    assert (without - expected).abs().max() > 0.1
+    assert (got - expected).abs().max() < 1e-5
+    info = CliRunner().invoke(pulse_main, ["weights", "info", str(tmp_path / "g.pt")])
+    assert info.exit_code == 0 and "layer outputs clamped to +-1 (conv_clamp)" in info.output, info.output
+
+
+def test_nvlabs_generator_without_noise_inputs_converts_with_zero_noise_strength(tmp_path):
+    G = nvlabs_generator(synthesis_kwargs=dict(channel_base=512, channel_max=32, use_noise=False))
+    assert not any("noise" in name for name in G.state_dict())
+    report = "\n".join(_convert(nvlabs_pickle(tmp_path / "net.pkl", G), tmp_path / "g.pt"))
+    assert "7 synthesis layers without noise inputs (use_noise=False): converted with zero noise strength" in report
+    loaded = load_generator(tmp_path / "g.pt")
+    assert loaded.generator.noise_shapes() == [(4, 4), (8, 8), (8, 8), (16, 16), (16, 16), (32, 32), (32, 32)]
+    ws = torch.randn(3, loaded.generator.n_styles, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = G.synthesis(ws, noise_mode="const")
+        got = loaded.synthesize(ws, loaded.generator.random_noise(3, torch.Generator().manual_seed(3)))
+    assert expected.std() > 0.1 and (got - expected).abs().max() < 1e-5
+    # the search runs, and the noise maps it optimises change nothing: the same faces as with zero noise
+    lr = resize((expected[:2] + 1) / 2, 8)
+    trained, zero = (search(loaded, lr, seeds=[1, 2], options=SearchOptions(steps=5, noise=mode))
+                     for mode in ("trainable", "zero"))
+    assert all(torch.isfinite(r.image).all() for r in trained)
+    assert all(torch.equal(a.image, b.image) for a, b in zip(trained, zero))
 
 
 @pytest.mark.parametrize("case, message", [
@@ -740,6 +807,7 @@ def test_nvlabs_clamp_and_fp16_settings_are_reported(tmp_path):
     ("wrong shape", r"synthesis.b8.conv1.bias has shape \(5,\), expected \(32,\)"),
     ("filter", r"synthesis.b16.resample_filter is not the \[1, 3, 3, 1\] resampling filter"),
     ("rosinality", r"a rosinality/stylegan2-pytorch checkpoint \(g_ema state dict\), not an NVlabs pickle"),
+    ("mixed clamps", r"synthesis layers with different conv_clamp values \(256, 8\); pulse applies one to every"),
 ])
 def test_nvlabs_refusals_are_one_line_naming_the_file(tmp_path, case, message):
     path = tmp_path / "bad.pkl"
@@ -769,6 +837,10 @@ def test_nvlabs_refusals_are_one_line_naming_the_file(tmp_path, case, message):
         nvlabs_pickle(path, G)
     elif case == "rosinality":
         torch.save({"g_ema": rosinality_generator().state_dict()}, path)
+    elif case == "mixed clamps":
+        G = nvlabs_generator(synthesis_kwargs=dict(channel_base=512, channel_max=32, conv_clamp=256))
+        G.synthesis.b8.torgb.conv_clamp = 8
+        nvlabs_pickle(path, G)
     with pytest.raises(PulseError) as err:
         _convert(path, tmp_path / "out.pt")
     assert re.match(rf"{re.escape(str(path))}: .*{message}", one_line(err)), str(err.value)

@@ -17,6 +17,7 @@ import re
 import sys
 import types
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from click.testing import CliRunner
 from pulse.cli import main as pulse_main
 from pulse.errors import PulseError
 from pulse.models.generator_file import load_generator
+from pulse.models.stylegan2 import StyleGAN2Generator
 from pulse.weights import registry as weights_registry
 from pulse.weights import resolve, store
 from pulse.weights.convert_tf import import_tf
@@ -401,6 +403,24 @@ def test_stylegan2_tf_pickle_converts_loads_and_renders_as_tensorflow(tmp_path):
     assert expected.shape == got.shape == image.shape == (3, 3, 32, 32) and expected.std() > 0.1
     assert (got.double() - expected).abs().max() < 1e-4
     assert torch.isfinite(image).all() and not marker.exists()
+
+
+def test_stylegan2_tf_conv_clamp_option_is_not_applied_as_nvidias_tensorflow_stylegan2_ignores_it(tmp_path):
+    variables = stylegan2_variables()
+    path = tf_pickle(tmp_path / "net.pkl", variables=variables, conv_clamp=0.5)
+    report = "\n".join(_convert(path, tmp_path / "g.pt"))
+    assert "option conv_clamp 0.5 not used: NVIDIA's G_synthesis_stylegan2 clamps nothing, so pulse does not" in report
+    loaded = load_generator(tmp_path / "g.pt")
+    assert loaded.generator.config.conv_clamp is None
+    clamped = StyleGAN2Generator(replace(loaded.generator.config, conv_clamp=0.5)).eval()
+    clamped.load_state_dict(loaded.generator.state_dict())
+    with torch.no_grad():
+        ws = torch.randn(3, loaded.generator.n_styles, W, generator=torch.Generator().manual_seed(2))
+        expected = tf_stylegan2(flat(variables), ws.double())
+        noise = _noise_maps(variables, 7, 3)
+        got, if_clamped = loaded.synthesize(ws, noise), clamped.synthesis(ws, noise)
+    assert (got.double() - expected).abs().max() < 1e-4
+    assert (if_clamped.double() - expected).abs().max() > 0.1  # a clamp of 0.5 would have changed the image
 
 
 @pytest.mark.parametrize("fused_scale", ["auto", True])
