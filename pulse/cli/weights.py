@@ -1,4 +1,4 @@
-"""`pulse weights`: list, path, info, download, verify and import."""
+"""`pulse weights`: list, path, info, download, verify, import and convert."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..weights.download import Retry
 from ..weights.registry import CONVERTED_KINDS, GENERATOR_KINDS, Model, cpu_seconds_per_face, get_model, load_registry
 from ..weights.resolve import fetch, import_files, is_installed, locate
 from ..weights.store import CACHE_ENV, cache_path, converted_path, resolve_cache_dir, shipped_path, verify
-from .common import PulseGroup
+from .common import PulseGroup, output_option
 
 cache_option = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                             help=f"Cache folder (default: ${CACHE_ENV}, else ~/.cache/pulse).")
@@ -44,6 +44,7 @@ def weights_cli():
       pulse weights download dlib-68-landmarks --no-verify
       pulse weights import ffhq-1024 synthesis.pt mapping.pt
       pulse weights import stylegan2-ffhq-config-f stylegan2-ffhq-config-f.pkl
+      pulse weights convert network-snapshot-001000.pkl --output gen.pt
       pulse weights verify
     """
 
@@ -180,3 +181,26 @@ def import_command(name, files, cache_dir, fit_samples, device):
     """
     for line in import_files(name, files, cache_dir=cache_dir, fit_samples=fit_samples, device=device):
         click.echo(line)
+
+
+@weights_cli.command("convert")
+@click.argument("source", metavar="FILE|URL")
+@output_option(None, "Generator file to write (never over an existing file).", file=True, required=True)
+@cache_option
+@_with(fit_options)
+def convert_command(source, output, cache_dir, fit_samples, device):
+    """Convert a generator in another project's format into a pulse generator file.
+
+    SOURCE: an NVlabs StyleGAN2 network pickle (stylegan2-ada-pytorch, stylegan3), a rosinality/stylegan2-pytorch
+    checkpoint or NVIDIA's TensorFlow StyleGAN/StyleGAN2 pickle, as a file or an http(s) URL (downloaded into the
+    cache). `--generator FILE|URL` does the same on first use and keeps the result in the cache.
+    """
+    from ..weights.foreign import convert_foreign, fetched_url, is_url
+
+    if output.exists():
+        raise PulseError(f"{output}: exists; pulse does not write over it (choose another --output)")
+    path = fetched_url(source, resolve_cache_dir(cache_dir)) if is_url(source) else Path(source)
+    if not path.is_file():
+        raise PulseError(f"{path}: file not found")
+    convert_foreign(path, output, fit_samples=fit_samples, device=device)
+    click.echo(f"wrote {output}")

@@ -20,16 +20,19 @@ def _weights_dir() -> Path:
     return checkout if (checkout / "registry.toml").is_file() else package / "_weights"
 
 
-REGISTRY_ENV = "PULSE_REGISTRY"  # another registry.toml (a team's mirrors, a test's); shipped files sit beside it
+REGISTRY_ENV = "PULSE_REGISTRY"  # a registry.toml of one's own (a team's models and mirrors, a test's), added
 
 
 def registry_path() -> Path:
-    return Path(os.environ.get(REGISTRY_ENV) or _weights_dir() / "registry.toml")
+    """The registry shipped with pulse."""
+    return _weights_dir() / "registry.toml"
 
 
-def weights_dir() -> Path:
-    """Where the registry's shipped files (``path = ...``) are: beside the registry that names them."""
-    return registry_path().parent
+def registry_paths() -> list[Path]:
+    """The registries pulse reads, in order: the shipped one, then ``$PULSE_REGISTRY``'s (its entries add to the
+    shipped ones and replace those of the same name)."""
+    extra = os.environ.get(REGISTRY_ENV)
+    return [registry_path(), *([Path(extra)] if extra else [])]
 
 
 # kinds whose source files are converted into a generator file <cache>/NAME/NAME.pt on download or import
@@ -49,7 +52,8 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 class WeightsFile:
     name: str
     urls: tuple[str, ...] = ()
-    path: str | None = None  # shipped in the repository, relative to its root
+    path: str | None = None  # shipped beside the registry that names it, relative to that registry's folder
+    folder: Path | None = None  # that folder
     sha256: str | None = None
     size: int | None = None
 
@@ -74,8 +78,11 @@ class Model:
 
 
 def load_registry(path=None) -> dict[str, Model]:
-    """Parse and validate the registry; a malformed entry is an error naming it, never silently skipped."""
-    path = Path(path or registry_path())
+    """Parse and validate the registries (or the one file ``path``); a malformed entry is an error naming it,
+    never silently skipped."""
+    if path is None:
+        return {name: model for registry in registry_paths() for name, model in load_registry(registry).items()}
+    path = Path(path)
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -88,7 +95,9 @@ def load_registry(path=None) -> dict[str, Model]:
 
 def cpu_seconds_per_face(path=None) -> dict[str, float]:
     """The registry's measured search cost per network layout: seconds per face on a 2-core CPU, 100 steps, batch 8."""
-    path = Path(path or registry_path())
+    if path is None:
+        return {layout: cost for registry in registry_paths() for layout, cost in cpu_seconds_per_face(registry).items()}
+    path = Path(path)
     try:
         with open(path, "rb") as f:
             table = tomllib.load(f).get("cpu_seconds_per_face", {})
@@ -105,7 +114,7 @@ def _parse_model(path: Path, name: str, table: dict) -> Model:
     _check_name(name, where)
     table = dict(table)
     try:
-        files = tuple(_parse_file(where, f) for f in table.pop("files"))
+        files = tuple(_parse_file(where, f, path.parent) for f in table.pop("files"))
         model = Model(name=name, files=files, **table)
     except (KeyError, TypeError) as err:
         raise PulseError(f"{where}: missing or unknown field ({err})")
@@ -120,13 +129,14 @@ def _parse_model(path: Path, name: str, table: dict) -> Model:
     return model
 
 
-def _parse_file(where: str, table: dict) -> WeightsFile:
+def _parse_file(where: str, table: dict, folder: Path) -> WeightsFile:
     table = dict(table)
+    table.pop("folder", None)
     sha = table.pop("sha256", "").lower() or None
     if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise PulseError(f"{where}: sha256 must be 64 hex digits or empty, got {sha!r}")
     wfile = WeightsFile(sha256=sha, size=table.pop("size", 0) or None,
-                        urls=tuple(table.pop("urls", ())), **table)
+                        urls=tuple(table.pop("urls", ())), folder=folder if table.get("path") else None, **table)
     _check_name(wfile.name, where)
     if not wfile.urls and not wfile.path:
         raise PulseError(f"{where}: file {wfile.name} needs urls or a path")

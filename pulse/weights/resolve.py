@@ -9,11 +9,8 @@ from ..errors import PulseError
 from ..models.generator_file import FIT_SAMPLES, LoadedGenerator, load_generator, read_generator_file
 from ..models.srresnet import LoadedSRModel, load_sr_model
 from ..progress import notice
-from .convert_stylegan1 import import_official_stylegan1
-from .convert_stylegan2 import import_stylegan2
-from .convert_tf import KINDS as TF_KINDS
-from .convert_tf import import_tf
 from .download import DownloadFailed, Retry, download, sha256_file
+from .foreign import SOURCE_NAMES, convert_source, converted_generator, fetched_url, is_generator_file, is_url
 from .registry import (
     CONVERTED_KINDS,
     DEFAULT_GENERATOR,
@@ -43,15 +40,23 @@ def open_generator(spec: str | os.PathLike | None = None, device="cpu", *, cache
 
 
 def resolve_generator(spec: str | os.PathLike, *, cache_dir=None) -> Path:
-    """A generator file for ``spec``: an existing path as is, or a registry name's verified file.
+    """A generator file for ``spec``: a registry name's verified file; a pulse generator file as it is; a foreign
+    one (NVlabs or TensorFlow pickle, rosinality checkpoint) converted once into the cache; an http(s) URL of
+    either, downloaded into the cache first (a URL the registry lists is that entry, checked by its sha256).
 
     A downloadable name that is not cached is downloaded (and official checkpoints converted); every failure
     is a one-line ``PulseError`` saying what is missing and how to get it.
     """
+    models = load_registry()
+    if is_url(spec):
+        listed = [m for m in models.values() if m.kind in GENERATOR_KINDS and len(m.files) == 1
+                  and spec in m.files[0].urls]
+        if listed:
+            return locate(listed[0], resolve_cache_dir(cache_dir))
+        spec = fetched_url(spec, resolve_cache_dir(cache_dir))
     path = Path(spec)
     if path.is_file():
-        return path
-    models = load_registry()
+        return path if is_generator_file(path) else converted_generator(path, resolve_cache_dir(cache_dir))
     if isinstance(spec, os.PathLike) or str(spec) not in models:
         if isinstance(spec, os.PathLike) or os.sep in str(spec) or path.suffix:
             raise PulseError(f"{spec}: generator file not found")
@@ -250,12 +255,6 @@ def import_files(name: str, files, *, cache_dir=None, fit_samples: int = FIT_SAM
     return [f"{name}: imported {source} -> {target} ({how}, sha256 {digest})"]
 
 
-SOURCE_NAMES = {"stylegan1-official": "official StyleGAN-1 state dicts", "stylegan2-nvlabs": "NVlabs network pickle",
-                "stylegan2-rosinality": "rosinality/stylegan2-pytorch checkpoint",
-                "stylegan1-tf": "NVIDIA TensorFlow StyleGAN-1 pickle",
-                "stylegan2-tf": "NVIDIA TensorFlow StyleGAN2 pickle"}
-
-
 def _convert_into(model: Model, sources, out: Path, fit_samples: int, device, urls=None) -> list[str]:
     """Convert the sources of a converted kind into ``out`` and pin its sha256 (the caller holds the lock on
     ``out``). ``urls``: where a download came from (None: the user imported the files). On any error ``out``
@@ -264,16 +263,12 @@ def _convert_into(model: Model, sources, out: Path, fit_samples: int, device, ur
     metadata = {"name": model.name, "resolution": model.resolution, "alignment": model.alignment,
                 "data": model.data, "licence": model.licence, "description": model.description,
                 "source": f"{SOURCE_NAMES[model.kind]}: " + ", ".join(s.name for s in sources)}
-    if model.kind == "stylegan1-official":
-        report = import_official_stylegan1(sources, out, metadata=metadata, samples=fit_samples, device=device)
-    else:
-        [source] = sources
+    if model.kind != "stylegan1-official":
         metadata["source"] += " (downloaded)" if urls is not None else " (imported)"
         if urls:
             metadata["source_url"] = urls[0] if len(urls) == 1 else "one of " + ", ".join(urls)
-        metadata["source_sha256"] = sha256_file(source)
-        convert = import_tf if model.kind in TF_KINDS else import_stylegan2
-        report = convert(model.kind, source, out, metadata=metadata, resolution=model.resolution or None,
-                         samples=fit_samples, device=device)
+        metadata["source_sha256"] = sha256_file(sources[0])
+    report = convert_source(model.kind, sources, out, metadata, resolution=model.resolution or None,
+                            fit_samples=fit_samples, device=device)
     pin(out, sha256_file(out))
     return report

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ..errors import PulseError
 from ..progress import notice
-from . import registry
 from .download import sha256_file
 from .registry import CONVERTED_KINDS, Model, WeightsFile, get_model, load_registry
 
@@ -46,7 +45,7 @@ def cache_path(cache: Path, model: Model, filename: str) -> Path:
 
 
 def shipped_path(wfile: WeightsFile) -> Path:
-    return _inside(registry.weights_dir(), wfile.path)
+    return _inside(wfile.folder, wfile.path)
 
 
 def converted_path(cache: Path, model: Model) -> Path:
@@ -71,7 +70,7 @@ def _pin_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _read_pin(path: Path) -> str | None:
+def read_pin(path: Path) -> str | None:
     """The sha256 recorded when the user accepted a file the registry has no hash for (sha256sum format)."""
     try:
         return _pin_path(path).read_text().split()[0]
@@ -117,7 +116,7 @@ def _check(model: Model, path: Path, sha256: str | None, size: int | None) -> Fi
 
 def check_cached(model: Model, path: Path, wfile: WeightsFile | None = None) -> FileStatus:
     """Check a cache file against the registry (or its pin) and delete it if it is corrupt. Hold its lock."""
-    status = _check(model, path, (wfile and wfile.sha256) or _read_pin(path), wfile and wfile.size)
+    status = _check(model, path, (wfile and wfile.sha256) or read_pin(path), wfile and wfile.size)
     if status.state == "corrupt":
         _discard(path)
         return FileStatus(model.name, path, "corrupt", status.detail + "; deleted")
