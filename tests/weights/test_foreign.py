@@ -9,8 +9,13 @@ from pulse.errors import PulseError
 from pulse.models.generator_file import load_generator
 from pulse.weights import foreign, resolve
 
-from .test_convert_stylegan2 import _convert, nvlabs_generator, nvlabs_pickle, rosinality_generator, \
-    rosinality_training_checkpoint
+from .test_convert_stylegan2 import (
+    _convert,
+    nvlabs_generator,
+    nvlabs_pickle,
+    rosinality_generator,
+    rosinality_training_checkpoint,
+)
 
 
 @pytest.fixture
