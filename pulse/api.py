@@ -1,124 +1,32 @@
 """What users call: ``Upsampler`` keeps a generator loaded and batches many faces; ``upsample`` is one call;
-``open_upsampler`` gives the search or the feed-forward method behind the same calls.
+``open_upsampler`` gives the search or the feed-forward method behind the same calls (``upsampling``).
 
-Inputs are validated here (one ``PulseError`` line naming the input), turned into LR tensors, grouped by
-size into batches of (image, sample) rows for the search, and the results are delivered at input x scale,
-with their LR consistency measured again on the delivered 8-bit image: that number is the promise.
+The search method: rows of one batch are independent problems (``search``), sized to the device's memory.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import lru_cache, partial
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable
 
-import numpy as np
 import torch
 from PIL import Image
 
 from .devices import select_device
 from .errors import PulseError
-from .imageio import load_image, pil_to_tensor, psnr_from_mse, tensor_to_pil, to_rgb
+from .inputs import ImageLike, as_rgb_array
 from .memory import CPU_BATCH, cuda_free_bytes, cuda_peak_bytes, fit_batch_size
 from .models.generator_file import LoadedGenerator
-from .resample import resize
 from .search import SearchOptions, options_for, search
-
-ImageLike = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
-
-
-@dataclass
-class Result:
-    """One super-resolved sample of one input."""
-
-    image: Image.Image  # input size x scale
-    lr_mse: float  # MSE between the delivered image, downscaled, and the input
-    lr_psnr: float
-    success: bool  # lr_mse <= eps
-    seed: int
-    sample: int
-    steps: int
-    best_step: int
-    seconds: float
-    frames: list[Image.Image] = field(default_factory=list)  # intermediate steps, generator resolution
-
-
-def to_lr_tensor(img: ImageLike, name: str = "input", resolution: int | None = None) -> torch.Tensor:
-    """Any supported input -> (3, h, w) float32 in [0, 1]; raises PulseError naming ``name``.
-
-    ``resolution``: also check the face fits a generator of this size (``check_lr_size``), for a file from its
-    header, before decoding it."""
-    if isinstance(img, (str, os.PathLike)):
-        check = None if resolution is None else partial(check_lr_size, resolution=resolution, name=name)
-        lr = pil_to_tensor(load_image(img, check_size=check))
-    else:
-        lr = _to_tensor(img, name)
-    if resolution is not None:
-        check_lr_size(lr.shape[-1], lr.shape[-2], resolution, name)
-    return lr
-
-
-def _to_tensor(img, name: str) -> torch.Tensor:
-    if isinstance(img, Image.Image):
-        return pil_to_tensor(to_rgb(img, name))
-    if isinstance(img, np.ndarray):
-        if img.dtype == np.uint8:
-            arr = img
-        elif img.dtype == np.uint16:
-            arr = (img.astype(np.float64) / 257 + 0.5).astype(np.uint8)
-        else:
-            raise PulseError(f"{name}: numpy image must be uint8 or uint16 (H, W[, C]), got {img.dtype}")
-        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4)):
-            mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[1 if arr.ndim == 2 else arr.shape[2]]
-            return pil_to_tensor(to_rgb(Image.fromarray(arr.squeeze(-1) if mode == "L" and arr.ndim == 3 else arr, mode), name))
-        raise PulseError(f"{name}: numpy image must be (H, W) or (H, W, 1|2|3|4), got shape {arr.shape}")
-    if isinstance(img, torch.Tensor):
-        t = img.detach().cpu()
-        if t.dim() == 4 and t.shape[0] == 1:
-            t = t[0]
-        if t.dim() != 3 or t.shape[0] not in (1, 3):
-            raise PulseError(f"{name}: tensor must be (3, H, W) or (1, H, W), got shape {tuple(img.shape)}")
-        if t.dtype == torch.uint8:
-            t = t.float() / 255
-        elif t.is_floating_point():
-            t = t.float()
-            if not torch.isfinite(t).all():
-                raise PulseError(f"{name}: tensor contains NaN or infinite values")
-            if t.min() < 0 or t.max() > 1:
-                raise PulseError(f"{name}: float tensor values must lie in [0, 1], got [{t.min():.3g}, {t.max():.3g}]")
-        else:
-            raise PulseError(f"{name}: tensor dtype must be float (values in [0, 1]) or uint8, got {t.dtype}")
-        return t.expand(3, -1, -1).contiguous()
-    raise PulseError(f"{name}: unsupported input type {type(img).__name__} (give a path, PIL image, array or tensor)")
-
-
-def output_size(lr_size: int, scale: float, name: str = "input") -> int:
-    """input size x scale, which must be a positive whole number of pixels."""
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise PulseError(f"{name}: scale must be > 0 and finite, got {scale!r}")
-    size = lr_size * scale
-    if abs(size - round(size)) > 1e-6 or round(size) < 1:
-        raise PulseError(f"{name}: {lr_size} px x scale {scale} = {size:g} px is not a whole number of pixels")
-    return int(round(size))
-
-
-def check_lr_size(width: int, height: int, resolution: int, name: str = "input") -> None:
-    """The search needs a square face no larger than the generator's output."""
-    if width != height:
-        raise PulseError(f"{name}: {width}x{height} is not square; crop and align faces first with `pulse align`")
-    if width > resolution:
-        raise PulseError(f"{name}: {width}x{height} is larger than the generator's {resolution} px output; "
-                         "nothing to upsample")
-
+from .upsampling import BatchUpsampler, Made
 
 COMPILE_NOTE = "note: the first batch compiles the generator (a minute or so; its kernels are cached for later runs)"
 
 
-class Upsampler:
+class Upsampler(BatchUpsampler):
     """A loaded generator plus the search: ``run`` many faces at once, batched over faces x samples."""
 
     method = "pulse"
@@ -182,92 +90,22 @@ class Upsampler:
         except (TypeError, ValueError) as err:
             raise PulseError(f"search options: {err}") from None
 
-    def run(self, images: Sequence[ImageLike], scale: float = 8, samples: int = 1, seed: int = 0,
-            eps: float | Sequence[float] | None = None, on_step: Callable[[int, int], None] | None = None,
-            **options) -> list[list[Result]]:
-        """Super-resolve each image ``samples`` times; returns results[image][sample].
+    def _settings(self, scale: float, samples: int, options: dict) -> SearchOptions:
+        opts = self.search_options(**options)
+        self._fit(opts)
+        return opts
 
-        Images: paths, PIL images, numpy arrays (H, W[, C]) in RGB(A) order (``as_rgb_array`` turns OpenCV's BGR
-        round), or float tensors (C, H, W) in [0, 1].
+    def _batch_rows(self, opts: SearchOptions) -> int:
+        return self._rows[_memory_key(opts)]
 
-        Sample k of every image starts from seed ``seed + k``. ``eps`` is one value or one per image;
-        other keywords are ``SearchOptions`` fields (steps, loss, learning_rate, noise, early_stop, ...); those
-        not given come from the generator file's recommended settings, else the reference's. The first input
-        that cannot be searched raises its ``PulseError`` before any search runs.
-        """
-        lrs = []
-        for i, img in enumerate(images):
-            name = str(img) if isinstance(img, (str, os.PathLike)) else f"image {i}"
-            lrs.append(to_lr_tensor(img, name, self.resolution))
-            output_size(lrs[-1].shape[-1], scale, name)
-        results: list[list[Result] | None] = [None] * len(lrs)
-        for i, found in self.stream(lrs, scale, samples, seed, eps, on_step, **options):
-            results[i] = found
-        return results
-
-    def stream(self, images: Iterable[ImageLike], scale: float = 8, samples: int = 1, seed: int = 0,
-               eps: float | Sequence[float] | None = None, on_step: Callable[[int, int], None] | None = None,
-               **options) -> Iterator[tuple[int, list[Result] | PulseError]]:
-        """``run``, one input at a time: yields (index, its results by sample) as soon as the batch holding its
-        last sample finishes, so a caller can save and report each face while the others are searched; and for
-        an input that cannot be searched (unreadable, not square, too large, bad size for ``scale``), (index, its
-        ``PulseError``), and the others go on. ``images`` is read as batches fill, so a long iterable (a
-        generator of decoded faces) is never all in memory. Files are checked from their header before they are
-        decoded.
-        """
-        if samples < 1:
-            raise PulseError(f"samples must be >= 1, got {samples}")
-        opts = self.search_options(**options, **({"eps": eps} if isinstance(eps, (int, float)) else {}))
-        eps_list = None if eps is None or isinstance(eps, (int, float)) else list(eps)
-        key = self._fit(opts)
-
-        lrs: dict[int, torch.Tensor] = {}  # inputs with rows still to search or deliver
-        out_sizes: dict[int, int] = {}  # input size x scale, as delivered
-        eps_of: dict[int, float] = {}
-        pending: dict[int, list[tuple[int, int]]] = {}  # rows (input, sample) not yet searched, by LR size
-        done: dict[int, list[Result | None]] = {}
-        sizes_seen: set[int] = set()  # output sizes warned about (once each) if past native
-        count = 0
-        for i, img in enumerate(images):
-            count = i + 1
-            name = str(img) if isinstance(img, (str, os.PathLike)) else f"image {i}"
-            try:
-                lr = to_lr_tensor(img, name, self.resolution)
-                size = output_size(lr.shape[-1], scale, name)
-                if eps_list is not None and i >= len(eps_list):
-                    raise PulseError(f"eps: {len(eps_list)} values for more images")
-            except PulseError as err:
-                yield i, err
-                continue
-            if size not in sizes_seen:
-                sizes_seen.add(size)
-                self._warn_past_native(size)
-            lrs[i], out_sizes[i], done[i] = lr, size, [None] * samples
-            eps_of[i] = opts.eps if eps_list is None else eps_list[i]
-            rows = pending.setdefault(lr.shape[-1], [])
-            rows.extend((i, k) for k in range(samples))
-            while len(rows) >= self._rows[key]:  # a full batch: search it now
-                yield from self._search_rows(rows, key, lrs, out_sizes, eps_of, done, opts, seed, on_step)
-        if eps_list is not None and count != len(eps_list):
-            raise PulseError(f"eps: {len(eps_list)} values for {count} images")
-        for rows in pending.values():
-            while rows:
-                yield from self._search_rows(rows, key, lrs, out_sizes, eps_of, done, opts, seed, on_step)
-
-    def _search_rows(self, rows, key, lrs, out_sizes, eps_of, done, opts, seed, on_step):
-        """Search the first batch of ``rows`` (taking them off), deliver, and yield each input it completes."""
-        chunk = rows[: self._rows[key]]  # the batch size may have dropped (out of GPU memory)
-        del rows[: len(chunk)]
-        filled = chunk + chunk[-1:] * (self._rows_to_run(key, len(chunk)) - len(chunk))
-        t0 = time.perf_counter()
-        found = self._search(torch.stack([lrs[i] for i, _ in filled]), [seed + k for _, k in filled],
-                             replace(opts, eps=tuple(eps_of[i] for i, _ in filled)), on_step)[: len(chunk)]
-        seconds = (time.perf_counter() - t0) / len(chunk)
-        for (i, k), res in zip(chunk, found):
-            done[i][k] = self._deliver(res, lrs[i], out_sizes[i], eps_of[i], k, seconds)
-            if all(r is not None for r in done[i]):
-                del lrs[i], out_sizes[i], eps_of[i]
-                yield i, done.pop(i)
+    def _make(self, lrs: torch.Tensor, seeds: list[int], eps: tuple[float, ...], opts: SearchOptions,
+              on_step: Callable[[int, int], None] | None) -> list[Made]:
+        n = len(seeds)
+        fill = self._rows_to_run(_memory_key(opts), n) - n
+        lrs = torch.cat([lrs, lrs[-1:].expand(fill, -1, -1, -1)]) if fill else lrs
+        seeds, eps = seeds + seeds[-1:] * fill, eps + eps[-1:] * fill
+        found = self._search(lrs, seeds, replace(opts, eps=eps), on_step)[:n]
+        return [Made(r.image, r.steps, r.best_step, r.frames) for r in found]
 
     def _rows_to_run(self, key, rows: int) -> int:
         """Compiled, a batch smaller than one already run is filled up to it with copies of its last row: a
@@ -295,19 +133,6 @@ class Upsampler:
             warnings.warn(f"CUDA out of memory with {len(seeds)} faces at once: batch size lowered to {half}")
             return (self._search(lr[:half], seeds[:half], replace(opts, eps=opts.eps[:half]), on_step)
                     + self._search(lr[half:], seeds[half:], replace(opts, eps=opts.eps[half:]), on_step))
-
-    def _deliver(self, res, lr: torch.Tensor, out: int, eps: float, sample: int, seconds: float) -> Result:
-        """Resize to the output size, quantise to 8 bits, and measure what the user actually receives."""
-        image = tensor_to_pil(resize(res.image.unsqueeze(0), out)[0].clamp(0, 1))
-        mse = float((resize(pil_to_tensor(image).unsqueeze(0), lr.shape[-1])[0] - lr).pow(2).mean())
-        return Result(image=image, lr_mse=mse, lr_psnr=psnr_from_mse(mse), success=mse <= eps, seed=res.seed,
-                      sample=sample, steps=res.steps, best_step=res.best_step, seconds=seconds,
-                      frames=[tensor_to_pil(f) for f in res.frames])
-
-    def _warn_past_native(self, size: int) -> None:
-        if size > self.resolution:
-            warnings.warn(f"output size {size} px is larger than the generator's {self.resolution} px: "
-                          "the result is upscaled past native resolution and will look soft")
 
 
 def _memory_key(opts: SearchOptions) -> tuple:
@@ -378,13 +203,3 @@ def upsample_samples(img: ImageLike, samples: int = 4, scale: float = 8, seed: i
     upsampler = _upsampler_for(method, generator, device, scale)
     return [r.image for r in upsampler.run([as_rgb_array(img, channel_order)], scale=scale, samples=samples, seed=seed,
                                            **options)[0]]
-
-
-def as_rgb_array(img: ImageLike, channel_order: str) -> ImageLike:
-    """A numpy image in ``channel_order`` ("rgb", or "bgr"/"bgra" as OpenCV gives them) with its colours in RGB
-    order; other inputs as they are (files, PIL images and tensors say or fix their own order)."""
-    if channel_order not in ("rgb", "bgr"):
-        raise PulseError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
-    if channel_order == "bgr" and isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] in (3, 4):
-        return np.ascontiguousarray(img[..., [2, 1, 0, 3][: img.shape[2]]])
-    return img

@@ -27,15 +27,17 @@ from typing import Callable
 
 from PIL import Image
 
-from .api import Result, check_lr_size, open_upsampler
+from .api import open_upsampler
 from .errors import PulseError
 from .evaluation.metrics import psnr
 from .faces.detect import require_models
 from .faces.restore import lr_size_for, restore
 from .imageio import image_bytes, load_image, pil_to_tensor, tensor_to_pil
+from .inputs import check_lr_size
 from .output_folder import file_sha256
 from .resample import resize
 from .search import SearchOptions
+from .upsampling import Result
 from .weights.registry import DEFAULT_GENERATOR, GENERATOR_KINDS, load_registry
 from .weights.resolve import is_installed
 from .weights.store import resolve_cache_dir

@@ -74,6 +74,26 @@ def test_what_the_network_cannot_do_is_refused(sr_file, lr_faces, request_, mess
         upsampler.run([lr_faces / "a.png"], **{"scale": 4, **request_})
 
 
+def test_both_methods_take_one_eps_per_image_or_one_for_all(sr_file, lr_faces, tiny_generator_file):
+    """One shape behind both methods: a list of eps values must match the images, for the search as for srgan."""
+    inputs = [lr_faces / "a.png", lr_faces / "b.png"]
+    for upsampler in (FeedForwardUpsampler(sr_file, scale=4, device="cpu"),
+                      pulse.Upsampler(tiny_generator_file, device="cpu")):
+        with pytest.raises(PulseError, match="eps: 1 values for more images"):
+            upsampler.run(inputs, scale=4, eps=[0.5], **({} if upsampler.method == "srgan" else {"steps": 1}))
+        loose, strict = (r[0].success for r in upsampler.run(
+            inputs, scale=4, eps=[1.0, 1e-12], **({} if upsampler.method == "srgan" else {"steps": 1})))
+        assert loose and not strict, upsampler.method
+
+
+def test_the_methods_share_what_is_below_them_and_not_each_other():
+    import subprocess
+    import sys
+
+    code = "import sys, pulse.feedforward; print('pulse.api' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
 def test_stream_reports_a_bad_input_and_goes_on(sr_file, lr_faces):
     (lr_faces / "broken.png").write_bytes(b"\x89PNG garbage")
     inputs = [lr_faces / "a.png", lr_faces / "broken.png", lr_faces / "b.png"]

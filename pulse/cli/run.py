@@ -118,8 +118,7 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
     if device.type == "cuda":
         device = f"cuda:{processes.local_rank}"
     upsampler = open_upsampler(method, generator, device, scale, batch_size, compile_generator)
-    if method != "pulse":
-        upsampler.check_request(scale, samples, {})
+    upsampler.check_request(scale, samples, options)
     eps = upsampler.search_options(**options).eps if method == "pulse" else options["eps"]
     folder = _open_folder(output_dir, processes)
     with folder:  # unlocked however the run ends
@@ -342,6 +341,6 @@ def _deliver(folder, path: Path, source: str, input_sha: str, results, stem: str
             folder.write_file(f"{frames}/step_{10 * j:04d}.png", image_bytes(frame))
         folder.write_file(name, data)
     if grid:
-        from ..api import to_lr_tensor
+        from ..inputs import to_lr_tensor
 
         folder.write_file(grid_name, image_bytes(_comparison(to_lr_tensor(path, str(path)), results, scale, method)))

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..api import Result, Upsampler
+from ..api import Upsampler
 from ..errors import PulseError
 from ..imageio import MAX_PIXELS, pil_to_tensor, tensor_to_pil, to_rgb
 from ..resample import resize
+from ..upsampling import Result
 from .align import AlignedFace, align_faces, scale_quad
 from .detect import MIN_SCORE
 from .paste import paste_back
