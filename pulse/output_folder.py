@@ -46,8 +46,9 @@ class OutputFolder:
         self._torn = False  # an append failed half-way: the next one starts on a fresh line
         self._claimed: set[str] | None = None  # owned() kept up to date by claim(), built on its first call
 
-    def open(self, lock: bool = True) -> OutputFolder:
-        """``lock=False`` for the helper processes of a run whose main process holds the lock."""
+    def open(self, lock: bool = True, shared: bool = False) -> OutputFolder:
+        """``lock=False`` for the helper processes of a run whose main process holds the lock; ``shared`` for the
+        shards of one batch, which may write side by side (any other run still waits for them, and they for it)."""
         if self.path.exists() and not self.path.is_dir():
             raise PulseError(f"{self.path}: is a file, not a folder; choose another --output")
         try:
@@ -67,7 +68,7 @@ class OutputFolder:
         if lock:
             fd = os.open(self.path, os.O_RDONLY)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 raise PulseError(f"{self.path}: another pulse run is writing into this folder; wait for it to end "

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
+from ..batch import BatchJob, parse_shard
 from ..errors import EXIT_INPUT_ERRORS, PulseError
 from ..faces.align import align_faces
 from ..faces.detect import DETECTORS, MIN_SCORE, require_models
-from ..imageio import load_image, output_stems, pil_to_tensor, save_image, tensor_to_pil, write_text_atomic
-from ..output_folder import OutputFolder
+from ..imageio import image_bytes, load_image, output_stems, pil_to_tensor, tensor_to_pil
 from ..resample import resize
-from .common import PulseCommand, find_inputs, for_each_input, verbose_option
+from .common import PulseCommand, find_inputs, for_each_input, shard_option, verbose_option
 
 
 def detection_options(command):
@@ -41,8 +41,12 @@ def detection_options(command):
 @click.option("--all-faces/--largest", "all_faces", default=True, show_default=True,
               help="Align every face found, or only the largest per photo.")
 @detection_options
+@shard_option
+@click.option("--overwrite", is_flag=True,
+              help="Redo every photo, even those the report says are done with these settings.")
 @verbose_option
-def align_command(input_path, output_dir, size, lr_size, all_faces, detector, upsample, min_score, verbose):
+def align_command(input_path, output_dir, size, lr_size, all_faces, detector, upsample, min_score, shard, overwrite,
+                  verbose):
     """Find faces in photos and cut them out the way FFHQ did (the generator's training alignment).
 
     \b
@@ -53,15 +57,21 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
     Per face k of photo <stem> (largest first): <stem>_<k>.png, <stem>_<k>_lr.png with --lr-size, and
     <stem>_<k>.json (source, size, box, score, landmarks and the quad: the photo points that became the
     corners top-left, bottom-left, bottom-right, top-right); report.jsonl names every file pulse wrote, and pulse
-    never writes over a file it does not name (that photo fails). Problems are one line each on stderr and the
+    never writes over a file it does not name (that photo fails). Re-running skips the photos finished with the
+    same settings (other settings stop the run unless --overwrite). Problems are one line each on stderr and the
     batch goes on. Exit codes: 0 every photo gave a face; 1 some photo failed (unreadable, no face);
     2 usage error.
     """
+    shard_of = parse_shard(shard) if shard else (0, 1)
     require_models(detector)
     files = find_inputs(input_path, verbose)
-    with OutputFolder(output_dir).open() as folder:  # locked; pulse writes only over what its report names
-        files = folder.not_ours(files)
+    made_with = {"command": "align", "size": size, "lr_size": lr_size, "all_faces": all_faces, "detector": detector,
+                 "upsample": upsample, "min_score": min_score}
+    with BatchJob(output_dir, made_with, shard=shard_of).open() as job:  # locked; writes only what it names
+        files = job.inputs_here(files)
         stems = output_stems(files)
+        job.plan(files, lambda path: None, overwrite=overwrite)  # its names: one set per face found
+        todo = dict(job.todo)
         written = 0
 
         def align_one(path: Path, on_step) -> None:
@@ -71,21 +81,22 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
                                 min_score=min_score, name=str(path))
             if not faces:
                 raise PulseError(f"{path}: no face found (try --upsample 1 or a lower --min-score)")
-            stem = stems[path]
-            names = [(f"{stem}_{k}.png", f"{stem}_{k}_lr.png" if lr_size else None, f"{stem}_{k}.json")
-                     for k in range(len(faces))]
-            folder.claim(path, [name for face_names in names for name in face_names if name])
-            for face, (image, lr_image, report) in zip(faces, names):
+            outputs = []
+            for k, face in enumerate(faces):
+                image, lr_image, report = f"{stems[path]}_{k}.png", f"{stems[path]}_{k}_lr.png", f"{stems[path]}_{k}.json"
                 entry = {"source": str(path), "source_size": list(photo.size), "image": image, **face.report()}
-                save_image(face.image, output_dir / image)
-                if lr_image:
+                outputs.append((image, image_bytes(face.image), {"face": k}))
+                if lr_size:
                     entry["lr_image"], entry["lr_size"] = lr_image, lr_size
-                    save_image(tensor_to_pil(resize(pil_to_tensor(face.image), lr_size)), output_dir / lr_image)
-                write_text_atomic(output_dir / report, json.dumps(entry, indent=1) + "\n")
-                written += 1
+                    lr = tensor_to_pil(resize(pil_to_tensor(face.image), lr_size))
+                    outputs.append((lr_image, image_bytes(lr), {"face": k}))
+                outputs.append((report, (json.dumps(entry, indent=1) + "\n").encode(), {"face": k}))
+            job.deliver(path, todo[path], outputs)
+            written += len(faces)
 
-        failed = for_each_input(files, "align", align_one)
-        folder.compact()
-    click.echo(f"{len(files)} photos, {written} faces aligned, {failed} failed; output: {output_dir}", err=True)
+        failed = for_each_input(list(todo), "align", align_one, lambda path, err: job.fail(path, str(err)))
+        job.finish()
+    click.echo(f"{len(todo)} photos, {job.skipped} skipped (already done), {written} faces aligned, {failed} failed; "
+               f"output: {output_dir}", err=True)
     if failed:
         sys.exit(EXIT_INPUT_ERRORS)

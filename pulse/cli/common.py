@@ -190,6 +190,12 @@ def output_option(default: str | None, help: str, file: bool = False, required: 
                         help=help)
 
 
+def shard_option(command):
+    return click.option("--shard", default=None, metavar="I/N",
+                        help="Take inputs I, I+N, I+2N, ... of the folder: N runs (on N machines, or N GPUs) share "
+                             "one batch and one output folder; 0/4 is the first of four.")(command)
+
+
 def verbose_option(command):
     return click.option("-v", "--verbose", is_flag=True,
                         help="Also name each file of the input folder that was passed over, and why.")(command)
@@ -212,10 +218,11 @@ def say_passed_over(skipped: list, input_path, verbose: bool) -> None:
             say(f"skipped: {path}: {reason}")
 
 
-def for_each_input(files: list[Path], label: str, work: Callable[[Path, Callable[[int, int], None]], None]) -> int:
+def for_each_input(files: list[Path], label: str, work: Callable[[Path, Callable[[int, int], None]], None],
+                   on_error: Callable[[Path, PulseError], None] = lambda path, err: None) -> int:
     """The loop of commands that take inputs one at a time: a progress bar; ``work(path, on_step)`` per input,
-    its warnings said below the bar, its ``PulseError`` one line "error: ..." while the batch goes on.
-    Returns how many inputs failed."""
+    its warnings said below the bar, its ``PulseError`` one line "error: ..." (and ``on_error``) while the batch
+    goes on. Returns how many inputs failed."""
     failed = 0
     with progress_bar(len(files), label) as bar:
         for path in files:
@@ -226,6 +233,7 @@ def for_each_input(files: list[Path], label: str, work: Callable[[Path, Callable
                     work(path, on_step)
                 except PulseError as err:
                     say_below_progress(f"error: {err}")
+                    on_error(path, err)
                     failed += 1
             for message in dict.fromkeys(str(w.message) for w in caught):
                 say_below_progress(f"warning: {message}")

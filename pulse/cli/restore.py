@@ -10,11 +10,11 @@ from pathlib import Path
 import click
 
 from ..api import open_upsampler
+from ..batch import BatchJob, method_settings, parse_shard
 from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT
 from ..faces.detect import require_models
 from ..faces.restore import MASKS, before_after, lr_size_for, restore
-from ..imageio import load_image, output_stems, save_image, write_text_atomic
-from ..output_folder import OutputFolder
+from ..imageio import image_bytes, load_image, output_stems
 from .align import detection_options
 from .common import (
     PulseCommand,
@@ -28,6 +28,7 @@ from .common import (
     say_below_progress,
     scale_option,
     search_options,
+    shard_option,
     verbose_option,
 )
 
@@ -39,7 +40,7 @@ from .common import (
               help="Folder for the restored photos and their JSON reports.")
 @scale_option("Photo enlargement (a whole number); faces are searched at generator resolution // scale px.",
               whole=True, minimum=1)
-@click.option("--grid", is_flag=True, help="Also write <stem>_grid.png: bicubic upscale | restored.")
+@click.option("--grid", is_flag=True, help="Also write grid/<stem>.png: bicubic upscale | restored.")
 @method_option
 @generator_option
 @search_options
@@ -51,10 +52,13 @@ from .common import (
               help="Region replaced: face = inside the jaw line up to the forehead (the photo keeps its hair "
                    "and background); square = the whole aligned square.")
 @detection_options
+@shard_option
+@click.option("--overwrite", is_flag=True,
+              help="Redo every photo, even those the report says are done with these settings.")
 @verbose_option
 @click.pass_context
 def restore_command(ctx, input_path, output_dir, scale, grid, method, generator, seed, device, feather, mask,
-                    detector, upsample, min_score, verbose, **search):
+                    detector, upsample, min_score, shard, overwrite, verbose, **search):
     """Enlarge whole photos, replacing each face by a PULSE (or srgan) reconstruction.
 
     \b
@@ -65,47 +69,58 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
 
     Each face is aligned like FFHQ, downscaled to (generator resolution // scale) px, searched (or, with
     --method srgan, enlarged by the feed-forward network), and its face region (--mask) pasted back with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
-    Writes <stem>.png and <stem>.json (per face: box, landmarks, quad, LR-PSNR, success, seed); a photo
-    without a detectable face is reported and written upscaled plainly. report.jsonl names every file pulse
-    wrote, and pulse never writes over a file it does not name (that photo fails). Problems are one line each on
+    Writes <stem>.png and <stem>.json (per face: box, landmarks, quad, LR-PSNR, success, seed), with --grid
+    grid/<stem>.png; a photo without a detectable face is reported and written upscaled plainly. report.jsonl
+    names every file pulse wrote, and pulse never writes over a file it does not name. Re-running skips the photos
+    finished with the same settings (other settings stop the run unless --overwrite). Problems are one line each on
     stderr and the batch goes on. Exit codes: 0 every face restored within eps; 1 some photo failed
     (unreadable, too large, no face); 2 usage/setup error; 3 some face did not get within eps.
     """
     options = given_search_options(search)
     refuse_search_options(ctx, method, set(options) - {"eps"})
+    shard_of = parse_shard(shard) if shard else (0, 1)
     files = find_inputs(input_path, verbose)
     upsampler = open_upsampler(method, generator, device, scale)
-    if method == "pulse":
-        upsampler.search_options(**options)  # checked before any photo is read
+    upsampler.check_request(scale, 1, options)
     lr_size = lr_size_for(upsampler.resolution, scale)
     require_models(detector)
-    with OutputFolder(output_dir).open() as folder:  # locked; pulse writes only over what its report names
-        files = folder.not_ours(files)
+    made_with = {**method_settings(upsampler, scale, seed, 1, options), "command": "restore", "feather": feather,
+                 "mask": mask, "detector": detector, "upsample": upsample, "min_score": min_score}
+    with BatchJob(output_dir, made_with, shard=shard_of).open() as job:  # locked; writes only what it names
+        files = job.inputs_here(files)
         stems = output_stems(files)
-        no_face, inconsistent, started = 0, 0, time.perf_counter()
+        outputs_of = lambda path: [f"{stems[path]}.png", f"{stems[path]}.json"]  # noqa: E731
+        job.plan(files, outputs_of, lambda path: outputs_of(path) + ([f"grid/{stems[path]}.png"] if grid else []),
+                 overwrite)
+        started = time.perf_counter()
+        todo = dict(job.todo)
 
         def restore_one(path: Path, on_step) -> None:
-            nonlocal no_face, inconsistent
             stem = stems[path]
-            folder.claim(path, [f"{stem}.png", f"{stem}.json"] + ([f"{stem}_grid.png"] if grid else []))
             restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
                                detector=detector, upsample=upsample, min_score=min_score, name=str(path),
                                on_step=on_step, **options)
-            save_image(restored.image, output_dir / f"{stem}.png")
-            if grid:
-                save_image(before_after(restored.upscaled, restored.image), output_dir / f"{stem}_grid.png")
             report = {"source": str(path), "method": method, "scale": scale, "lr_size": lr_size,
                       "image": f"{stem}.png", "faces": [face.report() for face in restored.faces]}
-            write_text_atomic(output_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
-            no_face += not restored.faces
-            inconsistent += sum(not face.result.success for face in restored.faces)
+            within = sum(face.result.success for face in restored.faces)
+            fields = {"method": method, "faces": len(restored.faces), "faces_within_eps": within,
+                      "success": within == len(restored.faces) if restored.faces else None,
+                      "grid": f"grid/{stem}.png" if grid else None}
+            extras = [(fields["grid"], image_bytes(before_after(restored.upscaled, restored.image)))] if grid else []
+            job.deliver(path, todo[path], [(f"{stem}.png", image_bytes(restored.image), fields),
+                                           (f"{stem}.json", (json.dumps(report, indent=1) + "\n").encode(), fields)],
+                        extras)
             psnrs = ", ".join(f"{face.result.lr_psnr:.1f}" for face in restored.faces)
             say_below_progress(f"{path}: {len(restored.faces)} faces restored (LR-PSNR dB: {psnrs or '-'})")
 
-        failed = for_each_input(files, "restore", restore_one) + no_face
-        folder.compact()
-    click.echo(f"{len(files)} photos, {failed} failed, {inconsistent} faces not within eps; "
-               f"{time.perf_counter() - started:.1f} s; output: {output_dir}", err=True)
+        for_each_input(list(todo), "restore", restore_one, lambda path, err: job.fail(path, str(err)))
+        summary = job.finish(outputs_of)
+    photos = [line for line in job.delivered if line["output"].endswith(".png")]  # this batch's, this run's or before
+    failed = summary.failed + sum(line["faces"] == 0 for line in photos)
+    inconsistent = sum(line["faces"] - line["faces_within_eps"] for line in photos)
+    click.echo(f"{summary.processed} photos, {summary.skipped} skipped (already done), {failed} failed, "
+               f"{inconsistent} faces not within eps; {time.perf_counter() - started:.1f} s; output: {output_dir}",
+               err=True)
     if failed:
         sys.exit(EXIT_INPUT_ERRORS)
     if inconsistent:

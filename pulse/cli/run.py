@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import sys
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -28,6 +26,7 @@ from .common import (
     say_passed_over,
     scale_option,
     search_options,
+    shard_option,
     verbose_option,
 )
 
@@ -68,13 +67,14 @@ def _comparison(lr, results, scale: float, method: str):
 @click.option("--grid", is_flag=True,
               help="Also write grid/<name>.png per input: LR (nearest) | bicubic | the method (each sample), labelled.")
 @click.option("--save-intermediate", is_flag=True, help="Also write a frame every 10 steps into intermediate/.")
+@shard_option
 @click.option("--overwrite", is_flag=True,
               help="Redo every input, even those the report says are done with these settings (pulse still never "
                    "writes over a file it did not make).")
 @verbose_option
 @click.pass_context
 def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, method, generator, compile_generator,
-        grid, save_intermediate, overwrite, verbose, **search):
+        grid, save_intermediate, shard, overwrite, verbose, **search):
     """Super-resolve aligned LR faces.
 
     \b
@@ -93,6 +93,7 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
     130 interrupted (rerun the same command to resume).
     """
     from ..api import COMPILE_NOTE, open_upsampler
+    from ..batch import BatchJob, method_settings, parse_shard
     from ..devices import select_device
     from ..imageio import find_images, output_stems
     from ..memory import batch_size_arg
@@ -112,6 +113,7 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
         options["frame_every"] = 10 if save_intermediate else 0
     else:
         options = {"eps": options.get("eps", SearchOptions.eps)}
+    shard_of = parse_shard(shard) if shard else (0, 1)
     found = find_images(input_path)
     device = select_device(device)
     processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
@@ -120,24 +122,29 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
     upsampler = open_upsampler(method, generator, device, scale, batch_size, compile_generator)
     upsampler.check_request(scale, samples, options)
     eps = upsampler.search_options(**options).eps if method == "pulse" else options["eps"]
-    folder = _open_folder(output_dir, processes)
-    with folder:  # unlocked however the run ends
-        made_with = _made_with(upsampler, scale, seed, samples, options)
-
-        files = folder.not_ours(found.images)
+    job = BatchJob(output_dir, method_settings(upsampler, scale, seed, samples, options), processes=processes,
+                   shard=shard_of).open()
+    with job:  # unlocked however the run ends
+        files = job.inputs_here(found.images)
         if processes.is_main:
             say_passed_over(found.skipped, input_path, verbose)
-        stems = output_stems(files)  # over all inputs, so every rank names outputs alike
-        plan = _plan(files[processes.rank :: processes.world], stems, folder, made_with, samples, grid, save_intermediate,
-                     overwrite, {f.resolve() for f in files})
+        stems = output_stems(files)  # over all inputs, so every process and shard names outputs alike
+
+        def writes_of(path: Path) -> list[str]:
+            names = _output_names(stems[path], samples)
+            return (names + ([f"grid/{stems[path]}.png"] if grid else [])
+                    + ([f"intermediate/{Path(n).stem}" for n in names] if save_intermediate else []))
+
+        job.plan(files, lambda path: _output_names(stems[path], samples), writes_of, overwrite)
         if processes.is_main:
-            say(f"pulse run: {len(plan.todo)} input(s) to do, {plan.skipped} done before; x{scale:g} by "
-                f"{_method_line(upsampler, options)} on {upsampler.device}")
-        if compile_generator and plan.todo and processes.is_main:
+            say(f"pulse run: {len(job.todo)} input(s) to do, {job.skipped} done before; x{scale:g} by "
+                f"{_method_line(upsampler, options)} on {upsampler.device}"
+                + (f"; shard {shard}" if shard else ""))
+        if compile_generator and job.todo and processes.is_main:
             say(COMPILE_NOTE)
 
-        started, failed_now = time.perf_counter(), 0
-        todo = plan.todo
+        started = time.perf_counter()
+        todo = job.todo
         try:
             with _sigterm_as_ctrl_c(), \
                     progress_bar(len(todo), method, hidden=not processes.is_main) as bar, \
@@ -153,62 +160,29 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
                             shown.add(message)
                     caught.clear()
                     path, input_sha = todo[i]
-                    source = str(path.resolve())
                     if isinstance(results, PulseError):
                         say_below_progress(f"error: {results}")
-                        folder.append({"input": str(path), "source": source, "status": "error", "error": str(results)})
-                        failed_now += 1
+                        job.fail(path, str(results))
                     else:
-                        _deliver(folder, path, source, input_sha, results, stems[path], scale, made_with, grid, method)
+                        _deliver(job, path, input_sha, results, stems[path], scale, grid, method)
                     bar.update(1, path.name)
         except KeyboardInterrupt:
-            raise Interrupted(f"finished faces are kept in {folder.report_path}; rerun the same command to resume")
+            raise Interrupted(f"finished faces are kept in {job.report_path}; rerun the same command to resume")
         except OSError as err:  # a full disk, a folder made read-only mid-run
             say_below_progress(f"error: {output_dir}: cannot write ({err.strerror or err}); finished faces are kept in "
-                               f"{folder.report_path}: rerun the same command to resume")
+                               f"{job.report_path}: rerun the same command to resume")
             sys.exit(EXIT_INPUT_ERRORS)
 
-        distributed.barrier(processes)
+        summary = job.finish(lambda path: _output_names(stems[path], samples))
         if processes.is_main:
-            folder.compact()
-        distributed.barrier(processes)
-        if not processes.is_main:
-            folder.reload()  # every process decides the exit code from the whole report
-        counts = [sum(c) for c in zip(*distributed.gather((len(todo) - failed_now, plan.skipped), processes))]
-
-        expected = {(str(f.resolve()), name) for f in files for name in _output_names(stems[f], samples)}
-        sources = {source for source, _ in expected}
-        failed = sum(e["status"] == "error" and e.get("source") in sources for e in folder.lines)
-        ok_lines = [e for e in folder.lines if e["status"] == "ok" and (e.get("source"), e["output"]) in expected]
-        below = sum(not e["success"] for e in ok_lines)
-        if processes.is_main:
-            say(f"{counts[0]} processed, {counts[1]} skipped (already done), {failed} failed; "
-                f"{len(ok_lines) - below}/{len(ok_lines)} outputs within eps={eps:g}; "
-                f"{time.perf_counter() - started:.1f} s; report: {folder.report_path}")
-        distributed.barrier(processes)  # the summary is out before any process exits
+            say(f"{summary.processed} processed, {summary.skipped} skipped (already done), {summary.failed} failed; "
+                f"{summary.outputs - summary.not_consistent}/{summary.outputs} outputs within eps={eps:g}; "
+                f"{time.perf_counter() - started:.1f} s; report: {job.report_path}")
         distributed.stop(processes)
-        if failed:
+        if summary.failed:
             sys.exit(EXIT_INPUT_ERRORS)
-        if below:
+        if summary.not_consistent:
             sys.exit(EXIT_NOT_CONSISTENT)
-
-
-def _open_folder(output_dir: Path, processes):
-    """The main process locks and compacts the folder first; the others read it after (or share its error)."""
-    from ..output_folder import OutputFolder
-    from ..training import distributed
-
-    problem = None
-    if processes.is_main:
-        try:
-            folder = OutputFolder(output_dir).open()
-            folder.compact()
-        except PulseError as err:
-            problem = str(err)
-    problem = distributed.gather(problem, processes)[0]
-    if problem:
-        raise PulseError(problem)
-    return folder if processes.is_main else OutputFolder(output_dir).open(lock=False)
 
 
 def _method_line(upsampler, options: dict) -> str:
@@ -219,31 +193,9 @@ def _method_line(upsampler, options: dict) -> str:
     return f"searching {name} ({upsampler.search_options(**options).steps} steps)"
 
 
-def _made_with(upsampler, scale: float, seed: int, samples: int, options: dict) -> dict:
-    """Everything that decides an output's pixels, as the report records it (a rerun compares it)."""
-    from dataclasses import asdict
-
-    from ..output_folder import file_sha256
-
-    source = Path(upsampler.model.source)
-    sha256 = file_sha256(source) if source.is_file() else str(source)
-    if upsampler.method != "pulse":  # deterministic: the network and the scale decide the pixels
-        return {"method": upsampler.method, "model_sha256": sha256, "scale": scale, "eps": options["eps"]}
-    search = asdict(upsampler.search_options(**options))
-    search.pop("frame_every")  # intermediate frames are extra files, not a different result
-    return {"method": "pulse", "generator_sha256": sha256, "scale": scale, "seed": seed, "samples": samples,
-            "search": search}
-
-
 # the options that only steer the search: an error when given with a method that does not search
 SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "schedule", "noise", "trainable_noise_layers",
                      "tile_latent", "early_stop", "precision", "compile_generator", "save_intermediate")
-
-
-@dataclass
-class _Plan:
-    todo: list  # (input path, its content sha256) still to search
-    skipped: int  # finished before with the same settings
 
 
 @contextmanager
@@ -263,84 +215,23 @@ def _sigterm_as_ctrl_c():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _plan(files, stems, folder, made_with, samples, grid, save_intermediate, overwrite, inputs) -> _Plan:
-    """Which inputs are done, which to (re)do; stops before any search if an output would land on an input or
-    on a file pulse did not make, or if finished work was made with other settings (unless --overwrite)."""
-    from ..output_folder import file_sha256
-
-    todo, skipped, refused, differ = [], 0, [], {}
-    owned, done = folder.owned(), folder.finished()
-    for path in files:
-        input_sha = file_sha256(path) if path.is_file() else ""
-        names = _output_names(stems[path], samples)
-        finished = done.get(str(path.resolve()), {})
-        if not overwrite and finished and set(names) <= set(finished):
-            previous = finished[names[0]]
-            if previous.get("input_sha256") != input_sha:
-                pass  # the input changed since: a new face, searched again
-            elif previous.get("made_with") == made_with:
-                skipped += 1
-                continue
-            else:
-                for key, (was, now) in _differences(previous.get("made_with"), made_with).items():
-                    differ.setdefault(key, (was, now))
-        writes = names + ([f"grid/{stems[path]}.png"] if grid else [])
-        writes += [f"intermediate/{Path(n).stem}" for n in names] if save_intermediate else []
-        for name in writes:
-            target = folder.path / name
-            if target.resolve() in inputs:
-                refused.append(f"{target} (an input)")
-            elif (target.exists() or target.is_symlink()) and name not in owned:
-                refused.append(f"{target} (not made by pulse: {folder.report_path.name} does not name it)")
-        todo.append((path, input_sha))
-    if refused:
-        more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
-        raise PulseError(f"refusing to write over {', '.join(refused[:3])}{more}; choose another --output")
-    if differ:
-        said = "; ".join(f"{key} {was} -> {now}" for key, (was, now) in differ.items())
-        raise PulseError(f"{folder.report_path}: finished faces were made with other settings ({said}); rerun with "
-                         "the same settings, choose another --output, or add --overwrite to redo them")
-    return _Plan(todo, skipped)
-
-
-def _differences(was: dict | None, now: dict) -> dict[str, tuple]:
-    """Setting -> (recorded, asked) for each that differs; 'search.steps' style keys."""
-    if was is None:
-        return {"settings": ("not recorded (an older pulse)", "recorded")}
-    flat_was, flat_now = _flatten(was), _flatten(now)
-    return {key: (flat_was.get(key), flat_now.get(key)) for key in flat_now.keys() | flat_was.keys()
-            if flat_was.get(key) != flat_now.get(key)}
-
-
-def _flatten(settings: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _deliver(folder, path: Path, source: str, input_sha: str, results, stem: str, scale: float, made_with: dict,
-             grid: bool, method: str) -> None:
-    """Each output's report line first (so the folder always names what pulse writes), then its file."""
+def _deliver(job, path: Path, input_sha: str, results, stem: str, scale: float, grid: bool, method: str) -> None:
+    """Each output's report line first (so the folder always names what pulse writes), then its files."""
     from ..imageio import image_bytes
 
     names = _output_names(stem, len(results))
     grid_name = f"grid/{stem}.png" if grid else None
+    outputs, extras = [], []
     for res, name in zip(results, names):
-        data = image_bytes(res.image)
         frames = f"intermediate/{Path(name).stem}" if res.frames else None
-        folder.append({"input": str(path), "source": source, "input_sha256": input_sha, "output": name,
-                       "status": "ok", "method": method, "sample": res.sample, "seed": res.seed, "lr_mse": res.lr_mse,
-                       "lr_psnr": round(res.lr_psnr, 3), "success": res.success, "steps": res.steps,
-                       "best_step": res.best_step, "seconds": round(res.seconds, 3), "sha256": hashlib.sha256(data).hexdigest(),
-                       "grid": grid_name, "frames": frames, "made_with": made_with})
-        for j, frame in enumerate(res.frames):
-            folder.write_file(f"{frames}/step_{10 * j:04d}.png", image_bytes(frame))
-        folder.write_file(name, data)
+        outputs.append((name, image_bytes(res.image),
+                        {"method": method, "sample": res.sample, "seed": res.seed, "lr_mse": res.lr_mse,
+                         "lr_psnr": round(res.lr_psnr, 3), "success": res.success, "steps": res.steps,
+                         "best_step": res.best_step, "seconds": round(res.seconds, 3), "grid": grid_name,
+                         "frames": frames}))
+        extras += [(f"{frames}/step_{10 * j:04d}.png", image_bytes(frame)) for j, frame in enumerate(res.frames)]
     if grid:
         from ..inputs import to_lr_tensor
 
-        folder.write_file(grid_name, image_bytes(_comparison(to_lr_tensor(path, str(path)), results, scale, method)))
+        extras.append((grid_name, image_bytes(_comparison(to_lr_tensor(path, str(path)), results, scale, method))))
+    job.deliver(path, input_sha, outputs, extras)

@@ -486,3 +486,24 @@ def test_a_killed_runs_temp_file_is_cleared_and_nothing_else(tmp_path, tiny_gene
                      "--generator", tiny_generator_file, "--device", "cpu")
     assert result.exit_code == EXIT_OK, result.output
     assert not (out / ".face.png.4242.tmp").exists() and (out / ".my.notes.tmp").read_text() == "the user's"
+
+
+def test_shards_share_one_batch_and_one_folder(tmp_path, tiny_generator_file):
+    folder, out = tmp_path / "lr", tmp_path / "out"
+    folder.mkdir()
+    for k, face in enumerate(lr_faces(tiny_generator_file, 5)):
+        face.save(folder / f"f{k}.png")
+    args = ["--input", folder, "--output", out, "--scale", 4, "--steps", 2, "--generator", tiny_generator_file,
+            "--device", "cpu"]
+    first = run_cli(*args, "--shard", "0/2")
+    assert first.exit_code in (EXIT_OK, EXIT_NOT_CONSISTENT), first.output
+    assert sorted(p.name for p in out.glob("f*.png")) == ["f0.png", "f2.png", "f4.png"]
+    assert "3 processed, 0 skipped" in first.stderr
+    second = run_cli(*args, "--shard", "1/2")
+    assert "2 processed, 0 skipped" in second.stderr
+    assert sorted(p.name for p in out.glob("f*.png")) == [f"f{k}.png" for k in range(5)]
+    whole = run_cli(*args)  # the batch is done: an unsharded rerun finds every face finished
+    assert "0 processed, 5 skipped" in whole.stderr and len({e["output"] for e in report(out)}) == 5
+    bad = run_cli(*args, "--shard", "2/2")
+    assert bad.exit_code == EXIT_USAGE and bad.output.strip().splitlines() == [
+        "error: shard '2/2': give i/n with 0 <= i < n, e.g. 0/4 for the first of four"]

@@ -140,8 +140,14 @@ def test_cli_align_never_writes_over_a_users_file_and_reruns_over_its_own(photos
     assert (folder / "b_0.json").read_text() == "my notes\n" and not (folder / "b_0.png").exists()
     assert Image.open(folder / "a_0.png").size == (64, 64)
 
-    second = CliRunner().invoke(main, command)  # a_0.png is pulse's output, not a photo to align, and may be redone
+    second = CliRunner().invoke(main, command)  # a_0.png is pulse's output, not a photo to align; a.png is done
     assert second.exit_code == EXIT_INPUT_ERRORS, second.output
-    assert "2 photos, 1 faces aligned, 1 failed" in second.stderr
+    assert "1 photos, 1 skipped (already done), 0 faces aligned, 1 failed" in second.stderr
+    stamp = (folder / "a_0.png").stat().st_mtime_ns
+    third = CliRunner().invoke(main, [*command, "--overwrite"])  # its own outputs it may redo
+    assert "2 photos, 0 skipped (already done), 1 faces aligned, 1 failed" in third.stderr
+    assert (folder / "a_0.png").stat().st_mtime_ns != stamp
     assert sorted(p.name for p in folder.glob("*.png")) == ["a.png", "a_0.png", "b.png"]
     assert (folder / "b_0.json").read_text() == "my notes\n"
+    other = CliRunner().invoke(main, [*command[:-1], "96"])  # other settings: stop, say which
+    assert other.exit_code == 2 and "size 64 -> 96" in other.stderr

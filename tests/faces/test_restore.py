@@ -121,12 +121,19 @@ def test_cli_restore_writes_photos_grid_and_reports(photos, tmp_path, tiny_gener
     assert result.exit_code == EXIT_INPUT_ERRORS, result.output  # the photo without a face
     assert "x_noface.png: no face found; upscaled plainly" in result.stderr
     assert Image.open(out / "a_small.png").size == (512, 512)
-    assert Image.open(out / "a_small_grid.png").size == (1024, 512)
+    assert Image.open(out / "grid" / "a_small.png").size == (1024, 512)
     assert Image.open(out / "x_noface.png").size == (1200, 800)
     report = json.loads((out / "a_small.json").read_text())
     assert report["lr_size"] == 8 and len(report["faces"]) == 1
     assert {"box", "landmarks", "quad", "quad_scaled", "lr_psnr", "success", "seed"} <= set(report["faces"][0])
     assert json.loads((out / "x_noface.json").read_text())["faces"] == []
+    # a rerun resumes: nothing redone, and the same verdict (the photo without a face still fails)
+    stamp = (out / "a_small.png").stat().st_mtime_ns
+    again = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--scale", "4",
+                                      "--generator", str(tiny_generator_file), "--steps", "3", "--device", "cpu",
+                                      "--grid"])
+    assert again.exit_code == EXIT_INPUT_ERRORS and "0 photos, 2 skipped (already done), 1 failed" in again.stderr
+    assert (out / "a_small.png").stat().st_mtime_ns == stamp
 
 
 def test_cli_usage_errors_exit_2(tmp_path, tiny_generator_file, smooth_pattern):
@@ -174,6 +181,6 @@ def test_cli_restore_into_the_input_folder_never_writes_over_the_photo(small_pho
     before = (folder / "a_small.png").read_bytes()
     result = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(folder), "--scale", "4",
                                        "--method", "srgan", "--generator", str(sr_file), "--device", "cpu"])
-    assert result.exit_code == EXIT_INPUT_ERRORS, result.output
-    assert f"refusing to write over {folder / 'a_small.png'} (not made by pulse" in result.stderr
+    assert result.exit_code == EXIT_USAGE, result.output  # as `pulse run`: stopped before any work
+    assert f"refusing to write over {folder / 'a_small.png'} (an input)" in result.stderr
     assert (folder / "a_small.png").read_bytes() == before and not (folder / "a_small.json").exists()
