@@ -44,7 +44,6 @@ class OutputFolder:
         self.lines: list[dict] = []
         self._lock_fd: int | None = None
         self._torn = False  # an append failed half-way: the next one starts on a fresh line
-        self._claimed: set[str] | None = None  # owned() kept up to date by claim(), built on its first call
 
     def open(self, lock: bool = True, shared: bool = False) -> OutputFolder:
         """``lock=False`` for the helper processes of a run whose main process holds the lock; ``shared`` for the
@@ -162,23 +161,6 @@ class OutputFolder:
         finally:
             os.close(fd)
         self.lines.extend(entries)
-
-    def claim(self, source, names: list[str]) -> None:
-        """For commands that write an input's outputs themselves (align, restore): refuse the input if one of
-        ``names`` is a file pulse did not make here (the user's, or an input), else name them all in the report
-        before the first is written."""
-        if self._claimed is None:
-            self._claimed = self.owned()
-        foreign = [self.path / name for name in names
-                   if name not in self._claimed and ((self.path / name).exists() or (self.path / name).is_symlink())]
-        if foreign:
-            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-            raise PulseError(f"{source}: refusing to write over {foreign[0]}{more} (not made by pulse: "
-                             f"{REPORT_NAME} does not name it); choose another --output")
-        source_path = Path(source)
-        self.append(*({"input": str(source_path), "source": str(source_path.resolve()), "status": "ok", "output": name}
-                      for name in names))
-        self._claimed.update(names)
 
     def write_file(self, name: str, data: bytes) -> None:
         with atomic_path(self.path / name) as tmp:
