@@ -1,4 +1,4 @@
-"""Feed-forward (srgan) speed: faces/s for one network pass at several batch sizes, 16 -> 128 px by default.
+"""Feed-forward (srresnet, srgan) speed: faces/s for one network pass at several batch sizes, 16 -> 128 px by default.
 
 Uses the registry's SR model for the scale when installed (or --model FILE), else a random network of the
 default size: speed does not depend on the weights. Prints a markdown table; run it once per device.

@@ -140,22 +140,23 @@ def _memory_key(opts: SearchOptions) -> tuple:
     return opts.precision, opts.noise, opts.trainable_noise_layers
 
 
-METHODS = ("pulse", "srgan")  # the search, and the feed-forward network (``pulse.feedforward``)
+METHODS = ("pulse", "srresnet", "srgan")  # the search, and the feed-forward networks (``pulse.feedforward``)
 
 
 def open_upsampler(method: str = "pulse", generator=None, device="auto", scale: float = 8,
                    batch_size: int | str = "auto", compile: bool = False):
-    """The upsampler of ``method``: ``Upsampler`` (the search) or ``FeedForwardUpsampler`` (srgan). Both have
-    ``run``, ``stream``, ``resolution`` and ``device``. ``generator`` names the method's network (for srgan an SR
-    model file or registry name; default the registry's model for ``scale``)."""
+    """The upsampler of ``method``: ``Upsampler`` (the search) or ``FeedForwardUpsampler`` (srresnet: the
+    pixel-loss network; srgan: the adversarially trained one). Both have ``run``, ``stream``, ``resolution`` and
+    ``device``. ``generator`` names the method's network (for srresnet/srgan an SR model file or registry name;
+    default the registry's for the method and ``scale``)."""
     if method == "pulse":
         return Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile)
-    if method == "srgan":
+    if method in METHODS:
         from .feedforward import BATCH, FeedForwardUpsampler
 
         if compile:
-            raise PulseError("compile: a search option; srgan does not search")
-        return FeedForwardUpsampler(generator, scale, device, BATCH if batch_size == "auto" else batch_size)
+            raise PulseError(f"compile: a search option; {method} does not search")
+        return FeedForwardUpsampler(generator, scale, device, BATCH if batch_size == "auto" else batch_size, method)
     raise PulseError(f"method {method!r}: choose from {', '.join(METHODS)}")
 
 
@@ -185,10 +186,10 @@ def upsample(img: ImageLike, scale: float = 8, seed: int = 0, generator=None, de
     """Super-resolve one face; returns one RGB PIL image (input size x scale). ``upsample_samples`` gives several.
 
     ``img``: a path, a PIL image, a uint8/uint16 numpy array (H, W[, C]) in ``channel_order`` ("bgr" for arrays
-    from OpenCV), or a float tensor (C, H, W) in [0, 1], RGB. ``method``: "pulse" (the search) or "srgan" (one
-    feed-forward pass, no search keywords). ``generator``: a registry name, a file, or a network already loaded
-    (``pulse.load_generator``). A named network stays loaded between calls with the same method, generator and
-    device; ``release_models()`` frees it. Keywords: eps, steps, loss, learning_rate, schedule, noise,
+    from OpenCV), or a float tensor (C, H, W) in [0, 1], RGB. ``method``: "pulse" (the search), "srresnet" or
+    "srgan" (one feed-forward pass, no search keywords). ``generator``: the method's network, as a registry name,
+    a file, or a network already loaded (``pulse.load_generator``). A named network stays loaded between calls
+    with the same method, generator and device; ``release_models()`` frees it. Keywords: eps, steps, loss, learning_rate, schedule, noise,
     early_stop, ... (the fields of ``SearchOptions``; not given: the generator's recommended settings).
     """
     if "samples" in options:

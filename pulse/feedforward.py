@@ -1,4 +1,5 @@
-"""``FeedForwardUpsampler``: the SRGAN method behind the same calls as the search's ``Upsampler``.
+"""``FeedForwardUpsampler``: the feed-forward methods (srresnet, srgan) behind the same calls as the search's
+``Upsampler``.
 
 ``pulse run``, ``restore``, ``eval`` and the API take either, so a user can switch method with one flag. One
 pass per batch, no seeds and no samples: the network is deterministic, so asking for several samples is refused
@@ -30,21 +31,22 @@ class _Request:
 
 
 class FeedForwardUpsampler(BatchUpsampler):
-    """A loaded SR network (``pulse train-sr``): ``run``/``stream`` as ``Upsampler``'s, one output per input."""
+    """A loaded SR network (``pulse train-sr``): ``run``/``stream`` as ``Upsampler``'s, one output per input.
+    ``method``: "srresnet" (the pixel-loss network) or "srgan" (the adversarially trained one)."""
 
-    method = "srgan"
     checks_face_size = False  # any LR size: the network is convolutional
 
     def __init__(self, model: str | os.PathLike | LoadedSRModel | None = None, scale: float = 8, device="auto",
-                 batch_size: int = BATCH):
-        """``model``: a file, a registry name, or None for the registry's model of ``scale``."""
-        self.device = select_device(device)
+                 batch_size: int = BATCH, method: str = "srresnet"):
+        """``model``: a file, a registry name, or None for the registry's network of ``method`` and ``scale``."""
+        from .weights.resolve import check_sr_method, open_sr_model
+
+        self.device, self.method = select_device(device), method
         if isinstance(model, LoadedSRModel):
+            check_sr_method(model, method, model.source)
             self.model = model.to(self.device)
         else:
-            from .weights.resolve import open_sr_model
-
-            self.model = open_sr_model(model, scale, self.device)
+            self.model = open_sr_model(model, scale, self.device, method=method)
         self.batch_size = batch_size
 
     @property

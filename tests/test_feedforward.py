@@ -1,4 +1,4 @@
-"""The srgan method behind the search's calls: API, `pulse run`/`restore`/`eval --method srgan`, the registry's
+"""The feed-forward methods behind the search's calls: API, `pulse run`/`restore`/`eval --method srresnet|srgan`, the registry's
 sr-model entries. The network here is untrained (its output is exactly pulse's bicubic upscale), which makes
 every number checkable against bicubic."""
 
@@ -46,7 +46,7 @@ def bicubic(path, size):
 
 
 def test_untrained_network_delivers_bicubic_with_measured_consistency(sr_file, lr_faces):
-    upsampler = open_upsampler("srgan", sr_file, "cpu", scale=4)
+    upsampler = open_upsampler("srresnet", sr_file, "cpu", scale=4)
     assert isinstance(upsampler, FeedForwardUpsampler) and upsampler.resolution == 32
     paths = sorted(lr_faces.iterdir())
     results = upsampler.run(paths, scale=4, eps=1.0)
@@ -58,15 +58,15 @@ def test_untrained_network_delivers_bicubic_with_measured_consistency(sr_file, l
         assert result.lr_mse == pytest.approx(mse) and result.success and result.steps == 0
 
 
-def test_api_upsample_with_method_srgan(sr_file, lr_faces):
-    image = pulse.upsample(lr_faces / "a.png", scale=4, generator=sr_file, device="cpu", method="srgan")
+def test_api_upsample_with_method_srresnet(sr_file, lr_faces):
+    image = pulse.upsample(lr_faces / "a.png", scale=4, generator=sr_file, device="cpu", method="srresnet")
     assert np.array_equal(np.asarray(image), np.asarray(bicubic(lr_faces / "a.png", 32)))
 
 
 @pytest.mark.parametrize("request_, message", [
-    (dict(samples=3), "samples 3: srgan is deterministic"),
+    (dict(samples=3), "samples 3: srresnet is deterministic"),
     (dict(scale=8), "enlarges x4 only, not x8"),
-    (dict(steps=5), "steps: search options; srgan does not search"),
+    (dict(steps=5), "steps: search options; srresnet does not search"),
 ])
 def test_what_the_network_cannot_do_is_refused(sr_file, lr_faces, request_, message):
     upsampler = FeedForwardUpsampler(sr_file, scale=4, device="cpu")
@@ -80,9 +80,9 @@ def test_both_methods_take_one_eps_per_image_or_one_for_all(sr_file, lr_faces, t
     for upsampler in (FeedForwardUpsampler(sr_file, scale=4, device="cpu"),
                       pulse.Upsampler(tiny_generator_file, device="cpu")):
         with pytest.raises(PulseError, match="eps: 1 values for more images"):
-            upsampler.run(inputs, scale=4, eps=[0.5], **({} if upsampler.method == "srgan" else {"steps": 1}))
+            upsampler.run(inputs, scale=4, eps=[0.5], **({} if upsampler.method == "srresnet" else {"steps": 1}))
         loose, strict = (r[0].success for r in upsampler.run(
-            inputs, scale=4, eps=[1.0, 1e-12], **({} if upsampler.method == "srgan" else {"steps": 1})))
+            inputs, scale=4, eps=[1.0, 1e-12], **({} if upsampler.method == "srresnet" else {"steps": 1})))
         assert loose and not strict, upsampler.method
 
 
@@ -102,54 +102,54 @@ def test_stream_reports_a_bad_input_and_goes_on(sr_file, lr_faces):
     assert [r.image.size for r in found[0] + found[2]] == [(32, 32), (32, 32)]
 
 
-def test_cli_run_method_srgan_writes_marked_outputs_and_resumes(sr_file, lr_faces, tmp_path):
+def test_cli_run_method_srresnet_writes_marked_outputs_and_resumes(sr_file, lr_faces, tmp_path):
     out = tmp_path / "out"
-    args = ["run", "--input", str(lr_faces), "--output", str(out), "--scale", "4", "--method", "srgan",
-            "--generator", str(sr_file), "--device", "cpu", "--eps", "1", "--grid"]
+    args = ["run", "--input", str(lr_faces), "--output", str(out), "--scale", "4", "--method", "srresnet",
+            "--sr-model", str(sr_file), "--device", "cpu", "--eps", "1", "--grid"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
     assert {line["output"] for line in lines} == {"a.png", "b.png"}
-    assert all(line["method"] == "srgan" and line["made_with"]["method"] == "srgan" for line in lines)
+    assert all(line["method"] == "srresnet" and line["made_with"]["method"] == "srresnet" for line in lines)
     assert Image.open(out / "a.png").size == (32, 32)
-    assert Image.open(out / "grid" / "a.png").width == 3 * 32  # LR | bicubic | srgan
+    assert Image.open(out / "grid" / "a.png").width == 3 * 32  # LR | bicubic | srresnet
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "0 processed, 2 skipped" in again.stderr
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--steps", "5"], "--steps: search option(s); --method srgan does not search"),
-    (["--samples", "2"], "samples 2: srgan is deterministic"),
+    (["--steps", "5"], "--steps: search option(s); --method srresnet does not search"),
+    (["--samples", "2"], "samples 2: srresnet is deterministic"),
     (["--scale", "8"], "enlarges x4 only, not x8"),
 ])
-def test_cli_run_refuses_what_srgan_cannot_do(sr_file, lr_faces, tmp_path, extra, message):
-    args = ["run", "--input", str(lr_faces), "--output", str(tmp_path / "out"), "--scale", "4", "--method", "srgan",
-            "--generator", str(sr_file), "--device", "cpu", *extra]
+def test_cli_run_refuses_what_srresnet_cannot_do(sr_file, lr_faces, tmp_path, extra, message):
+    args = ["run", "--input", str(lr_faces), "--output", str(tmp_path / "out"), "--scale", "4", "--method", "srresnet",
+            "--sr-model", str(sr_file), "--device", "cpu", *extra]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == EXIT_USAGE and message in result.stderr
     assert not (tmp_path / "out" / "a.png").exists()
 
 
-def test_cli_eval_scores_srgan_as_a_row(sr_file, astronaut, tmp_path):
+def test_cli_eval_scores_srresnet_as_a_row(sr_file, astronaut, tmp_path):
     data = tmp_path / "hr"
     data.mkdir()
     astronaut.crop((150, 30, 330, 210)).save(data / "face.png")
     out = tmp_path / "eval"
     result = CliRunner().invoke(main, ["eval", "--data", str(data), "--output", str(out), "--scale", "4",
-                                       "--methods", "bicubic,srgan", "--sr-model", str(sr_file), "--device", "cpu"])
+                                       "--methods", "bicubic,srresnet", "--sr-model", str(sr_file), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     rows = {line.split(",")[1]: line.split(",") for line in (out / "metrics.csv").read_text().splitlines()[1:]}
-    assert set(rows) == {"bicubic", "srgan"}
+    assert set(rows) == {"bicubic", "srresnet"}
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     psnr = header.index("psnr")
-    assert rows["srgan"][psnr] == rows["bicubic"][psnr]  # the untrained network is bicubic
-    assert "| metric | bicubic | srgan |" in (out / "summary.md").read_text()
+    assert rows["srresnet"][psnr] == rows["bicubic"][psnr]  # the untrained network is bicubic
+    assert "| metric | bicubic | srresnet |" in (out / "summary.md").read_text()
 
 
 def write_registry(folder, sr_file, extra=""):
     (folder / "sr4.pt").write_bytes(sr_file.read_bytes())
     (folder / "registry.toml").write_text(
-        '[models.tiny-sr-x4]\nkind = "sr-model"\nresolution = 32\nscale = 4\nlicence = "test"\n'
+        '[models.tiny-sr-x4]\nkind = "sr-model"\nmethod = "srresnet"\nresolution = 32\nscale = 4\nlicence = "test"\n'
         f'description = "test"\n{extra}\n[[models.tiny-sr-x4.files]]\nname = "sr4.pt"\npath = "sr4.pt"\n')
     return folder / "registry.toml"
 
@@ -158,14 +158,38 @@ def test_default_sr_model_is_the_registrys_for_the_scale(sr_file, tmp_path, monk
     monkeypatch.setenv("PULSE_REGISTRY", str(write_registry(tmp_path, sr_file)))
     assert FeedForwardUpsampler(None, scale=4, device="cpu").scale == 4
     assert FeedForwardUpsampler("tiny-sr-x4", scale=4, device="cpu").scale == 4
-    with pytest.raises(PulseError, match=r"no feed-forward model for scale 2; the registry has: x4 \(tiny-sr-x4\)"):
+    with pytest.raises(PulseError, match=r"no srresnet network for scale 2; the registry has: .*srresnet x4 \(tiny-sr"):
         FeedForwardUpsampler(None, scale=2, device="cpu")
+    with pytest.raises(PulseError, match=r"no srgan network for scale 4; the registry has: .*srresnet x4 \(tiny-sr-x4\)"):
+        FeedForwardUpsampler(None, scale=4, device="cpu", method="srgan")
+
+
+def test_the_method_names_say_which_network_it_is(sr_file, lr_faces, tmp_path):
+    """srresnet is the pixel-loss network, srgan the adversarially trained one: neither name runs the other."""
+    with pytest.raises(PulseError, match="a pixel-loss \\(srresnet\\) network; use --method srresnet"):
+        FeedForwardUpsampler(sr_file, scale=4, device="cpu", method="srgan")
+    adversarial = tmp_path / "gan.pt"
+    torch.manual_seed(0)
+    save_sr_model(adversarial, SRResNet(SRResNetConfig(scale=4, channels=8, blocks=1)),
+                  {"hr_size": 32, "lr_size": 8, "stage": "gan"})
+    assert FeedForwardUpsampler(adversarial, scale=4, device="cpu", method="srgan").method == "srgan"
+    with pytest.raises(PulseError, match="an adversarially trained \\(srgan\\) network; use --method srgan"):
+        FeedForwardUpsampler(adversarial, scale=4, device="cpu")
+    base = ["run", "--input", str(lr_faces), "--output", str(tmp_path / "out"), "--scale", "4", "--device", "cpu"]
+    wrong = CliRunner().invoke(main, [*base, "--method", "srresnet", "--generator", str(sr_file)])
+    assert wrong.exit_code == EXIT_USAGE and "give the srresnet network with --sr-model" in wrong.stderr
+    wrong = CliRunner().invoke(main, [*base, "--sr-model", str(sr_file)])
+    assert wrong.exit_code == EXIT_USAGE and "pulse searches --generator" in wrong.stderr
 
 
 def test_registry_sr_model_needs_its_scale(sr_file, tmp_path):
     path = write_registry(tmp_path, sr_file)
     path.write_text(path.read_text().replace("scale = 4\n", ""))
     with pytest.raises(PulseError, match="scale is given for sr-model entries, and only for them"):
+        load_registry(path)
+    path = write_registry(tmp_path, sr_file)
+    path.write_text(path.read_text().replace('method = "srresnet"\n', 'method = "esrgan"\n'))
+    with pytest.raises(PulseError, match="method \\(srresnet or srgan\\) is given for sr-model entries"):
         load_registry(path)
 
 

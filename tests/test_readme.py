@@ -20,9 +20,10 @@ def quoted_messages(text: str) -> list[str]:
 
 
 def source_pattern(quote: str) -> re.Pattern:
-    """The quote as it stands in pulse's source: each number may be an f-string placeholder there."""
-    parts = re.split(r"(\d+(?:\.\d+)?)", quote)
-    return re.compile("".join(re.escape(p) if i % 2 == 0 else r"(?:\d+(?:\.\d+)?|\{[^}]*\})"
+    """The quote as it stands in pulse's source: each word or number may be an f-string placeholder there (after
+    a literal prefix, as in x{scale})."""
+    parts = re.split(r"([\w.]+)", quote)
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else rf"(?:{re.escape(p)}|[A-Za-z]*\{{[^}}]*\}})"
                               for i, p in enumerate(parts)))
 
 
@@ -33,7 +34,9 @@ def test_quoted_messages_are_the_programs_own():
     assert not missing, f"README quotes messages the program does not print: {missing}"
 
 
-@pytest.mark.parametrize("quote, found", [("enlarges x8 only", True), ("enlarges x8 at most", False)])
+@pytest.mark.parametrize("quote, found", [("enlarges x8 only", True), ("enlarges x8 at most", False),
+                                          ("no srgan network for scale 4", True), ("no model for scale 4", False)])
 def test_the_quote_check_knows_a_message_from_a_made_up_one(quote, found):
-    source = 'raise PulseError(f"{path}: enlarges x{loaded.scale} only, not x{scale:g}")'
+    source = ('raise PulseError(f"{path}: enlarges x{loaded.scale} only, not x{scale:g}")\n'
+              'raise PulseError(f"no {method} network for scale {scale:g}; the registry has: {have}")')
     assert bool(source_pattern(quote).search(source)) is found

@@ -15,13 +15,13 @@ from .common import PulseGroup
 COMMANDS = {  # name: (module, attribute, short help)
     "align": ("align", "align_command", "Find faces in photos and cut them out the way FFHQ did."),
     "demo": ("demo", "demo_command", "Try pulse in a browser: a local page to upsample a photo or an aligned LR face."),
-    "eval": ("eval", "eval_command", "Evaluate pulse and srgan against bicubic on aligned HR faces whose truth is known."),
-    "restore": ("restore", "restore_command", "Enlarge whole photos, replacing each face by a PULSE (or srgan) reconstruction."),
+    "eval": ("eval", "eval_command", "Evaluate pulse and the SR networks against bicubic on faces whose truth is known."),
+    "restore": ("restore", "restore_command", "Enlarge whole photos, replacing each face by one that pulse or an SR network makes."),
     "run": ("run", "run", "Super-resolve aligned LR faces."),
     "sample": ("sample", "sample_command", "Random faces from a generator, as one grid image."),
     "train": ("train", "train_command", "Train a generator on aligned faces."),
     "train-sr": ("train_sr", "train_sr_command", "Train a feed-forward face super-resolver (SRResNet, SRGAN-style)."),
-    "weights": ("weights", "weights_cli", "List, download, verify and import generator and landmark weights."),
+    "weights": ("weights", "weights_cli", "List, download, verify, import and convert generator and landmark weights."),
 }
 
 

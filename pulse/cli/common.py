@@ -113,16 +113,37 @@ def device_option(default: str | None = "auto", help: str = "Where the work runs
 
 
 def generator_option(command):
-    return click.option("--generator", default=None, metavar="NAME|FILE",
-                        help="Registry name or file of the method's network: a generator for pulse (default: the "
-                             "bundled one), an SR model for srgan (default: the registry's for the scale).")(command)
+    return click.option("--generator", default=None, metavar="NAME|FILE|URL",
+                        help="pulse's generator: a registry name, a generator file, a foreign one (NVlabs or "
+                             "TensorFlow pickle, rosinality checkpoint; converted once) or an http(s) URL "
+                             "[default: the bundled one].")(command)
+
+
+def sr_model_option(command):
+    return click.option("--sr-model", default=None, metavar="NAME|FILE",
+                        help="The network of --method srresnet or srgan: a registry name or a file made by "
+                             "`pulse train-sr` [default: the registry's for the method and scale].")(command)
 
 
 def method_option(command):
-    return click.option("--method", default="pulse", show_default=True, type=click.Choice(["pulse", "srgan"]),
+    return click.option("--method", default="pulse", show_default=True,
+                        type=click.Choice(["pulse", "srresnet", "srgan"]),
                         help="pulse: search a generator for faces that downscale to the input (several samples); "
-                             "srgan: one pass of a feed-forward network (deterministic, fast, no such "
-                             "promise).")(command)
+                             "srresnet: one pass of the pixel-loss network (deterministic, fast, smooth); srgan: one "
+                             "pass of the adversarially trained network (sharper); neither promises to downscale to "
+                             "the input.")(command)
+
+
+def network_for(method: str, generator, sr_model):
+    """The network a command's --method uses: --generator for pulse, --sr-model for the feed-forward methods;
+    the other one given is a usage error rather than silently ignored."""
+    if method == "pulse":
+        if sr_model is not None:
+            raise PulseError("--sr-model names the network of --method srresnet or srgan; pulse searches --generator")
+        return generator
+    if generator is not None:
+        raise PulseError(f"--generator names pulse's generator; give the {method} network with --sr-model")
+    return sr_model
 
 
 def _search_option_table():

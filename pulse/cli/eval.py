@@ -11,7 +11,7 @@ import click
 
 from ..errors import EXIT_INPUT_ERRORS, PulseError
 from ..evaluation import metrics
-from ..evaluation.evaluate import METHODS, comparison_grid, csv_text, evaluate, summary_table
+from ..evaluation.evaluate import FEEDFORWARD, METHODS, comparison_grid, csv_text, evaluate, summary_table
 from ..imageio import save_image, write_text_atomic
 from ..progress import progress_bar
 from ..search import SearchOptions
@@ -33,13 +33,14 @@ from .common import (
 @output_option("pulse_eval", "Folder for summary.md, metrics.csv and grid.png.")
 @scale_option("LR size = resolution / scale (a whole number).", whole=True, minimum=2)
 @click.option("--methods", default="bicubic,pulse", show_default=True,
-              help="Comma-separated: bicubic, srgan (the feed-forward network), pulse.")
+              help="Comma-separated: bicubic, srresnet (the pixel-loss network), srgan (the adversarial one), pulse.")
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(1), help="pulse samples per face.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N faces (sorted by name).")
 @click.option("--generator", default=None, metavar="NAME|FILE",
               help="pulse's generator: registry name or file (default: the bundled one).")
 @click.option("--sr-model", default=None, metavar="NAME|FILE",
-              help="srgan's network: registry name or file (default: the registry's model for the scale).")
+              help="The network of the one feed-forward method listed (srresnet or srgan): registry name or file "
+                   "(default: the registry's for the method and scale).")
 @click.option("--resolution", default=None, type=click.IntRange(1),
               help="Evaluation size in px (default: the generator's); lets a bicubic-only run go without one.")
 @search_options
@@ -54,14 +55,14 @@ from .common import (
 @verbose_option
 def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr_model, resolution, seed, device,
                  batch_size, compile_generator, grid_faces, verbose, **search):
-    """Evaluate pulse and srgan against bicubic on aligned HR faces whose truth is known.
+    """Evaluate pulse and the SR networks against bicubic on faces whose truth is known.
 
     \b
     Examples:
       pulse eval --data faces/ --scale 8 --out report/
       pulse eval --data faces/ --methods bicubic --resolution 128 --limit 8
       pulse eval --data faces/ --samples 4 --grid-faces 4 --device cuda
-      pulse eval --data faces/ --methods bicubic,srgan,pulse --scale 8
+      pulse eval --data faces/ --methods bicubic,srresnet,srgan,pulse --scale 8
 
     Each HR face is brought to the generator's resolution, downscaled by SCALE with pulse's own operator,
     and super-resolved by each method. Prints a markdown table (mean ± std (median) per metric and method)
@@ -89,15 +90,18 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
         options = asdict(upsampler.search_options(**options))
         options.pop("frame_every")
     eps = options.pop("eps", SearchOptions.eps)
-    feedforward = None
-    if "srgan" in chosen:
-        from ..feedforward import FeedForwardUpsampler
+    from ..feedforward import FeedForwardUpsampler
 
-        feedforward = FeedForwardUpsampler(sr_model, scale, device)
-        if resolution not in (None, feedforward.resolution):
-            raise PulseError(f"{feedforward.model.source}: makes {feedforward.resolution} px faces, but the "
+    feedforward = {}
+    networks = [m for m in FEEDFORWARD if m in chosen]
+    if sr_model is not None and len(networks) != 1:
+        raise PulseError("--sr-model names the network of one feed-forward method: list one of srresnet, srgan")
+    for method in networks:
+        feedforward[method] = network = FeedForwardUpsampler(sr_model, scale, device, method=method)
+        if resolution not in (None, network.resolution):
+            raise PulseError(f"{network.model.source}: makes {network.resolution} px faces, but the "
                              f"evaluation size is {resolution} px")
-        resolution = feedforward.resolution
+        resolution = network.resolution
     if resolution is None:
         from ..weights.resolve import open_generator
 

@@ -24,11 +24,13 @@ from .common import (
     generator_option,
     given_search_options,
     method_option,
+    network_for,
     refuse_search_options,
     say_below_progress,
     scale_option,
     search_options,
     shard_option,
+    sr_model_option,
     verbose_option,
 )
 
@@ -43,6 +45,7 @@ from .common import (
 @click.option("--grid", is_flag=True, help="Also write grid/<stem>.png: bicubic upscale | restored.")
 @method_option
 @generator_option
+@sr_model_option
 @search_options
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the search.")
 @device_option()
@@ -57,18 +60,18 @@ from .common import (
               help="Redo every photo, even those the report says are done with these settings.")
 @verbose_option
 @click.pass_context
-def restore_command(ctx, input_path, output_dir, scale, grid, method, generator, seed, device, feather, mask,
+def restore_command(ctx, input_path, output_dir, scale, grid, method, generator, sr_model, seed, device, feather, mask,
                     detector, upsample, min_score, shard, overwrite, verbose, **search):
-    """Enlarge whole photos, replacing each face by a PULSE (or srgan) reconstruction.
+    """Enlarge whole photos, replacing each face by one that pulse or an SR network makes.
 
     \b
     Examples:
       pulse restore --input group_photo.jpg --output restored/ --scale 8
       pulse restore --input photos/ --scale 4 --grid --steps 200 --device cuda
-      pulse restore --input group_photo.jpg --scale 8 --method srgan
+      pulse restore --input group_photo.jpg --scale 8 --method srresnet
 
     Each face is aligned like FFHQ, downscaled to (generator resolution // scale) px, searched (or, with
-    --method srgan, enlarged by the feed-forward network), and its face region (--mask) pasted back with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
+    --method srresnet or srgan, enlarged by a feed-forward network), and its face region (--mask) pasted back with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
     Writes <stem>.png and <stem>.json (per face: box, landmarks, quad, LR-PSNR, success, seed), with --grid
     grid/<stem>.png; a photo without a detectable face is reported and written upscaled plainly. report.jsonl
     names every file pulse wrote, and pulse never writes over a file it does not name. Re-running skips the photos
@@ -80,7 +83,7 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
     refuse_search_options(ctx, method, set(options) - {"eps"})
     shard_of = parse_shard(shard) if shard else (0, 1)
     files = find_inputs(input_path, verbose)
-    upsampler = open_upsampler(method, generator, device, scale)
+    upsampler = open_upsampler(method, network_for(method, generator, sr_model), device, scale)
     upsampler.check_request(scale, 1, options)
     lr_size = lr_size_for(upsampler.resolution, scale)
     require_models(detector)

@@ -20,6 +20,7 @@ from .common import (
     generator_option,
     given_search_options,
     method_option,
+    network_for,
     refuse_search_options,
     say,
     say_below_progress,
@@ -27,6 +28,7 @@ from .common import (
     scale_option,
     search_options,
     shard_option,
+    sr_model_option,
     verbose_option,
 )
 
@@ -61,6 +63,7 @@ def _comparison(lr, results, scale: float, method: str):
 @device_option()
 @method_option
 @generator_option
+@sr_model_option
 @search_options
 @click.option("--compile", "compile_generator", is_flag=True,
               help="torch.compile the generator: faster steps after a compile of about a minute; for many faces.")
@@ -73,7 +76,8 @@ def _comparison(lr, results, scale: float, method: str):
                    "writes over a file it did not make).")
 @verbose_option
 @click.pass_context
-def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, method, generator, compile_generator,
+def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, method, generator, sr_model,
+        compile_generator,
         grid, save_intermediate, shard, overwrite, verbose, **search):
     """Super-resolve aligned LR faces.
 
@@ -82,7 +86,7 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
       pulse run --input lr_faces/ --scale 8
       pulse run --input face.png --output out/ --samples 4 --seed 7
       pulse run --input lr_faces/ --generator ffhq-1024 --scale 64 --device cuda
-      pulse run --input lr_faces/ --scale 8 --method srgan
+      pulse run --input lr_faces/ --scale 8 --method srresnet
 
     Writes <name>.png (or <name>_<k>.png for samples; <name> is the input's stem, or stem.ext when
     inputs share a stem), with --grid grid/<name>.png, and report.jsonl with one line per output
@@ -114,12 +118,13 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
     else:
         options = {"eps": options.get("eps", SearchOptions.eps)}
     shard_of = parse_shard(shard) if shard else (0, 1)
+    network = network_for(method, generator, sr_model)
     found = find_images(input_path)
     device = select_device(device)
     processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
     if device.type == "cuda":
         device = f"cuda:{processes.local_rank}"
-    upsampler = open_upsampler(method, generator, device, scale, batch_size, compile_generator)
+    upsampler = open_upsampler(method, network, device, scale, batch_size, compile_generator)
     upsampler.check_request(scale, samples, options)
     eps = upsampler.search_options(**options).eps if method == "pulse" else options["eps"]
     job = BatchJob(output_dir, method_settings(upsampler, scale, seed, samples, options), processes=processes,

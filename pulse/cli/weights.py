@@ -36,7 +36,7 @@ def _with(options):
 
 @click.group(name="weights", cls=PulseGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def weights_cli():
-    """List, download, verify and import generator and landmark weights.
+    """List, download, verify, import and convert generator and landmark weights.
 
     \b
     Examples:

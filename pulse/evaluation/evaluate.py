@@ -28,7 +28,8 @@ from ..resample import resize
 from ..sampling import labelled_grid
 from . import metrics
 
-METHODS = ("bicubic", "srgan", "pulse")
+METHODS = ("bicubic", "srresnet", "srgan", "pulse")
+FEEDFORWARD = ("srresnet", "srgan")
 
 
 
@@ -181,25 +182,27 @@ def score_output(face: Face, out: Output, ctx: Context, skip: set[str]) -> dict:
 
 def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, upsampler=None, samples: int = 1,
              seed: int = 0, eps: float = 2e-3, grid_faces: int = 8, on_face: Callable[[str], None] | None = None,
-             on_error: Callable[[str], None] | None = None, feedforward=None, **search_options) -> Evaluation:
+             on_error: Callable[[str], None] | None = None, feedforward: dict | None = None,
+             **search_options) -> Evaluation:
     """Score ``methods`` on every face file. ``upsampler`` (a ``pulse.Upsampler``) is needed for "pulse",
-    ``feedforward`` (a ``FeedForwardUpsampler``) for "srgan"; faces that cannot be read are reported through
-    ``on_error`` and left out."""
+    ``feedforward`` ({method: ``FeedForwardUpsampler``}) for "srresnet" and "srgan"; faces that cannot be read are
+    reported through ``on_error`` and left out."""
+    feedforward = feedforward or {}
     if resolution % scale:
         raise PulseError(f"scale {scale} does not divide the {resolution} px evaluation size")
     if "pulse" in methods and upsampler is None:
         raise PulseError("the pulse method needs a generator (an Upsampler)")
-    if "srgan" in methods and feedforward is None:
-        raise PulseError("the srgan method needs an SR model (a FeedForwardUpsampler)")
+    for method in set(methods) & set(FEEDFORWARD) - set(feedforward):
+        raise PulseError(f"the {method} method needs an SR model (a FeedForwardUpsampler)")
     skip = set(metrics.unavailable())
     result = Evaluation()
-    device = upsampler.device if upsampler else feedforward.device if feedforward else "cpu"
+    device = upsampler.device if upsampler else next(iter(feedforward.values())).device if feedforward else "cpu"
 
     def score(face: Face, pulse_results) -> None:
         outputs = [bicubic_output(face, resolution)] if "bicubic" in methods else []
-        if "srgan" in methods:
-            r = feedforward.run([face.lr], scale=scale, eps=eps)[0][0]
-            outputs.append(Output("srgan", pil_to_tensor(r.image), r.seconds))
+        for method in (m for m in FEEDFORWARD if m in methods):
+            r = feedforward[method].run([face.lr], scale=scale, eps=eps)[0][0]
+            outputs.append(Output(method, pil_to_tensor(r.image), r.seconds))
         outputs += [Output("pulse", pil_to_tensor(r.image), r.seconds, r.sample, r.seed) for r in pulse_results]
         result.faces += 1
         result.hr_detected += metrics.detect_face(face.hr)

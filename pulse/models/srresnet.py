@@ -110,6 +110,11 @@ class LoadedSRModel:
     def scale(self) -> int:
         return self.model.scale
 
+    @property
+    def method(self) -> str:
+        """"srgan" for a network trained adversarially (its file's stage "gan"), else "srresnet" (pixel loss)."""
+        return "srgan" if self.metadata.get("stage") == "gan" else "srresnet"
+
     def to(self, device):
         self.model.to(device, memory_format=torch.channels_last)  # CPU convolutions run fastest channels-last
         return self

@@ -45,6 +45,9 @@ GENERATOR_KINDS = ("generator", *CONVERTED_KINDS)
 KINDS = (*GENERATOR_KINDS, "sr-model", "landmarks")
 
 
+SR_METHODS = ("srresnet", "srgan")  # the feed-forward methods: the pixel-loss network, the adversarial one
+
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -69,6 +72,7 @@ class Model:
     alignment: str | None = None
     data: str | None = None
     scale: int | None = None  # sr-model: the one enlargement the network was trained for
+    method: str | None = None  # sr-model: "srresnet" (pixel loss) or "srgan" (adversarially trained)
     layout: str | None = None  # generators: the network layout, a key of the registry's [cpu_seconds_per_face]
 
     @property
@@ -124,6 +128,9 @@ def _parse_model(path: Path, name: str, table: dict) -> Model:
         raise PulseError(f"{where}: a {model.kind} entry has exactly one file, this one has {len(files)}")
     if (model.kind == "sr-model") != (model.scale is not None):
         raise PulseError(f"{where}: scale is given for sr-model entries, and only for them")
+    if (model.kind == "sr-model") != (model.method in SR_METHODS):
+        raise PulseError(f"{where}: method ({' or '.join(SR_METHODS)}) is given for sr-model entries, and only for "
+                         "them")
     if model.layout is not None and model.kind not in GENERATOR_KINDS:
         raise PulseError(f"{where}: layout is given for generator entries only")
     return model

@@ -71,16 +71,18 @@ def resolve_generator(spec: str | os.PathLike, *, cache_dir=None) -> Path:
 
 
 def open_sr_model(spec: str | os.PathLike | None = None, scale: float = 8, device="cpu", *,
-                  cache_dir=None) -> LoadedSRModel:
+                  method: str = "srresnet", cache_dir=None) -> LoadedSRModel:
     """The feed-forward super-resolver a user means: a file or a registry name; by default the registry's
-    sr-model for ``scale``. A scale no model has is a one-line error listing the scales there are."""
+    sr-model of ``method`` ("srresnet" or "srgan") for ``scale``. What the registry lacks is a one-line error
+    listing what it has; a network of the other method is refused in one line (the names must not mislead)."""
     models = load_registry()
     if spec is None:
-        by_scale = {m.scale: m for m in models.values() if m.kind == "sr-model"}
+        sr_models = [m for m in models.values() if m.kind == "sr-model"]
+        by_scale = {m.scale: m for m in sr_models if m.method == method}
         if scale not in by_scale:
-            have = ", ".join(f"x{s} ({m.name})" for s, m in sorted(by_scale.items())) or "none"
-            raise PulseError(f"no feed-forward model for scale {scale:g}; the registry has: {have} "
-                             "(or pass --generator FILE, a model made by `pulse train-sr`)")
+            have = ", ".join(f"{m.method} x{m.scale} ({m.name})" for m in sr_models) or "none"
+            raise PulseError(f"no {method} network for scale {scale:g}; the registry has: {have} "
+                             "(or pass --sr-model FILE, a network made by `pulse train-sr`)")
         path = locate(by_scale[scale], resolve_cache_dir(cache_dir))
     elif Path(spec).is_file():
         path = Path(spec)
@@ -92,7 +94,14 @@ def open_sr_model(spec: str | os.PathLike | None = None, scale: float = 8, devic
     loaded = load_sr_model(path, device)
     if loaded.scale != scale:
         raise PulseError(f"{path}: enlarges x{loaded.scale} only, not x{scale:g}")
+    check_sr_method(loaded, method, path)
     return loaded
+
+
+def check_sr_method(loaded: LoadedSRModel, method: str, name) -> None:
+    if loaded.method != method:
+        kind = "an adversarially trained (srgan)" if loaded.method == "srgan" else "a pixel-loss (srresnet)"
+        raise PulseError(f"{name}: {kind} network; use --method {loaded.method}")
 
 
 def resolve_file(name: str, *, cache_dir=None) -> Path:

@@ -161,17 +161,17 @@ def small_photo_and_sr4(photos, tmp_path):
 
 
 @pytest.mark.usefixtures("landmark_model")
-def test_cli_restore_method_srgan_pastes_the_networks_faces(small_photo_and_sr4, tmp_path):
+def test_cli_restore_method_srresnet_pastes_the_networks_faces(small_photo_and_sr4, tmp_path):
     sr_file, folder = small_photo_and_sr4
     out = tmp_path / "restored"
     result = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--scale", "4",
-                                       "--method", "srgan", "--generator", str(sr_file), "--device", "cpu"])
+                                       "--method", "srresnet", "--sr-model", str(sr_file), "--device", "cpu"])
     assert result.exit_code in (0, 3), result.output  # 3: the face's LR consistency above eps
     report = json.loads((out / "a_small.json").read_text())
-    assert report["method"] == "srgan" and report["lr_size"] == 8 and len(report["faces"]) == 1
+    assert report["method"] == "srresnet" and report["lr_size"] == 8 and len(report["faces"]) == 1
     assert Image.open(out / "a_small.png").size == (512, 512)
-    refused = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--method", "srgan",
-                                        "--generator", str(sr_file), "--scale", "4", "--steps", "9"])
+    refused = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--method", "srresnet",
+                                        "--sr-model", str(sr_file), "--scale", "4", "--steps", "9"])
     assert refused.exit_code == EXIT_USAGE and "--steps: search option(s)" in refused.stderr
 
 
@@ -180,7 +180,7 @@ def test_cli_restore_into_the_input_folder_never_writes_over_the_photo(small_pho
     sr_file, folder = small_photo_and_sr4
     before = (folder / "a_small.png").read_bytes()
     result = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(folder), "--scale", "4",
-                                       "--method", "srgan", "--generator", str(sr_file), "--device", "cpu"])
+                                       "--method", "srresnet", "--sr-model", str(sr_file), "--device", "cpu"])
     assert result.exit_code == EXIT_USAGE, result.output  # as `pulse run`: stopped before any work
     assert f"refusing to write over {folder / 'a_small.png'} (an input)" in result.stderr
     assert (folder / "a_small.png").read_bytes() == before and not (folder / "a_small.json").exists()
