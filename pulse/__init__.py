@@ -12,7 +12,8 @@ from importlib import import_module
 from .errors import PulseError
 
 _EXPORTS = {
-    "upsample": ".api", "upsample_samples": ".api", "release_models": ".api", "Upsampler": ".api", "Result": ".upsampling",
+    "upsample": ".api", "upsample_samples": ".api", "release_models": ".api", "Upsampler": ".api",
+    "Result": ".upsampling",
     "open_upsampler": ".api",
     "FeedForwardUpsampler": ".feedforward",
     "open_generator": ".weights.resolve", "load_generator": ".models.generator_file",

@@ -189,8 +189,9 @@ def upsample(img: ImageLike, scale: float = 8, seed: int = 0, generator=None, de
     from OpenCV), or a float tensor (C, H, W) in [0, 1], RGB. ``method``: "pulse" (the search), "srresnet" or
     "srgan" (one feed-forward pass, no search keywords). ``generator``: the method's network, as a registry name,
     a file, or a network already loaded (``pulse.load_generator``). A named network stays loaded between calls
-    with the same method, generator and device; ``release_models()`` frees it. Keywords: eps, steps, loss, learning_rate, schedule, noise,
-    early_stop, ... (the fields of ``SearchOptions``; not given: the generator's recommended settings).
+    with the same method, generator and device; ``release_models()`` frees it. Keywords: eps, steps, loss,
+    learning_rate, schedule, noise, early_stop, ... (the fields of ``SearchOptions``; not given: the generator's
+    recommended settings).
     """
     if "samples" in options:
         raise PulseError("upsample returns one face; for several, use pulse.upsample_samples(img, samples=N)")

@@ -83,7 +83,8 @@ def align_command(input_path, output_dir, size, lr_size, all_faces, detector, up
                 raise PulseError(f"{path}: no face found (try --upsample 1 or a lower --min-score)")
             outputs = []
             for k, face in enumerate(faces):
-                image, lr_image, report = f"{stems[path]}_{k}.png", f"{stems[path]}_{k}_lr.png", f"{stems[path]}_{k}.json"
+                stem = f"{stems[path]}_{k}"
+                image, lr_image, report = f"{stem}.png", f"{stem}_lr.png", f"{stem}.json"
                 entry = {"source": str(path), "source_size": list(photo.size), "image": image, **face.report()}
                 outputs.append((image, image_bytes(face.image), {"face": k}))
                 if lr_size:

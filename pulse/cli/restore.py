@@ -71,7 +71,8 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
       pulse restore --input group_photo.jpg --scale 8 --method srresnet
 
     Each face is aligned like FFHQ, downscaled to (generator resolution // scale) px, searched (or, with
-    --method srresnet or srgan, enlarged by a feed-forward network), and its face region (--mask) pasted back with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
+    --method srresnet or srgan, enlarged by a feed-forward network), and its face region (--mask) pasted back
+    with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
     Writes <stem>.png and <stem>.json (per face: box, landmarks, quad, LR-PSNR, success, seed), with --grid
     grid/<stem>.png; a photo without a detectable face is reported and written upscaled plainly. report.jsonl
     names every file pulse wrote, and pulse never writes over a file it does not name. Re-running skips the photos

@@ -32,7 +32,8 @@ def sample_command(generator, n, seed, columns, truncation, device, output):
     """
     model = open_generator(generator, select_device(device))
     try:
-        path = save_image(image_grid(sample_images(model.generator, n, seed=seed, truncation=truncation), columns), output)
+        faces = sample_images(model.generator, n, seed=seed, truncation=truncation)
+        path = save_image(image_grid(faces, columns), output)
     except OSError as err:
         raise PulseError(f"{output}: could not write the grid ({err.strerror or err})")
     say(f"{n} faces: {path}")

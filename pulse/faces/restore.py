@@ -80,7 +80,8 @@ def restore(photo: Image.Image, scale: int = 8, upsampler=None, seed: int = 0, f
             name: str = "photo", **search_options) -> RestoredPhoto:
     """Enlarge a photo ``scale`` times, replacing every detected face by a PULSE reconstruction.
 
-    ``upsampler`` is a ``pulse.Upsampler`` (default: the bundled generator), a ``FeedForwardUpsampler`` (srresnet, srgan), or
+    ``upsampler`` is a ``pulse.Upsampler`` (default: the bundled generator), a ``FeedForwardUpsampler``
+    (srresnet, srgan), or
     anything with the same ``resolution`` and ``run(images, scale=, samples=, seed=, **options)``. Search keywords (steps, eps,
     loss, ...) go to ``run``. ``mask``: "face" replaces the face region the landmarks outline (the photo keeps
     its hair and background), "square" the whole aligned square. Faces too small to align are skipped, and
