@@ -81,9 +81,8 @@ def restore(photo: Image.Image, scale: int = 8, upsampler=None, seed: int = 0, f
     """Enlarge a photo ``scale`` times, replacing every detected face by a PULSE reconstruction.
 
     ``upsampler`` is a ``pulse.Upsampler`` (default: the bundled generator), a ``FeedForwardUpsampler``
-    (srresnet, srgan), or
-    anything with the same ``resolution`` and ``run(images, scale=, samples=, seed=, **options)``. Search keywords (steps, eps,
-    loss, ...) go to ``run``. ``mask``: "face" replaces the face region the landmarks outline (the photo keeps
+    (srresnet, srgan), or anything with the same ``resolution`` and ``run(images, scale=, samples=, seed=,
+    **options)``. Search keywords (steps, eps, loss, ...) go to ``run``. ``mask``: "face" replaces the face region the landmarks outline (the photo keeps
     its hair and background), "square" the whole aligned square. Faces too small to align are skipped, and
     a photo without a face is only upscaled, each with a warning naming ``name``.
     """
