@@ -42,11 +42,13 @@ from .weights.store import resolve_cache_dir
 
 METHODS = ("pulse", "srgan")  # srgan is offered where an SR model is installed; it takes no samples or search steps
 MODES = {"auto": "auto", "aligned LR face": "face", "whole photo": "photo"}  # page label -> mode
+MODE_LABELS = {mode: label for label, mode in MODES.items()}
 MAX_SAMPLES, MAX_STEPS, MAX_SCALE = 4, 500, 32  # the page's bounds, checked again for requests made without it
 PHOTO_SHOWN = 1536  # longest side of the before/after pair on the page (the zip has the full photo)
 INVENTED = ("The face is invented: pulse makes up a plausible face that downscales to your input; it does not "
             "recover the person. Never use it to identify anyone or as evidence.")
 DEMO_EXTRA = 'pip install "pulse[demo]"'
+EXAMPLES_DIR = Path(__file__).with_name("demo_examples")  # package data, so a wheel's demo has them too
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,30 @@ class Limits:
     time_limit: float = 300.0  # seconds of work per request
     queue_size: int = 8  # requests that may wait behind the running one
     max_upload_mb: float = 20.0
+
+
+@dataclass(frozen=True)
+class Example:
+    """One click on the page: a shipped picture, the settings it runs with, and the caption saying what it is."""
+
+    file: str  # in EXAMPLES_DIR
+    caption: str
+    settings: Settings
+
+    @property
+    def path(self) -> Path:
+        return EXAMPLES_DIR / self.file
+
+
+EXAMPLES = (  # public domain: scikit-image's astronaut photo (see demo_examples/README.md)
+    Example("astronaut_face_16px.png", "Astronaut, aligned 16 px face: pulse ×8", Settings(mode="face")),
+    Example("astronaut_face_16px.png", "Same face, 3 pulse samples: each downscales to it",
+            Settings(mode="face", samples=3)),
+    Example("astronaut_face_16px.png", "Same face, srgan: one network pass, no search",
+            Settings(mode="face", method="srgan")),
+    Example("astronaut_photo_160x120.png", "Astronaut photo 160×120: face found, restored ×4",
+            Settings(mode="photo", scale=4)),
+)
 
 
 @dataclass
@@ -130,6 +156,11 @@ class Demo:
 
     def methods(self) -> list[str]:
         return [method for method in METHODS if self.generators(method)]
+
+    def examples(self) -> list[Example]:
+        """The shipped examples this server can run (srgan's only where an SR model is installed)."""
+        offered = self.methods()
+        return [example for example in EXAMPLES if example.settings.method in offered]
 
     def upsampler(self, method: str, generator: str, scale: int = 8):
         key = (method, generator, scale if method != "pulse" else None)
@@ -312,19 +343,24 @@ def serve(host: str = "127.0.0.1", port: int = 7860, generator: str | None = Non
     demo = Demo(generator, device, limits.time_limit)
     page = build_page(demo, limits, gr)
     try:
-        page.queue(max_size=limits.queue_size, default_concurrency_limit=1)
-        try:
-            _, url, _ = page.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
-                                    prevent_thread_lock=True, max_file_size=f"{limits.max_upload_mb:g}mb",
-                                    footer_links=["gradio"])
-        except OSError:  # Gradio says only that no port of its range was free
-            raise PulseError(f"cannot serve on {host}:{port}: the port is taken or privileged, or the address is not "
-                             "this machine's; choose another --port or --host") from None
-        on_ready(url)
+        on_ready(launch(page, limits, host, port))
         page.block_thread()
     finally:
         page.close()
         demo.close()
+
+
+def launch(page, limits: Limits, host: str = "127.0.0.1", port: int = 7860) -> str:
+    """Start serving ``page`` behind its bounded queue, without blocking; its URL. (Tests serve the page this way.)"""
+    page.queue(max_size=limits.queue_size, default_concurrency_limit=1)
+    try:
+        _, url, _ = page.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
+                                prevent_thread_lock=True, max_file_size=f"{limits.max_upload_mb:g}mb",
+                                footer_links=["gradio"])
+    except OSError:  # Gradio says only that no port of its range was free
+        raise PulseError(f"cannot serve on {host}:{port}: the port is taken or privileged, or the address is not "
+                         "this machine's; choose another --port or --host") from None
+    return url
 
 
 def build_page(demo: Demo, limits: Limits, gr):
@@ -361,6 +397,12 @@ def build_page(demo: Demo, limits: Limits, gr):
                 steps = gr.Slider(1, MAX_STEPS, value=100, step=1, label="Search steps", elem_id="pulse-steps")
                 seed = gr.Number(0, precision=0, label="Seed")
                 button = gr.Button("Upsample", variant="primary", elem_id="pulse-run")
+                shipped = demo.examples()
+                examples = gr.Examples(
+                    [[str(e.path), MODE_LABELS[e.settings.mode], e.settings.method, e.settings.scale, e.settings.samples,
+                      e.settings.steps, e.settings.seed] for e in shipped],
+                    [upload, mode, method, scale, samples, steps, seed], label="Examples: one click runs one",
+                    example_labels=[e.caption for e in shipped], elem_id="pulse-examples")
             with gr.Column(scale=2):
                 status = gr.HTML(elem_id="pulse-status")
                 gallery = gr.Gallery(label="LR | bicubic | pulse; captions: LR-PSNR, ✓ within eps", columns=3,
@@ -369,13 +411,20 @@ def build_page(demo: Demo, limits: Limits, gr):
                 download = gr.File(label="Download: images and report.json", elem_id="pulse-download")
                 with gr.Accordion("Report (JSON)", open=False):
                     report = gr.JSON()
-        def method_chosen(chosen):  # srgan has its own networks and neither samples nor search steps
+
+        def offer_networks(chosen, reset_samples: bool):  # srgan has its own networks, one sample and no steps
             names = demo.generators(chosen)
             searched = chosen == "pulse"
-            return (gr.Dropdown(choices=names, value=names[0] if names else None), gr.Slider(value=1, visible=searched),
+            return (gr.Dropdown(choices=names, value=names[0] if names else None),
+                    gr.Slider(value=1, visible=searched) if reset_samples else gr.Slider(visible=searched),
                     gr.Slider(visible=searched))
 
-        method.change(method_chosen, method, [generator, samples, steps])
-        button.click(run, [upload, mode, method, generator, scale, samples, steps, seed],
-                     [status, gallery, photo, download, report], concurrency_limit=1, concurrency_id="search")
+        inputs = [upload, mode, method, generator, scale, samples, steps, seed]
+        outputs = [status, gallery, photo, download, report]
+        # `input`, not `change`: an example sets the method and its samples itself, then runs, in one chain
+        method.input(lambda chosen: offer_networks(chosen, True), method, [generator, samples, steps])
+        button.click(run, inputs, outputs, concurrency_limit=1, concurrency_id="search")
+        examples.load_input_event.then(lambda chosen: offer_networks(chosen, False), method, [generator, samples, steps],
+                                       queue=False).then(run, inputs, outputs, concurrency_limit=1,
+                                                         concurrency_id="search")
     return page

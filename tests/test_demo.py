@@ -1,11 +1,14 @@
 """`pulse demo`'s work without a browser: ``Demo.enhance`` on good and bad uploads, and the Gradio page's wiring
 over HTTP (skipped only where the demo extra is not installed; the browser test is tests/test_demo_browser.py)."""
 
+import dataclasses
+import fnmatch
 import hashlib
 import io
 import json
 import socket
 import struct
+import tomllib
 import zipfile
 import zlib
 from pathlib import Path
@@ -13,9 +16,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pulse.demo import MAX_STEPS, Demo, Limits, Settings, build_page, is_loopback, summary_html
+from pulse.demo import (EXAMPLES, EXAMPLES_DIR, MAX_STEPS, Demo, Limits, Settings, build_page, is_loopback, launch,
+                        summary_html)
 
-ASTRONAUT_LR = Path(__file__).resolve().parents[1] / "examples" / "lr_faces" / "astronaut.png"
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT_LR = ROOT / "examples" / "lr_faces" / "astronaut.png"
 RUN_REPORT_FIELDS = {"input", "input_sha256", "output", "status", "sample", "seed", "lr_mse", "lr_psnr", "success",
                      "steps", "best_step", "seconds", "sha256", "made_with"}  # what `pulse run`'s report lines hold
 
@@ -165,6 +170,36 @@ def test_a_whole_photo_is_restored_with_its_face_tiles_and_before_after(demo, as
         assert Image.open(io.BytesIO(archive.read("portrait.png"))).size == (1024, 1024)
 
 
+def test_every_shipped_example_runs_with_its_settings(demo):
+    examples = demo.examples()
+    assert [(e.settings.mode, e.settings.method, e.settings.samples) for e in examples] == [
+        ("face", "pulse", 1), ("face", "pulse", 3), ("face", "srgan", 1), ("photo", "pulse", 1)]
+    for example in examples:
+        outcome = demo.enhance(example.path, dataclasses.replace(example.settings, steps=2))
+        assert outcome.error is None, (example.caption, outcome.error)
+        if example.settings.mode == "face":
+            assert len(outcome.tiles) == 2 + example.settings.samples and outcome.photo is None
+            assert outcome.tiles[0][1] == "LR 16 px" and outcome.report["method"] == example.settings.method
+        else:  # the photo's one face, found, restored and pasted back
+            assert len(outcome.report["faces"]) == 1 and outcome.report["lr_size"] == 32
+            assert outcome.photo[1].size == (640, 480)
+
+
+def test_examples_are_offered_only_for_installed_methods(demo, monkeypatch):
+    monkeypatch.setattr(demo, "methods", lambda: ["pulse"])
+    assert {e.settings.method for e in demo.examples()} == {"pulse"} and len(demo.examples()) == 3
+
+
+def test_the_examples_travel_in_the_wheel_as_package_data():
+    """A wheel holds only what package-data names: each example must match it (the demo opens them from there)."""
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {e.path for e in EXAMPLES}
+    assert shipped and all(path.is_file() and path.parent == EXAMPLES_DIR for path in shipped)
+    for path in shipped:
+        inside = path.relative_to(ROOT / "pulse").as_posix()
+        assert any(fnmatch.fnmatch(inside, pattern) for pattern in package_data["pulse"]), inside
+
+
 def test_loopback_hosts():
     assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "127.3.2.1"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.20", "example.org"]))
@@ -183,11 +218,10 @@ def test_the_page_serves_results_and_messages_over_http_one_request_after_anothe
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(ASTRONAUT_LR.read_bytes()[:300])
-    page = build_page(demo, Limits(), gr).queue(max_size=4, default_concurrency_limit=1)
-    port = free_port()
-    page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    page = build_page(demo, Limits(queue_size=4), gr)
+    url = launch(page, Limits(queue_size=4), port=free_port())
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "got"))
+        client = Client(url, verbose=False, download_files=str(tmp_path / "got"))
         for upload, said in ((ASTRONAUT_LR, "astronaut.png: done in"), (corrupt, "corrupt.png: not a readable image"),
                              (ASTRONAUT_LR, "astronaut.png: done in")):
             status, gallery, _, download, report = client.predict(
