@@ -16,8 +16,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pulse.demo import (EXAMPLES, EXAMPLES_DIR, MAX_STEPS, Demo, Limits, Settings, build_page, is_loopback, launch,
-                        summary_html)
+from pulse.demo import (
+    EXAMPLES,
+    EXAMPLES_DIR,
+    MAX_STEPS,
+    Demo,
+    Limits,
+    Settings,
+    build_page,
+    is_loopback,
+    launch,
+    summary_html,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT_LR = ROOT / "examples" / "lr_faces" / "astronaut.png"

@@ -152,7 +152,7 @@ def test_a_face_then_a_corrupt_file_then_the_face_again(server, sync_api, tmp_pa
 
 
 def test_the_page_opens_with_captioned_examples_and_one_click_runs_one(server, sync_api, tmp_path):
-    url, process, log = server
+    url, _, log = server
     with browser_page(sync_api, url, log, tmp_path) as page:
         sync_api.expect(page.locator("#pulse-examples button")).to_have_text([e.caption for e in EXAMPLES])
         page.locator("#pulse-examples button", has_text="srgan").click()  # the fast one: no search
