@@ -355,7 +355,7 @@ def launch(page, limits: Limits, host: str = "127.0.0.1", port: int = 7860) -> s
     page.queue(max_size=limits.queue_size, default_concurrency_limit=1)
     try:
         _, url, _ = page.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
-                                prevent_thread_lock=True, max_file_size=f"{limits.max_upload_mb:g}mb",
+                                prevent_thread_lock=True, max_file_size=round(limits.max_upload_mb * 2**20),
                                 footer_links=["gradio"])
     except OSError:  # Gradio says only that no port of its range was free
         raise PulseError(f"cannot serve on {host}:{port}: the port is taken or privileged, or the address is not "

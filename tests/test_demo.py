@@ -4,10 +4,12 @@ over HTTP (skipped only where the demo extra is not installed; the browser test 
 import dataclasses
 import fnmatch
 import hashlib
+import importlib.util
 import io
 import json
 import socket
 import struct
+import sys
 import tomllib
 import zipfile
 import zlib
@@ -242,5 +244,39 @@ def test_the_page_serves_results_and_messages_over_http_one_request_after_anothe
                 assert Path(download).name == "astronaut_pulse.zip" and report["outputs"][0]["steps"] == 2
             else:
                 assert not gallery and download is None and report is None
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def demo_load():
+    """benchmarks/demo_load.py, whose storm of visitors the short load test below runs."""
+    spec = importlib.util.spec_from_file_location("demo_load", ROOT / "benchmarks" / "demo_load.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["demo_load"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["demo_load"]
+
+
+def test_under_a_storm_the_queue_holds_its_bound_every_accepted_request_is_answered_once_and_it_still_serves(
+        demo, demo_load, tmp_path, monkeypatch):
+    gr = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    limits = Limits(queue_size=2, max_upload_mb=0.1)  # time limits: tested above, and under load by the benchmark
+    page = build_page(demo, limits, gr)
+    url = launch(page, limits, port=free_port())
+    try:
+        kinds = ["face", "not an image", "face srgan", "wrong shape", "photo", "decompression bomb", "too large", "face",
+                 "face"]
+        visits = demo_load.storm(url, kinds, 2, tmp_path, limits.max_upload_mb, timeout=120)
+        summary = demo_load.summarize(visits, limits.queue_size)
+        assert summary["failed_checks"] == [], summary["wrong_answers"]  # the queue held; each answered once, rightly
+        assert summary["refused_at_upload"] == 1 and summary["busy_on_every_try"] >= 1, summary
+        assert summary["accepted"] + summary["busy_on_every_try"] + summary["refused_at_upload"] == len(kinds)
+        busy = [v for v in visits if v.outcome == "busy"]
+        assert all("Queue is full" in v.status for v in busy) and summary["busy_reply_max_s"] < 10  # not a hang
+        after = demo_load.storm(url, ["face"], 2, tmp_path, limits.max_upload_mb, timeout=120, tag="after_")[0]
+        assert after.outcome == "answered" and after.right, after
     finally:
         page.close()
