@@ -102,9 +102,10 @@ class Visit:
     kind: str
     outcome: str = "never answered"  # answered | busy (on every try) | refused at upload | never answered | failed
     busy_replies: int = 0  # tries turned away because the queue was full
+    busy_reply_s: float = 0.0  # the slowest of those replies
     status: str = ""  # the answer's status line (HTML), or the refusal
     completions: int = 0  # process_completed messages for this request: must be 1 when accepted
-    seconds: float = 0.0  # the (last) join to its answer or refusal
+    seconds: float = 0.0  # the accepted join to its answer
     waited: float | None = None  # join to the start of its processing
     queue_sizes: list[int] = field(default_factory=list)  # queue lengths the server reported to this visitor
 
@@ -151,7 +152,8 @@ def visit(url: str, fn_index: int, path: Path, kind: str, steps: int, barrier: t
             if joined.status_code != 503:
                 break
             record.busy_replies += 1
-            record.status, record.seconds = joined.json().get("detail", ""), time.monotonic() - start
+            record.busy_reply_s = max(record.busy_reply_s, time.monotonic() - start)
+            record.status = joined.json().get("detail", "")
             if attempt < retries:
                 time.sleep(backoff.uniform(*RETRY_AFTER_S))
         else:
@@ -241,7 +243,7 @@ def summarize(visits: list[Visit], queue_size: int) -> dict:
         "time_limit_hits": sum("over this demo's limit" in v.status for v in answered),
         "latency_s": {"p50": percentile(50), "p90": percentile(90), "max": percentile(100)},
         "longest_wait_s": round(max((v.waited for v in answered if v.waited is not None), default=0), 2),
-        "busy_reply_max_s": round(max((v.seconds for v in visits if v.busy_replies), default=0), 3),
+        "busy_reply_max_s": round(max((v.busy_reply_s for v in visits), default=0), 3),
         "largest_queue_reported": largest_queue,
     }
     checks = {
@@ -270,15 +272,14 @@ def memory_kb(pid: int) -> dict[str, int]:
     return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
 
 
-def start_server(port: int, args, folder: Path) -> subprocess.Popen:
-    """`pulse demo` on loopback only; returns once the page answers (or raises with the server's log)."""
+def start_server(port: int, folder: Path, options: list[str], start_timeout: float) -> subprocess.Popen:
+    """`pulse demo` with ``options`` on 127.0.0.1 only, its log in ``folder``; returns once the page answers, or
+    stops it and raises with the log."""
     env = dict(os.environ, GRADIO_TEMP_DIR=str(folder / "gradio"), GRADIO_ANALYTICS_ENABLED="False")
-    log = open(folder / "server.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "pulse", "demo", "--host", "127.0.0.1", "--port", str(port),
-                               "--device", args.device, "--time-limit", str(args.time_limit), "--queue-size",
-                               str(args.queue_size), "--max-upload", str(args.max_upload)],
-                              stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + args.start_timeout
+    with open(folder / "server.log", "wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "pulse", "demo", "--host", "127.0.0.1", "--port", str(port),
+                                   *options], stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline and server.poll() is None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
@@ -286,8 +287,8 @@ def start_server(port: int, args, folder: Path) -> subprocess.Popen:
         except OSError:
             time.sleep(0.5)
     stop_server(server)
-    raise SystemExit(f"pulse demo did not start within {args.start_timeout:g} s:\n"
-                     f"{(folder / 'server.log').read_text()[-3000:]}")
+    raise RuntimeError(f"pulse demo exited ({server.returncode}) or did not answer within {start_timeout:g} s:\n"
+                       f"{(folder / 'server.log').read_text()[-3000:]}")
 
 
 def stop_server(server: subprocess.Popen) -> None:
@@ -334,7 +335,9 @@ def main() -> int:
         port = free_port()
         url = f"http://127.0.0.1:{port}/"
         started = time.monotonic()
-        server = start_server(port, args, folder)
+        options = ["--device", args.device, "--time-limit", str(args.time_limit), "--queue-size", str(args.queue_size),
+                   "--max-upload", str(args.max_upload)]
+        server = start_server(port, folder, options, args.start_timeout)
         try:
             print(f"server up in {time.monotonic() - started:.1f} s, pid {server.pid}")
             warm = storm(url, ["face"], args.steps, folder, args.max_upload, args.client_timeout, "warmup_")

@@ -399,8 +399,8 @@ def build_page(demo: Demo, limits: Limits, gr):
                 button = gr.Button("Upsample", variant="primary", elem_id="pulse-run")
                 shipped = demo.examples()
                 examples = gr.Examples(
-                    [[str(e.path), MODE_LABELS[e.settings.mode], e.settings.method, e.settings.scale, e.settings.samples,
-                      e.settings.steps, e.settings.seed] for e in shipped],
+                    [[str(e.path), MODE_LABELS[e.settings.mode], e.settings.method, e.settings.scale,
+                      e.settings.samples, e.settings.steps, e.settings.seed] for e in shipped],
                     [upload, mode, method, scale, samples, steps, seed], label="Examples: one click runs one",
                     example_labels=[e.caption for e in shipped], elem_id="pulse-examples")
             with gr.Column(scale=2):
@@ -424,7 +424,7 @@ def build_page(demo: Demo, limits: Limits, gr):
         # `input`, not `change`: an example sets the method and its samples itself, then runs, in one chain
         method.input(lambda chosen: offer_networks(chosen, True), method, [generator, samples, steps])
         button.click(run, inputs, outputs, concurrency_limit=1, concurrency_id="search")
-        examples.load_input_event.then(lambda chosen: offer_networks(chosen, False), method, [generator, samples, steps],
-                                       queue=False).then(run, inputs, outputs, concurrency_limit=1,
-                                                         concurrency_id="search")
+        examples.load_input_event.then(lambda chosen: offer_networks(chosen, False), method,
+                                       [generator, samples, steps], queue=False).then(
+            run, inputs, outputs, concurrency_limit=1, concurrency_id="search")
     return page

@@ -4,12 +4,9 @@ over HTTP (skipped only where the demo extra is not installed; the browser test 
 import dataclasses
 import fnmatch
 import hashlib
-import importlib.util
 import io
 import json
-import socket
 import struct
-import sys
 import tomllib
 import zipfile
 import zlib
@@ -217,13 +214,8 @@ def test_loopback_hosts():
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.20", "example.org"]))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_the_page_serves_results_and_messages_over_http_one_request_after_another(demo, tmp_path, monkeypatch):
+def test_the_page_serves_results_and_messages_over_http_one_request_after_another(demo, demo_load, tmp_path,
+                                                                                    monkeypatch):
     gr = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
     from gradio_client import Client, handle_file
 
@@ -231,7 +223,7 @@ def test_the_page_serves_results_and_messages_over_http_one_request_after_anothe
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(ASTRONAUT_LR.read_bytes()[:300])
     page = build_page(demo, Limits(queue_size=4), gr)
-    url = launch(page, Limits(queue_size=4), port=free_port())
+    url = launch(page, Limits(queue_size=4), port=demo_load.free_port())
     try:
         client = Client(url, verbose=False, download_files=str(tmp_path / "got"))
         for upload, said in ((ASTRONAUT_LR, "astronaut.png: done in"), (corrupt, "corrupt.png: not a readable image"),
@@ -248,27 +240,16 @@ def test_the_page_serves_results_and_messages_over_http_one_request_after_anothe
         page.close()
 
 
-@pytest.fixture(scope="module")
-def demo_load():
-    """benchmarks/demo_load.py, whose storm of visitors the short load test below runs."""
-    spec = importlib.util.spec_from_file_location("demo_load", ROOT / "benchmarks" / "demo_load.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["demo_load"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["demo_load"]
-
-
 def test_under_a_storm_the_queue_holds_its_bound_every_accepted_request_is_answered_once_and_it_still_serves(
         demo, demo_load, tmp_path, monkeypatch):
     gr = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     limits = Limits(queue_size=2, max_upload_mb=0.1)  # time limits: tested above, and under load by the benchmark
     page = build_page(demo, limits, gr)
-    url = launch(page, limits, port=free_port())
+    url = launch(page, limits, port=demo_load.free_port())
     try:
-        kinds = ["face", "not an image", "face srgan", "wrong shape", "photo", "decompression bomb", "too large", "face",
-                 "face"]
+        kinds = ["face", "not an image", "face srgan", "wrong shape", "photo", "decompression bomb", "too large",
+                 "face", "face"]
         visits = demo_load.storm(url, kinds, 2, tmp_path, limits.max_upload_mb, timeout=120)
         summary = demo_load.summarize(visits, limits.queue_size)
         assert summary["failed_checks"] == [], summary["wrong_answers"]  # the queue held; each answered once, rightly

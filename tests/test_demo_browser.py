@@ -8,13 +8,7 @@ nothing from anywhere but the server.
 
 import contextlib
 import io
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -33,41 +27,16 @@ if CHROMIUM is None:
     pytest.skip("no Chromium on PATH (Debian: apt-get install chromium)", allow_module_level=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, demo_load):
     """`pulse demo` on a free loopback port: (url, process, log path); stopped (Ctrl-C, then killed) at the end."""
     folder = tmp_path_factory.mktemp("demo")
-    port, log = free_port(), folder / "server.log"
-    url = f"http://127.0.0.1:{port}/"
-    env = dict(os.environ, GRADIO_TEMP_DIR=str(folder / "gradio"), GRADIO_ANALYTICS_ENABLED="False")
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "pulse", "demo", "--port", str(port), "--device", "cpu",
-                                    "--time-limit", str(SEARCH_S)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    port = demo_load.free_port()
+    process = demo_load.start_server(port, folder, ["--device", "cpu", "--time-limit", str(SEARCH_S)], SERVER_START_S)
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            assert process.poll() is None, f"pulse demo exited ({process.returncode}):\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"no answer within {SERVER_START_S} s:\n{log.read_text()}"
-            try:
-                with urllib.request.urlopen(url, timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        yield url, process, log
+        yield f"http://127.0.0.1:{port}/", process, folder / "server.log"
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        demo_load.stop_server(process)
 
 
 @pytest.fixture(scope="module")
