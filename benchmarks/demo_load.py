@@ -11,7 +11,7 @@ requests never answered, latency percentiles, time-limit hits, the largest queue
 server's resident memory (now, and its peak VmHWM); then one more request must come back done. Bounded: a visitor
 gives up after --client-timeout; the server is stopped at the end. Exit status 1 when a check fails.
 
-    python benchmarks/demo_load.py [--clients 30] [--rounds 3] [--retries 3] [--queue-size 8] [--time-limit 15]
+    python benchmarks/demo_load.py [--clients 30] [--rounds 4] [--retries 3] [--queue-size 8] [--time-limit 15]
 
 The short version, in the test suite: tests/test_demo.py runs one storm against the page in-process.
 """
@@ -312,7 +312,7 @@ def print_round(title: str, summary: dict, memory: dict[str, int]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=30, help="visitors per storm, all at once")
-    parser.add_argument("--rounds", type=int, default=3, help="storms, one after the other")
+    parser.add_argument("--rounds", type=int, default=4, help="storms, one after the other")
     parser.add_argument("--queue-size", type=int, default=8, help="the server's --queue-size")
     parser.add_argument("--time-limit", type=float, default=15.0, help="the server's --time-limit, s")
     parser.add_argument("--max-upload", type=float, default=1.0, help="the server's --max-upload, MB")

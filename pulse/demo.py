@@ -11,12 +11,14 @@ the Gradio page around it and imports Gradio only then, so the rest of pulse nev
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import html
 import ipaddress
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -49,6 +51,7 @@ INVENTED = ("The face is invented: pulse makes up a plausible face that downscal
             "recover the person. Never use it to identify anyone or as evidence.")
 DEMO_EXTRA = 'pip install "pulse[demo]"'
 EXAMPLES_DIR = Path(__file__).with_name("demo_examples")  # package data, so a wheel's demo has them too
+MALLOC_ARENAS = 2  # glibc's malloc arenas the server's threads share (MALLOC_ARENA_MAX in the environment wins)
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, generator: str | None = Non
         import gradio as gr
     except ImportError as err:
         raise PulseError(f"the demo needs Gradio ({err}): {DEMO_EXTRA}") from None
+    bound_malloc_arenas()  # before Gradio starts its threads
     demo = Demo(generator, device, limits.time_limit)
     page = build_page(demo, limits, gr)
     try:
@@ -361,6 +365,21 @@ def launch(page, limits: Limits, host: str = "127.0.0.1", port: int = 7860) -> s
         raise PulseError(f"cannot serve on {host}:{port}: the port is taken or privileged, or the address is not "
                          "this machine's; choose another --port or --host") from None
     return url
+
+
+def bound_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Make glibc share ``arenas`` malloc arenas among all threads (mallopt M_ARENA_MAX); whether it did.
+
+    Gradio runs each request on any of its worker threads, and glibc gives every thread an arena of its own (up to 8
+    per core) that keeps what the thread's tensors freed: without a bound, a busy server's memory grows storm after
+    storm (benchmarks/demo_load.py). Only where the user has not set MALLOC_ARENA_MAX; nothing off glibc.
+    """
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        return ctypes.CDLL(None).mallopt(-8, arenas) == 1  # -8: M_ARENA_MAX in glibc's malloc.h
+    except (OSError, AttributeError):  # a libc without mallopt
+        return False
 
 
 def build_page(demo: Demo, limits: Limits, gr):

@@ -6,6 +6,7 @@ import fnmatch
 import hashlib
 import io
 import json
+import platform
 import struct
 import tomllib
 import zipfile
@@ -22,6 +23,7 @@ from pulse.demo import (
     Demo,
     Limits,
     Settings,
+    bound_malloc_arenas,
     build_page,
     is_loopback,
     launch,
@@ -207,6 +209,13 @@ def test_the_examples_travel_in_the_wheel_as_package_data():
     for path in shipped:
         inside = path.relative_to(ROOT / "pulse").as_posix()
         assert any(fnmatch.fnmatch(inside, pattern) for pattern in package_data["pulse"]), inside
+
+
+def test_the_server_bounds_glibcs_malloc_arenas_unless_the_user_has(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert not bound_malloc_arenas()  # the user's setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert bound_malloc_arenas() == (platform.libc_ver()[0] == "glibc")
 
 
 def test_loopback_hosts():
