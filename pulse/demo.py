@@ -5,8 +5,9 @@ face, ``faces.restore.restore`` for a whole photo.
 This module turns one upload and the page's settings into what the page shows (captioned pictures, a summary, a
 zip of the images and a JSON report) and keeps a shared machine alive: uploads pass the CLI's checks and their
 one-line ``PulseError`` messages are what the page says; a search stops at a time cap; the page runs one search
-at a time behind a queue it shows. ``Demo`` knows nothing of the web (tests drive it directly); ``serve`` builds
-the Gradio page around it and imports Gradio only then, so the rest of pulse never loads it.
+at a time behind a queue it shows. A visitor with nothing to upload clicks one of ``EXAMPLES`` (package data in
+``demo_examples/``, so an installed wheel has them). ``Demo`` knows nothing of the web (tests drive it directly);
+``serve`` builds the Gradio page around it and imports Gradio only then, so the rest of pulse never loads it.
 """
 
 from __future__ import annotations
