@@ -1,22 +1,25 @@
 """`pulse demo`: a page on localhost to try pulse on one photo or one aligned LR face.
 
-The work is the library's: ``Upsampler.run`` (or the srgan method's ``FeedForwardUpsampler.run``) for an aligned
+The work is the library's: ``Upsampler.run`` (or a feed-forward method's ``FeedForwardUpsampler.run``) for an aligned
 face, ``faces.restore.restore`` for a whole photo.
 This module turns one upload and the page's settings into what the page shows (captioned pictures, a summary, a
 zip of the images and a JSON report) and keeps a shared machine alive: uploads pass the CLI's checks and their
 one-line ``PulseError`` messages are what the page says; a search stops at a time cap; the page runs one search
-at a time behind a queue it shows. ``Demo`` knows nothing of the web (tests drive it directly); ``serve`` builds
-the Gradio page around it and imports Gradio only then, so the rest of pulse never loads it.
+at a time behind a queue it shows. A visitor with nothing to upload clicks one of ``EXAMPLES`` (package data in
+``demo_examples/``, so an installed wheel has them). ``Demo`` knows nothing of the web (tests drive it directly);
+``serve`` builds the Gradio page around it and imports Gradio only then, so the rest of pulse never loads it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import html
 import ipaddress
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -42,13 +45,16 @@ from .weights.registry import DEFAULT_GENERATOR, GENERATOR_KINDS, load_registry
 from .weights.resolve import is_installed
 from .weights.store import resolve_cache_dir
 
-METHODS = ("pulse", "srgan")  # srgan is offered where an SR model is installed; it takes no samples or search steps
+METHODS = ("pulse", "srresnet", "srgan")  # feed-forward ones where their network is installed; no samples, no steps
 MODES = {"auto": "auto", "aligned LR face": "face", "whole photo": "photo"}  # page label -> mode
+MODE_LABELS = {mode: label for label, mode in MODES.items()}
 MAX_SAMPLES, MAX_STEPS, MAX_SCALE = 4, 500, 32  # the page's bounds, checked again for requests made without it
 PHOTO_SHOWN = 1536  # longest side of the before/after pair on the page (the zip has the full photo)
 INVENTED = ("The face is invented: pulse makes up a plausible face that downscales to your input; it does not "
             "recover the person. Never use it to identify anyone or as evidence.")
 DEMO_EXTRA = 'pip install "pulse[demo]"'
+EXAMPLES_DIR = Path(__file__).with_name("demo_examples")  # package data, so a wheel's demo has them too
+MALLOC_ARENAS = 2  # glibc's malloc arenas the server's threads share (MALLOC_ARENA_MAX in the environment wins)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class Settings:
     generator: str | None = None  # None: the demo's default
     scale: int = 8
     samples: int = 1  # aligned faces only (a photo's faces get one each)
-    steps: int = 100
+    steps: int | None = None  # None: the generator's recommended
     seed: int = 0
 
 
@@ -71,6 +77,30 @@ class Limits:
     time_limit: float = 300.0  # seconds of work per request
     queue_size: int = 8  # requests that may wait behind the running one
     max_upload_mb: float = 20.0
+
+
+@dataclass(frozen=True)
+class Example:
+    """One click on the page: a shipped picture, the settings it runs with, and the caption saying what it is."""
+
+    file: str  # in EXAMPLES_DIR
+    caption: str
+    settings: Settings
+
+    @property
+    def path(self) -> Path:
+        return EXAMPLES_DIR / self.file
+
+
+EXAMPLES = (  # public domain: scikit-image's astronaut photo (see demo_examples/README.md)
+    Example("astronaut_face_16px.png", "Astronaut, aligned 16 px face: pulse ×8", Settings(mode="face")),
+    Example("astronaut_face_16px.png", "Same face, 3 pulse samples: each downscales to it",
+            Settings(mode="face", samples=3)),
+    Example("astronaut_face_16px.png", "Same face, srresnet: one network pass, no search",
+            Settings(mode="face", method="srresnet")),
+    Example("astronaut_photo_160x120.png", "Astronaut photo 160×120: face found, restored ×4",
+            Settings(mode="photo", scale=4)),
+)
 
 
 @dataclass
@@ -122,16 +152,30 @@ class Demo:
 
     def generators(self, method: str = "pulse") -> list[str]:
         """The method's installed networks (nothing is downloaded from the page): for pulse the default generator,
-        then the registry's other installed ones; for srgan the installed SR models."""
+        then the registry's other installed ones; for srresnet and srgan the installed SR models of that kind."""
         cache = resolve_cache_dir()
         kinds = GENERATOR_KINDS if method == "pulse" else ("sr-model",)
-        installed = [m.name for m in load_registry().values() if m.kind in kinds and is_installed(m, cache)]
+        installed = [m.name for m in load_registry().values() if m.kind in kinds and is_installed(m, cache)
+                     and (method == "pulse" or m.method == method)]
         if method != "pulse":
             return installed
         return [self.default_generator] + [name for name in installed if name != self.default_generator]
 
+    def recommended_steps(self, generator: str | None = None) -> int:
+        """The search steps a generator file recommends (else the reference's): the page's default."""
+        from .models.generator_file import read_generator_file
+        from .weights.resolve import resolve_generator
+
+        defaults = read_generator_file(resolve_generator(generator or self.default_generator))["metadata"]
+        return int(defaults.get("search_defaults", {}).get("steps", SearchOptions.steps))
+
     def methods(self) -> list[str]:
         return [method for method in METHODS if self.generators(method)]
+
+    def examples(self) -> list[Example]:
+        """The shipped examples this server can run (a feed-forward one only where its network is installed)."""
+        offered = self.methods()
+        return [example for example in EXAMPLES if example.settings.method in offered]
 
     def upsampler(self, method: str, generator: str, scale: int = 8):
         key = (method, generator, scale if method != "pulse" else None)
@@ -241,7 +285,7 @@ class Demo:
         if s.method != "pulse":
             return {"method": s.method, "generator": generator, "model_sha256": self._generator_sha[source],
                     "scale": s.scale, "eps": SearchOptions.eps}
-        search = asdict(upsampler.search_options(steps=s.steps))
+        search = asdict(upsampler.search_options(**_search(s)))
         search.pop("frame_every")
         return {"method": s.method, "generator": generator, "generator_sha256": self._generator_sha[source],
                 "scale": s.scale, "seed": s.seed, "samples": samples, "search": search, "eps": search["eps"]}
@@ -261,7 +305,7 @@ class Demo:
 
 def _search(s: Settings) -> dict:
     """The search's keywords for ``run``/``restore``: none for a method that does not search."""
-    return {"steps": s.steps} if s.method == "pulse" else {}
+    return {"steps": s.steps} if s.method == "pulse" and s.steps is not None else {}
 
 
 def _check(s: Settings) -> None:
@@ -272,6 +316,8 @@ def _check(s: Settings) -> None:
         raise PulseError(f"method must be one of {', '.join(METHODS)}, got {s.method!r}")
     for name, value, low, high in (("scale", s.scale, 2, MAX_SCALE), ("samples", s.samples, 1, MAX_SAMPLES),
                                    ("steps", s.steps, 1, MAX_STEPS)):
+        if value is None and name == "steps":
+            continue
         if value != int(value) or not low <= value <= high:
             raise PulseError(f"{name} must be a whole number from {low} to {high}, got {value}")
 
@@ -311,22 +357,43 @@ def serve(host: str = "127.0.0.1", port: int = 7860, generator: str | None = Non
         import gradio as gr
     except ImportError as err:
         raise PulseError(f"the demo needs Gradio ({err}): {DEMO_EXTRA}") from None
+    bound_malloc_arenas()  # before Gradio starts its threads
     demo = Demo(generator, device, limits.time_limit)
     page = build_page(demo, limits, gr)
     try:
-        page.queue(max_size=limits.queue_size, default_concurrency_limit=1)
-        try:
-            _, url, _ = page.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
-                                    prevent_thread_lock=True, max_file_size=f"{limits.max_upload_mb:g}mb",
-                                    footer_links=["gradio"])
-        except OSError:  # Gradio says only that no port of its range was free
-            raise PulseError(f"cannot serve on {host}:{port}: the port is taken or privileged, or the address is not "
-                             "this machine's; choose another --port or --host") from None
-        on_ready(url)
+        on_ready(launch(page, limits, host, port))
         page.block_thread()
     finally:
         page.close()
         demo.close()
+
+
+def launch(page, limits: Limits, host: str = "127.0.0.1", port: int = 7860) -> str:
+    """Start serving ``page`` behind its bounded queue, without blocking; its URL. (Tests serve the page this way.)"""
+    page.queue(max_size=limits.queue_size, default_concurrency_limit=1)
+    try:
+        _, url, _ = page.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
+                                prevent_thread_lock=True, max_file_size=round(limits.max_upload_mb * 2**20),
+                                footer_links=["gradio"])
+    except OSError:  # Gradio says only that no port of its range was free
+        raise PulseError(f"cannot serve on {host}:{port}: the port is taken or privileged, or the address is not "
+                         "this machine's; choose another --port or --host") from None
+    return url
+
+
+def bound_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Make glibc share ``arenas`` malloc arenas among all threads (mallopt M_ARENA_MAX); whether it did.
+
+    Gradio runs each request on any of its worker threads, and glibc gives every thread an arena of its own (up to 8
+    per core) that keeps what the thread's tensors freed: without a bound, a busy server's memory grows storm after
+    storm (benchmarks/demo_load.py). Only where the user has not set MALLOC_ARENA_MAX; nothing off glibc.
+    """
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        return ctypes.CDLL(None).mallopt(-8, arenas) == 1  # -8: M_ARENA_MAX in glibc's malloc.h
+    except (OSError, AttributeError):  # a libc without mallopt
+        return False
 
 
 def build_page(demo: Demo, limits: Limits, gr):
@@ -355,14 +422,22 @@ def build_page(demo: Demo, limits: Limits, gr):
                                 info="auto: square and at most the generator's size = an aligned face")
                 with gr.Row():
                     method = gr.Dropdown(demo.methods(), value="pulse", label="Method",
-                                         info="pulse: a search (several samples); srgan: one network pass")
+                                         info="pulse: a search (several samples); srresnet, srgan: one pass")
                     generator = gr.Dropdown(demo.generators(), value=demo.default_generator, label="Network")
                 scale = gr.Slider(2, MAX_SCALE, value=8, step=1, label="Scale",
                                   info="face: output = input × scale; photo: faces searched at generator size ÷ scale")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples (aligned faces)")
-                steps = gr.Slider(1, MAX_STEPS, value=100, step=1, label="Search steps", elem_id="pulse-steps")
+                steps = gr.Slider(1, MAX_STEPS, value=demo.recommended_steps(), step=1, elem_id="pulse-steps",
+                                  label="Search steps", info="default: what the generator recommends")
                 seed = gr.Number(0, precision=0, label="Seed")
                 button = gr.Button("Upsample", variant="primary", elem_id="pulse-run")
+                shipped = demo.examples()
+                examples = gr.Examples(
+                    [[str(e.path), MODE_LABELS[e.settings.mode], e.settings.method, e.settings.scale,
+                      e.settings.samples, e.settings.steps or demo.recommended_steps(), e.settings.seed]
+                     for e in shipped],
+                    [upload, mode, method, scale, samples, steps, seed], label="Examples: one click runs one",
+                    example_labels=[e.caption for e in shipped], elem_id="pulse-examples")
             with gr.Column(scale=2):
                 status = gr.HTML(elem_id="pulse-status")
                 gallery = gr.Gallery(label="LR | bicubic | pulse; captions: LR-PSNR, ✓ within eps", columns=3,
@@ -371,13 +446,23 @@ def build_page(demo: Demo, limits: Limits, gr):
                 download = gr.File(label="Download: images and report.json", elem_id="pulse-download")
                 with gr.Accordion("Report (JSON)", open=False):
                     report = gr.JSON()
-        def method_chosen(chosen):  # srgan has its own networks and neither samples nor search steps
+
+        def offer_networks(chosen, reset_samples: bool):  # a feed-forward one: its networks, one sample, no steps
             names = demo.generators(chosen)
             searched = chosen == "pulse"
-            return (gr.Dropdown(choices=names, value=names[0] if names else None), gr.Slider(value=1, visible=searched),
-                    gr.Slider(visible=searched))
+            return (gr.Dropdown(choices=names, value=names[0] if names else None),
+                    gr.Slider(value=1, visible=searched) if reset_samples else gr.Slider(visible=searched),
+                    gr.Slider(value=demo.recommended_steps(names[0]) if searched and names else None,
+                              visible=searched))
 
-        method.change(method_chosen, method, [generator, samples, steps])
-        button.click(run, [upload, mode, method, generator, scale, samples, steps, seed],
-                     [status, gallery, photo, download, report], concurrency_limit=1, concurrency_id="search")
+        inputs = [upload, mode, method, generator, scale, samples, steps, seed]
+        outputs = [status, gallery, photo, download, report]
+        # `input`, not `change`: an example sets the method and its samples itself, then runs, in one chain
+        method.input(lambda chosen: offer_networks(chosen, True), method, [generator, samples, steps])
+        generator.input(lambda chosen, name: gr.Slider(value=demo.recommended_steps(name)) if chosen == "pulse"
+                        else gr.Slider(), [method, generator], steps)
+        button.click(run, inputs, outputs, concurrency_limit=1, concurrency_id="search")
+        examples.load_input_event.then(lambda chosen: offer_networks(chosen, False), method,
+                                       [generator, samples, steps], queue=False).then(
+            run, inputs, outputs, concurrency_limit=1, concurrency_id="search")
     return page

@@ -9,6 +9,9 @@ imports from a conftest).
 """
 
 import importlib
+import importlib.util
+import sys
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
@@ -93,3 +96,15 @@ def astronaut(import_test_extra):
     """scikit-image's astronaut photo (public domain, 512 x 512 RGB): a real face for detection and metrics."""
     data = import_test_extra("skimage.data", "scikit-image")
     return Image.fromarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def demo_load():
+    """benchmarks/demo_load.py as a module: the demo tests start servers and send storms of visitors with it."""
+    spec = importlib.util.spec_from_file_location("demo_load", Path(__file__).resolve().parents[1] / "benchmarks" /
+                                                  "demo_load.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["demo_load"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["demo_load"]

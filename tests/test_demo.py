@@ -1,21 +1,38 @@
 """`pulse demo`'s work without a browser: ``Demo.enhance`` on good and bad uploads, and the Gradio page's wiring
 over HTTP (skipped only where the demo extra is not installed; the browser test is tests/test_demo_browser.py)."""
 
+import dataclasses
+import fnmatch
 import hashlib
 import io
 import json
-import socket
+import platform
 import struct
+import tomllib
 import zipfile
 import zlib
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
-from pulse.demo import MAX_STEPS, Demo, Limits, Settings, build_page, is_loopback, summary_html
+from pulse.demo import (
+    EXAMPLES,
+    EXAMPLES_DIR,
+    MAX_STEPS,
+    Demo,
+    Limits,
+    Settings,
+    bound_malloc_arenas,
+    build_page,
+    is_loopback,
+    launch,
+    summary_html,
+)
 
-ASTRONAUT_LR = Path(__file__).resolve().parents[1] / "examples" / "lr_faces" / "astronaut.png"
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT_LR = ROOT / "examples" / "lr_faces" / "astronaut.png"
 RUN_REPORT_FIELDS = {"input", "input_sha256", "output", "status", "sample", "seed", "lr_mse", "lr_psnr", "success",
                      "steps", "best_step", "seconds", "sha256", "made_with"}  # what `pulse run`'s report lines hold
 
@@ -40,6 +57,23 @@ def assert_good(demo, path=ASTRONAUT_LR, **settings):
     outcome = demo.enhance(path, Settings(**{"steps": 2, **settings}))
     assert outcome.error is None, outcome.error
     return outcome
+
+
+def test_the_page_searches_with_the_generators_recommended_steps_unless_told(tmp_path):
+    from pulse.models.generator_file import read_generator_file
+    from pulse.weights.resolve import resolve_generator
+
+    payload = read_generator_file(resolve_generator("pulse-faces-128"))
+    payload["metadata"]["search_defaults"] = {"steps": 3}
+    torch.save(payload, tmp_path / "three.pt")
+    made = Demo(str(tmp_path / "three.pt"), device="cpu")
+    try:
+        assert made.recommended_steps() == 3 and made.recommended_steps("pulse-faces-128") == 100
+        line = made.enhance(ASTRONAUT_LR, Settings()).report["outputs"][0]
+        assert line["steps"] == 3 and line["made_with"]["search"]["steps"] == 3
+        assert made.enhance(ASTRONAUT_LR, Settings(steps=2)).report["outputs"][0]["steps"] == 2
+    finally:
+        made.close()
 
 
 def test_an_aligned_face_gives_captioned_results_a_summary_and_a_zip_with_the_report(demo):
@@ -75,15 +109,15 @@ def test_an_aligned_face_gives_captioned_results_a_summary_and_a_zip_with_the_re
             assert entry["input"] == "astronaut.png" and entry["made_with"]["generator"] == "pulse-faces-128"
 
 
-def test_srgan_is_offered_with_its_own_network_and_gives_one_result(demo):
-    assert demo.methods() == ["pulse", "srgan"] and demo.generators("srgan") == ["pulse-sr-x8"]
-    outcome = assert_good(demo, method="srgan")
-    assert [caption.split(":")[0] for _, caption in outcome.tiles] == ["LR 16 px", "bicubic ×8", "srgan"]
+def test_srresnet_is_offered_with_its_own_network_and_gives_one_result(demo):
+    assert demo.methods() == ["pulse", "srresnet"] and demo.generators("srresnet") == ["pulse-sr-x8"]
+    outcome = assert_good(demo, method="srresnet")
+    assert [caption.split(":")[0] for _, caption in outcome.tiles] == ["LR 16 px", "bicubic ×8", "srresnet"]
     assert [image.size for image, _ in outcome.tiles] == [(128, 128)] * 3
     (entry,) = outcome.report["outputs"]
-    assert outcome.report["method"] == "srgan" and entry["steps"] == 0 and RUN_REPORT_FIELDS <= set(entry)
-    assert entry["made_with"]["method"] == "srgan" and entry["made_with"]["generator"] == "pulse-sr-x8"
-    again = assert_good(demo, method="srgan", seed=5)  # deterministic: the seed changes nothing
+    assert outcome.report["method"] == "srresnet" and entry["steps"] == 0 and RUN_REPORT_FIELDS <= set(entry)
+    assert entry["made_with"]["method"] == "srresnet" and entry["made_with"]["generator"] == "pulse-sr-x8"
+    again = assert_good(demo, method="srresnet", seed=5)  # deterministic: the seed changes nothing
     assert again.tiles[2][0].tobytes() == outcome.tiles[2][0].tobytes()
 
 
@@ -130,9 +164,9 @@ def test_a_bad_upload_is_one_line_naming_the_file_and_the_next_request_works(dem
     (dict(method="magic"), "method must be one of pulse"),
     (dict(mode="video"), "input kind must be one of auto, face, photo"),
     (dict(generator="ffhq-1024"), "pulse network 'ffhq-1024' is not installed here"),
-    (dict(method="srgan", samples=2), "samples 2: srgan is deterministic"),
-    (dict(method="srgan", scale=4), "enlarges x8 only, not x4"),
-    (dict(method="srgan", generator="pulse-faces-128"), "srgan network 'pulse-faces-128' is not installed here"),
+    (dict(method="srresnet", samples=2), "samples 2: srresnet is deterministic"),
+    (dict(method="srresnet", scale=4), "enlarges x8 only, not x4"),
+    (dict(method="srresnet", generator="pulse-faces-128"), "srresnet network 'pulse-faces-128' is not installed here"),
 ])
 def test_settings_outside_the_pages_bounds_are_refused(demo, settings, message):
     outcome = demo.enhance(ASTRONAUT_LR, Settings(**settings))
@@ -165,29 +199,60 @@ def test_a_whole_photo_is_restored_with_its_face_tiles_and_before_after(demo, as
         assert Image.open(io.BytesIO(archive.read("portrait.png"))).size == (1024, 1024)
 
 
+def test_every_shipped_example_runs_with_its_settings(demo):
+    examples = demo.examples()
+    assert [(e.settings.mode, e.settings.method, e.settings.samples) for e in examples] == [
+        ("face", "pulse", 1), ("face", "pulse", 3), ("face", "srresnet", 1), ("photo", "pulse", 1)]
+    for example in examples:
+        outcome = demo.enhance(example.path, dataclasses.replace(example.settings, steps=2))
+        assert outcome.error is None, (example.caption, outcome.error)
+        if example.settings.mode == "face":
+            assert len(outcome.tiles) == 2 + example.settings.samples and outcome.photo is None
+            assert outcome.tiles[0][1] == "LR 16 px" and outcome.report["method"] == example.settings.method
+        else:  # the photo's one face, found, restored and pasted back
+            assert len(outcome.report["faces"]) == 1 and outcome.report["lr_size"] == 32
+            assert outcome.photo[1].size == (640, 480)
+
+
+def test_examples_are_offered_only_for_installed_methods(demo, monkeypatch):
+    monkeypatch.setattr(demo, "methods", lambda: ["pulse"])
+    assert {e.settings.method for e in demo.examples()} == {"pulse"} and len(demo.examples()) == 3
+
+
+def test_the_examples_travel_in_the_wheel_as_package_data():
+    """A wheel holds only what package-data names: each example must match it (the demo opens them from there)."""
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {e.path for e in EXAMPLES}
+    assert shipped and all(path.is_file() and path.parent == EXAMPLES_DIR for path in shipped)
+    for path in shipped:
+        inside = path.relative_to(ROOT / "pulse").as_posix()
+        assert any(fnmatch.fnmatch(inside, pattern) for pattern in package_data["pulse"]), inside
+
+
+def test_the_server_bounds_glibcs_malloc_arenas_unless_the_user_has(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert not bound_malloc_arenas()  # the user's setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert bound_malloc_arenas() == (platform.libc_ver()[0] == "glibc")
+
+
 def test_loopback_hosts():
     assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "127.3.2.1"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.20", "example.org"]))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_the_page_serves_results_and_messages_over_http_one_request_after_another(demo, tmp_path, monkeypatch):
+def test_the_page_serves_results_and_messages_over_http_one_request_after_another(demo, demo_load, tmp_path,
+                                                                                    monkeypatch):
     gr = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
     from gradio_client import Client, handle_file
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(ASTRONAUT_LR.read_bytes()[:300])
-    page = build_page(demo, Limits(), gr).queue(max_size=4, default_concurrency_limit=1)
-    port = free_port()
-    page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    page = build_page(demo, Limits(queue_size=4), gr)
+    url = launch(page, Limits(queue_size=4), port=demo_load.free_port())
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "got"))
+        client = Client(url, verbose=False, download_files=str(tmp_path / "got"))
         for upload, said in ((ASTRONAUT_LR, "astronaut.png: done in"), (corrupt, "corrupt.png: not a readable image"),
                              (ASTRONAUT_LR, "astronaut.png: done in")):
             status, gallery, _, download, report = client.predict(
@@ -198,5 +263,28 @@ def test_the_page_serves_results_and_messages_over_http_one_request_after_anothe
                 assert Path(download).name == "astronaut_pulse.zip" and report["outputs"][0]["steps"] == 2
             else:
                 assert not gallery and download is None and report is None
+    finally:
+        page.close()
+
+
+def test_under_a_storm_the_queue_holds_its_bound_every_accepted_request_is_answered_once_and_it_still_serves(
+        demo, demo_load, tmp_path, monkeypatch):
+    gr = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    limits = Limits(queue_size=2, max_upload_mb=0.1)  # time limits: tested above, and under load by the benchmark
+    page = build_page(demo, limits, gr)
+    url = launch(page, limits, port=demo_load.free_port())
+    try:
+        kinds = ["face", "not an image", "face srresnet", "wrong shape", "photo", "decompression bomb", "too large",
+                 "face", "face"]
+        visits = demo_load.storm(url, kinds, 2, tmp_path, limits.max_upload_mb, timeout=120)
+        summary = demo_load.summarize(visits, limits.queue_size)
+        assert summary["failed_checks"] == [], summary["wrong_answers"]  # the queue held; each answered once, rightly
+        assert summary["refused_at_upload"] == 1 and summary["busy_on_every_try"] >= 1, summary
+        assert summary["accepted"] + summary["busy_on_every_try"] + summary["refused_at_upload"] == len(kinds)
+        busy = [v for v in visits if v.outcome == "busy"]
+        assert all("Queue is full" in v.status for v in busy) and summary["busy_reply_max_s"] < 10  # not a hang
+        after = demo_load.storm(url, ["face"], 2, tmp_path, limits.max_upload_mb, timeout=120, tag="after_")[0]
+        assert after.outcome == "answered" and after.right, after
     finally:
         page.close()

@@ -6,20 +6,17 @@ the test extra, so without it the test fails saying so. Nothing is downloaded wh
 nothing from anywhere but the server.
 """
 
+import contextlib
 import io
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from pulse.demo import EXAMPLES
 
 ASTRONAUT_LR = Path(__file__).resolve().parents[1] / "examples" / "lr_faces" / "astronaut.png"
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
@@ -30,41 +27,16 @@ if CHROMIUM is None:
     pytest.skip("no Chromium on PATH (Debian: apt-get install chromium)", allow_module_level=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, demo_load):
     """`pulse demo` on a free loopback port: (url, process, log path); stopped (Ctrl-C, then killed) at the end."""
     folder = tmp_path_factory.mktemp("demo")
-    port, log = free_port(), folder / "server.log"
-    url = f"http://127.0.0.1:{port}/"
-    env = dict(os.environ, GRADIO_TEMP_DIR=str(folder / "gradio"), GRADIO_ANALYTICS_ENABLED="False")
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "pulse", "demo", "--port", str(port), "--device", "cpu",
-                                    "--time-limit", str(SEARCH_S)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    port = demo_load.free_port()
+    process = demo_load.start_server(port, folder, ["--device", "cpu", "--time-limit", str(SEARCH_S)], SERVER_START_S)
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            assert process.poll() is None, f"pulse demo exited ({process.returncode}):\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"no answer within {SERVER_START_S} s:\n{log.read_text()}"
-            try:
-                with urllib.request.urlopen(url, timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        yield url, process, log
+        yield f"http://127.0.0.1:{port}/", process, folder / "server.log"
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        demo_load.stop_server(process)
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +69,10 @@ def result_sizes(page) -> list[list[int]]:
                                      "images => images.map(i => [i.naturalWidth, i.naturalHeight])")
 
 
-def test_a_face_then_a_corrupt_file_then_the_face_again(server, sync_api, tmp_path):
-    url, process, log = server
-    corrupt = tmp_path / "corrupt.png"
-    corrupt.write_bytes(ASTRONAUT_LR.read_bytes()[:300])
+@contextlib.contextmanager
+def browser_page(sync_api, url: str, log: Path, tmp_path: Path):
+    """Headless Chromium on ``url``; on failure a screenshot and the server's log; the page must fetch nothing from
+    anywhere but the server."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], timeout=60_000)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -109,28 +81,7 @@ def test_a_face_then_a_corrupt_file_then_the_face_again(server, sync_api, tmp_pa
         page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
         try:
             page.goto(url)
-            steps = page.locator("#pulse-steps input[type=number]")
-            steps.fill("5")
-            steps.press("Enter")
-
-            upload(sync_api, page, ASTRONAUT_LR)
-            run_and_wait(sync_api, page, "done", "astronaut.png: done in")
-            status = page.inner_text("#pulse-status")
-            assert "LR-PSNR" in status and "within eps" in status and "never" in status.lower()
-            assert result_sizes(page) == [[128, 128]] * 3  # LR (enlarged) | bicubic | the pulse result
-            assert " dB " in page.inner_text("#pulse-results")  # the result's caption: its LR-PSNR
-            link = page.locator("#pulse-download a[href$='/astronaut_pulse.zip']").get_attribute("href")
-            with urllib.request.urlopen(link, timeout=30) as answer, zipfile.ZipFile(io.BytesIO(answer.read())) as got:
-                assert sorted(got.namelist()) == ["astronaut.png", "report.json"]
-                assert Image.open(io.BytesIO(got.read("astronaut.png"))).size == (128, 128)
-
-            upload(sync_api, page, corrupt)
-            said = run_and_wait(sync_api, page, "error", "corrupt.png: not a readable image")
-            assert said.startswith("error: corrupt.png: not a readable image") and process.poll() is None
-
-            upload(sync_api, page, ASTRONAUT_LR)
-            run_and_wait(sync_api, page, "done", "astronaut.png: done in")
-            assert result_sizes(page) == [[128, 128]] * 3
+            yield page
             assert not elsewhere, f"the page fetched from outside the server: {elsewhere}"
         except Exception:
             page.screenshot(path=tmp_path / "page.png", full_page=True)
@@ -138,3 +89,44 @@ def test_a_face_then_a_corrupt_file_then_the_face_again(server, sync_api, tmp_pa
             raise
         finally:
             browser.close()
+
+
+def test_a_face_then_a_corrupt_file_then_the_face_again(server, sync_api, tmp_path):
+    url, process, log = server
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(ASTRONAUT_LR.read_bytes()[:300])
+    with browser_page(sync_api, url, log, tmp_path) as page:
+        steps = page.locator("#pulse-steps input[type=number]")
+        steps.fill("5")
+        steps.press("Enter")
+
+        upload(sync_api, page, ASTRONAUT_LR)
+        run_and_wait(sync_api, page, "done", "astronaut.png: done in")
+        status = page.inner_text("#pulse-status")
+        assert "LR-PSNR" in status and "within eps" in status and "never" in status.lower()
+        assert result_sizes(page) == [[128, 128]] * 3  # LR (enlarged) | bicubic | the pulse result
+        assert " dB " in page.inner_text("#pulse-results")  # the result's caption: its LR-PSNR
+        link = page.locator("#pulse-download a[href$='/astronaut_pulse.zip']").get_attribute("href")
+        with urllib.request.urlopen(link, timeout=30) as answer, zipfile.ZipFile(io.BytesIO(answer.read())) as got:
+            assert sorted(got.namelist()) == ["astronaut.png", "report.json"]
+            assert Image.open(io.BytesIO(got.read("astronaut.png"))).size == (128, 128)
+
+        upload(sync_api, page, corrupt)
+        said = run_and_wait(sync_api, page, "error", "corrupt.png: not a readable image")
+        assert said.startswith("error: corrupt.png: not a readable image") and process.poll() is None
+
+        upload(sync_api, page, ASTRONAUT_LR)
+        run_and_wait(sync_api, page, "done", "astronaut.png: done in")
+        assert result_sizes(page) == [[128, 128]] * 3
+
+
+def test_the_page_opens_with_captioned_examples_and_one_click_runs_one(server, sync_api, tmp_path):
+    url, _, log = server
+    with browser_page(sync_api, url, log, tmp_path) as page:
+        sync_api.expect(page.locator("#pulse-examples button")).to_have_text([e.caption for e in EXAMPLES])
+        page.locator("#pulse-examples button", has_text="srresnet").click()  # the fast one: no search
+        line = page.locator("#pulse-status .pulse-done")
+        sync_api.expect(line).to_contain_text("astronaut_face_16px.png: done in", timeout=SEARCH_S * 1000)
+        assert result_sizes(page) == [[128, 128]] * 3 and "srresnet: " in page.inner_text("#pulse-results")
+        sync_api.expect(page.locator("#pulse-upload")).to_contain_text("astronaut_face_16px")  # the example's file
+        assert not page.locator("#pulse-steps").is_visible()  # srresnet does not search

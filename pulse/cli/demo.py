@@ -21,7 +21,7 @@ from .common import PulseCommand, device_option, say
 @click.option("--queue-size", default=8, show_default=True, type=click.IntRange(1),
               help="Requests that may wait while one search runs; more are turned away.")
 @click.option("--max-upload", default=20.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Largest upload, in MB.")
+              help="Largest upload, in MB (of 2**20 bytes); fractions allowed.")
 def demo_command(host, port, generator, device, time_limit, queue_size, max_upload):
     """Try pulse in a browser: a local page to upsample a photo or an aligned LR face.
 
