@@ -261,7 +261,7 @@ class Upsampler:
                              replace(opts, eps=tuple(eps_of[i] for i, _ in filled)), on_step)[: len(chunk)]
         seconds = (time.perf_counter() - t0) / len(chunk)
         for (i, k), res in zip(chunk, found):
-            done[i][k] = self._deliver(res, lrs[i], out_sizes[i], eps_of[i], k, seconds)
+            done[i][k] = self._deliver(res, lrs[i], out_sizes[i], eps_of[i], k, seconds, opts.degradation)
             if all(r is not None for r in done[i]):
                 del lrs[i], out_sizes[i], eps_of[i]
                 yield i, done.pop(i)
@@ -293,10 +293,13 @@ class Upsampler:
             return (self._search(lr[:half], seeds[:half], replace(opts, eps=opts.eps[:half]), on_step)
                     + self._search(lr[half:], seeds[half:], replace(opts, eps=opts.eps[half:]), on_step))
 
-    def _deliver(self, res, lr: torch.Tensor, out: int, eps: float, sample: int, seconds: float) -> Result:
-        """Resize to the output size, quantise to 8 bits, and measure what the user actually receives."""
+    def _deliver(self, res, lr: torch.Tensor, out: int, eps: float, sample: int, seconds: float,
+                 degradation: str) -> Result:
+        """Resize to the output size, quantise to 8 bits, and measure what the user actually receives, downscaled
+        by the operator the search explained the input with."""
         image = tensor_to_pil(resize(res.image.unsqueeze(0), out)[0].clamp(0, 1))
-        mse = float((resize(pil_to_tensor(image).unsqueeze(0), lr.shape[-1])[0] - lr).pow(2).mean())
+        lr_again = resize(pil_to_tensor(image).unsqueeze(0), lr.shape[-1], degradation)[0]
+        mse = float((lr_again - lr).pow(2).mean())
         return Result(image=image, lr_mse=mse, lr_psnr=psnr_from_mse(mse), success=mse <= eps, seed=res.seed,
                       sample=sample, steps=res.steps, best_step=res.best_step, seconds=seconds,
                       frames=[tensor_to_pil(f) for f in res.frames])
