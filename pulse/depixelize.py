@@ -11,14 +11,19 @@ none inside blocks, in both directions) and every block is of nearly constant co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .errors import PulseError
+from .imageio import load_image
 
 MIN_BLOCK = 2
+MAX_BLOCK = 64  # larger blocks are not looked for (a 1024 px mosaic of a 16 px face has 64 px blocks)
 MIN_BLOCKS = 4  # whole blocks per axis: fewer, and a few edges could fall on a grid by chance
 MIN_JUMP = 2.0  # mean luma step (8-bit levels) across a grid line: below it the line shows no visible edge
 LINES_WITH_EDGES = 0.5  # share of the grid lines with a visible step: one straight edge does not make a grid
@@ -58,10 +63,12 @@ class Grid:
 
 @dataclass
 class Detection:
-    """What ``detect_grid`` found: a grid, or None and why not (one line, for the user)."""
+    """What ``detect_grid`` found: a grid, or None and why not (one line, for the user). ``near``: no grid, but
+    grid lines were there (blocks too noisy, or several sizes fit): worth telling the user even unasked."""
 
     grid: Grid | None
     reason: str
+    near: bool = False
 
 
 def _edge_profile(luma: np.ndarray, axis: int) -> np.ndarray:
@@ -109,7 +116,7 @@ def _noise_allowed(grid: Grid) -> float:
 def _candidates(profile: np.ndarray) -> dict[int, list[int]]:
     """Block size -> the offsets that pass on this axis."""
     n = len(profile) + 1
-    return {block: offsets for block in range(MIN_BLOCK, n // MIN_BLOCKS + 1)
+    return {block: offsets for block in range(MIN_BLOCK, min(n // MIN_BLOCKS, MAX_BLOCK) + 1)
             if (offsets := _axis_offsets(profile, block))}
 
 
@@ -138,11 +145,11 @@ def detect_grid(image: Image.Image | np.ndarray) -> Detection:
     if not grids:
         grid = lined_up[-1]
         return Detection(None, f"{grid.block} px grid lines, but the blocks are not of one colour "
-                               f"(noise {noise[grid.block]:.1f} levels)")
+                               f"(noise {noise[grid.block]:.1f} levels)", near=True)
     grid = grids[-1]
     if any(grid.block % other.block for other in grids):
         sizes = ", ".join(str(other.block) for other in grids[:6]) + (", ..." if len(grids) > 6 else "")
-        return Detection(None, f"ambiguous block grid (block sizes {sizes} px fit)")
+        return Detection(None, f"ambiguous block grid (block sizes {sizes} px fit)", near=True)
     return Detection(grid, f"mosaic of {grid.describe()}, block noise {noise[grid.block]:.1f} levels")
 
 
@@ -179,18 +186,80 @@ def find_mosaic(image: Image.Image, mode: str | int, name: str = "input") -> Det
 
 
 def _grid_of_block(luma: np.ndarray, block: int) -> Grid | None:
-    """The grid of a given block size: the offsets whose lines carry the strongest edges, if its blocks are of one
-    colour (the user vouches for the size, so the profile test is not required)."""
+    """The grid of a given block size, if one offset per axis puts the edges on its lines and its blocks are of
+    one colour (the user vouches for the size: other sizes that fit too do not make it ambiguous)."""
     height, width = luma.shape
-    if min(height, width) < block:
+    offsets = [_axis_offsets(_edge_profile(luma, axis), block) for axis in (1, 0)]
+    if min(height, width) < block * MIN_BLOCKS or any(len(found) != 1 for found in offsets):
         return None
-    offsets = []
-    for axis in (1, 0):
-        profile = _edge_profile(luma, axis)
-        residue = (np.arange(len(profile)) + 1) % block
-        offsets.append(int(np.argmax(np.bincount(residue, weights=profile, minlength=block))))
-    x, y = offsets
+    (x,), (y,) = offsets
     grid = Grid(block, x, y, (width - x) // block, (height - y) // block)
-    if grid.columns < 1 or grid.rows < 1 or _block_noise(luma, grid) > _noise_allowed(grid):
-        return None
-    return grid
+    return grid if _block_noise(luma, grid) <= _noise_allowed(grid) else None
+
+
+class _TooLargeForAMosaic(PulseError):
+    """Raised from an image's header: no mosaic of at most MAX_BLOCK px blocks could fit the generator."""
+
+
+def _check_mosaic_size(width: int, height: int, resolution: int) -> None:
+    if max(width, height) > resolution * MAX_BLOCK:
+        raise _TooLargeForAMosaic(f"{width}x{height}")
+
+
+@dataclass
+class Mosaic:
+    """A pixelated input reduced: its grid, its LR (one value per whole block) and what was found, in words."""
+
+    grid: Grid
+    lr: torch.Tensor  # (3, rows, columns) in [0, 1]
+    reason: str
+
+    def report(self) -> dict:
+        return {**self.grid.report(), "lr_size": [self.grid.columns, self.grid.rows]}
+
+
+def stream_depixelized(upsampler, paths: Sequence[Path], mode: str | int, scale: float, scale_given: bool,
+                       note: Callable[[str], None], verbose: bool = False,
+                       **stream_options) -> Iterator[tuple[int, list | PulseError, Mosaic | None]]:
+    """``upsampler.stream`` over files, with each mosaic among them (``find_mosaic`` under ``mode``) replaced by
+    its LR, searched with the box operator and delivered at the mosaic's own size (x its block size) unless
+    ``scale_given``. Yields (index, results or PulseError, the Mosaic or None), grouped by scale and operator
+    rather than in input order. ``note`` gets one line per mosaic found, and per input that nearly was one (all
+    inputs that were not, with ``verbose``)."""
+    if mode == "off":
+        for i, found in upsampler.stream(list(paths), scale=scale, **stream_options):
+            yield i, found, None
+        return
+    from .api import check_lr_size, output_size
+
+    searches_box = upsampler.method == "pulse"
+    groups: dict[tuple[float, str | None], list[tuple[int, Path | torch.Tensor, Mosaic | None]]] = {}
+    for i, path in enumerate(paths):
+        try:
+            try:
+                image = load_image(path, check_size=partial(_check_mosaic_size, resolution=upsampler.resolution))
+            except _TooLargeForAMosaic:  # the search refuses it from its header, as any input too large
+                groups.setdefault((scale, None), []).append((i, path, None))
+                continue
+            detection = find_mosaic(image, mode, str(path))
+            if detection.grid is None:
+                if detection.near or verbose:
+                    note(f"{path}: not taken for a mosaic ({detection.reason}); searched as an ordinary image")
+                groups.setdefault((scale, None), []).append((i, path, None))
+                continue
+            mosaic = Mosaic(detection.grid, reduce_mosaic(image, detection.grid), detection.reason)
+            columns, rows = detection.grid.columns, detection.grid.rows
+            check_lr_size(columns, rows, upsampler.resolution, f"{path} (its mosaic's LR)")
+            own_scale = scale if scale_given or not searches_box else detection.grid.block
+            output_size(columns, own_scale, str(path))
+        except PulseError as err:
+            yield i, err, None
+            continue
+        operator = "box" if searches_box else None
+        note(f"{path}: {mosaic.reason}: searched as its {columns} px LR"
+             + (" with the box operator" if operator else "") + f", delivered at x{own_scale:g}")
+        groups.setdefault((own_scale, operator), []).append((i, mosaic.lr, mosaic))
+    for (own_scale, operator), members in groups.items():
+        options = {**stream_options, **({"degradation": operator} if operator else {})}
+        for j, found in upsampler.stream([source for _, source, _ in members], scale=own_scale, **options):
+            yield members[j][0], found, members[j][2]

@@ -75,6 +75,14 @@ def _comparison(lr, results, scale: float, method: str):
 @click.option("--noise-layers", default=None, type=click.IntRange(0),
               help="How many noise maps (coarsest first) the search may change [default: the generator's "
                    "recommended, else 5].")
+@click.option("--degradation", default=None, type=click.Choice(["bicubic", "box", "bilinear"]),
+              help="How the LR inputs were made: the downscale of the search's consistency loss and eps check. "
+                   "bicubic = PULSE's (antialiased); box = block averages (mosaics); bilinear = antialiased "
+                   "triangle [default: bicubic].")
+@click.option("--pixelated", default="auto", show_default=True, metavar="auto|N|off",
+              help="Inputs that are mosaics shown at full size (pixelated, nearest-enlarged): auto = reduce an input "
+                   "to one value per block when one block grid is unambiguous, search it with the box operator and "
+                   "deliver at the mosaic's own size (--scale still wins); N = blocks of N px; off = never.")
 @click.option("--early-stop", is_flag=True, help="Stop a batch once every face in it is within eps.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
               help="bf16: the generator runs under autocast (faster on recent GPUs); losses stay fp32.")
@@ -89,8 +97,8 @@ def _comparison(lr, results, scale: float, method: str):
 @verbose_option
 @click.pass_context
 def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, seed, batch_size, device, method, generator,
-        loss, learning_rate, noise, noise_layers, early_stop, precision, compile_generator, grid, save_intermediate,
-        overwrite, verbose):
+        loss, learning_rate, noise, noise_layers, degradation, pixelated, early_stop, precision, compile_generator, grid,
+        save_intermediate, overwrite, verbose):
     """Super-resolve aligned LR faces.
 
     \b
@@ -99,6 +107,7 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
       pulse run --input face.png --output out/ --samples 4 --seed 7
       pulse run --input lr_faces/ --generator ffhq-1024 --scale 64 --device cuda
       pulse run --input lr_faces/ --scale 8 --method srgan
+      pulse run --input pixelated_face.png --pixelated auto
 
     Writes <name>.png (or <name>_<k>.png for samples; <name> is the input's stem, or stem.ext when
     inputs share a stem), with --grid grid/<name>.png, and report.jsonl with one line per output
@@ -109,6 +118,7 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
     130 interrupted (rerun the same command to resume).
     """
     from ..api import COMPILE_NOTE, open_upsampler
+    from ..depixelize import pixelated_mode, stream_depixelized
     from ..devices import select_device
     from ..imageio import find_images, output_stems
     from ..memory import batch_size_arg
@@ -119,9 +129,11 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
         raise PulseError("--samples and --steps must be >= 1")
     refuse_search_options(ctx, method, SEARCH_PARAMETERS)
     batch_size = batch_size_arg(batch_size)
+    pixelated = pixelated_mode(pixelated)
     options = dict(steps=steps, eps=eps, eps_margin=eps_margin, noise=noise, early_stop=early_stop, precision=precision,
                    frame_every=10 if save_intermediate else 0)
-    given = (("loss", loss), ("learning_rate", learning_rate), ("trainable_noise_layers", noise_layers))
+    given = (("loss", loss), ("learning_rate", learning_rate), ("trainable_noise_layers", noise_layers),
+             ("degradation", degradation))
     options.update({k: v for k, v in given if v is not None})
     try:
         SearchOptions(**options)  # what was given is checked before any input is read
@@ -139,7 +151,7 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
         upsampler.check_request(scale, samples, {})
     folder = _open_folder(output_dir, processes)
     with folder:  # unlocked however the run ends
-        made_with = _made_with(upsampler, scale, seed, samples, options)
+        made_with = {**_made_with(upsampler, scale, seed, samples, options), "pixelated": str(pixelated)}
 
         files = folder.not_ours(found.images)
         if processes.is_main:
@@ -160,8 +172,10 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
                 warnings.simplefilter("always")
                 on_step = lambda step, total: bar.update(0, f"step {step}/{total}")  # noqa: E731
                 shown: set[str] = set()
-                for i, results in upsampler.stream([path for path, _ in todo], scale=scale, samples=samples, seed=seed,
-                                                   on_step=on_step, **options):
+                scale_given = ctx.get_parameter_source("scale") is click.core.ParameterSource.COMMANDLINE
+                for i, results, mosaic in stream_depixelized(upsampler, [path for path, _ in todo], pixelated, scale,
+                                                             scale_given, say_below_progress, verbose, samples=samples,
+                                                             seed=seed, on_step=on_step, **options):
                     for message in dict.fromkeys(str(w.message) for w in caught):
                         if message not in shown:
                             say_below_progress(f"warning: {message}")
@@ -174,7 +188,8 @@ def run(ctx, input_path, output_dir, scale, steps, eps, eps_margin, samples, see
                         folder.append({"input": str(path), "source": source, "status": "error", "error": str(results)})
                         failed_now += 1
                     else:
-                        _deliver(folder, path, source, input_sha, results, stems[path], scale, made_with, grid, method)
+                        _deliver(folder, path, source, input_sha, results, stems[path], scale, made_with, grid, method,
+                                 mosaic)
                     bar.update(1, path.name)
         except KeyboardInterrupt:
             raise Interrupted(f"finished faces are kept in {folder.report_path}; rerun the same command to resume")
@@ -243,8 +258,8 @@ def _made_with(upsampler, scale: float, seed: int, samples: int, options: dict) 
 
 
 # the options that only steer the search: an error when given with a method that does not search
-SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "noise", "noise_layers", "early_stop", "precision",
-                     "compile_generator", "save_intermediate")
+SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "noise", "noise_layers", "degradation", "early_stop",
+                     "precision", "compile_generator", "save_intermediate")
 
 
 @dataclass
@@ -330,9 +345,16 @@ def _flatten(settings: dict, prefix: str = "") -> dict:
 
 
 def _deliver(folder, path: Path, source: str, input_sha: str, results, stem: str, scale: float, made_with: dict,
-             grid: bool, method: str) -> None:
-    """Each output's report line first (so the folder always names what pulse writes), then its file."""
+             grid: bool, method: str, mosaic) -> None:
+    """Each output's report line first (so the folder always names what pulse writes), then its file. A mosaic
+    was searched as its LR, with the box operator, at its own scale: its line says so."""
     from ..imageio import image_bytes
+
+    degradation = made_with["search"]["degradation"] if method == "pulse" else None  # the operator the search used
+    if mosaic is not None:
+        scale = results[0].image.width / mosaic.lr.shape[-1]
+        degradation = degradation and "box"
+    pixelated = None if mosaic is None else mosaic.report()
 
     names = _output_names(stem, len(results))
     grid_name = f"grid/{stem}.png" if grid else None
@@ -343,11 +365,13 @@ def _deliver(folder, path: Path, source: str, input_sha: str, results, stem: str
                        "status": "ok", "method": method, "sample": res.sample, "seed": res.seed, "lr_mse": res.lr_mse,
                        "lr_psnr": round(res.lr_psnr, 3), "success": res.success, "steps": res.steps,
                        "best_step": res.best_step, "seconds": round(res.seconds, 3), "sha256": hashlib.sha256(data).hexdigest(),
-                       "grid": grid_name, "frames": frames, "made_with": made_with})
+                       "grid": grid_name, "frames": frames, "degradation": degradation, "pixelated": pixelated,
+                       "made_with": made_with})
         for j, frame in enumerate(res.frames):
             folder.write_file(f"{frames}/step_{10 * j:04d}.png", image_bytes(frame))
         folder.write_file(name, data)
     if grid:
         from ..api import to_lr_tensor
 
-        folder.write_file(grid_name, image_bytes(_comparison(to_lr_tensor(path, str(path)), results, scale, method)))
+        lr = to_lr_tensor(path, str(path)) if mosaic is None else mosaic.lr
+        folder.write_file(grid_name, image_bytes(_comparison(lr, results, scale, method)))
