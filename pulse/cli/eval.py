@@ -37,6 +37,15 @@ from .common import (
               help="srgan's network: registry name or file (default: the registry's model for the scale).")
 @click.option("--resolution", default=None, type=click.IntRange(1),
               help="Evaluation size in px (default: the generator's); lets a bicubic-only run go without one.")
+@click.option("--lr-kernel", default="bicubic", show_default=True, type=click.Choice(["bicubic", "box", "bilinear"]),
+              help="How the LR is made from HR: bicubic = PULSE's; box = block averages, as a mosaic; bilinear. "
+                   "LR consistency is judged with it.")
+@click.option("--jpeg", "jpeg_quality", default=None, type=click.IntRange(1, 100),
+              help="Also JPEG-compress the LR at this quality, as a thumbnail or a screenshot is.")
+@click.option("--degradation", default=None, type=click.Choice(["bicubic", "box", "bilinear"]),
+              help="The operator the search explains the LR with [default: --lr-kernel's].")
+@click.option("--loss", default=None, help="The search's weighted loss terms (L2, L1, CHARB, GEOCROSS) [default: the "
+              "generator's recommended, else 100*L2+0.05*GEOCROSS].")
 @click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Search steps.")
 @click.option("--eps", default=2e-3, show_default=True, type=float, help="LR MSE threshold counted as consistent.")
 @click.option("--seed", default=0, show_default=True, type=int, help="pulse sample k uses seed + k.")
@@ -48,8 +57,8 @@ from .common import (
 @click.option("--grid-faces", default=8, show_default=True, type=click.IntRange(0),
               help="Faces in grid.png (0: no grid).")
 @verbose_option
-def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr_model, resolution, steps, eps, seed, device,
-                 batch_size, compile_generator, grid_faces, verbose):
+def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr_model, resolution, lr_kernel, jpeg_quality,
+                 degradation, loss, steps, eps, seed, device, batch_size, compile_generator, grid_faces, verbose):
     """Evaluate pulse and srgan against bicubic on aligned HR faces whose truth is known.
 
     \b
@@ -58,6 +67,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
       pulse eval --data faces/ --methods bicubic --resolution 128 --limit 8
       pulse eval --data faces/ --samples 4 --grid-faces 4 --device cuda
       pulse eval --data faces/ --methods bicubic,srgan,pulse --scale 8
+      pulse eval --data faces/ --lr-kernel box --jpeg 40 --degradation box --loss 100*L2+CHARB+0.05*GEOCROSS
 
     Each HR face is brought to the generator's resolution, downscaled by SCALE with pulse's own operator,
     and super-resolved by each method. Prints a markdown table (mean ± std (median) per metric and method)
@@ -107,10 +117,12 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
     with click.progressbar(length=len(files), label="eval", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s) as bar, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        search = {"steps": steps, **({"degradation": degradation} if degradation else {}),
+                  **({"loss": loss} if loss else {})}
         evaluation = evaluate(files, resolution, scale, chosen, upsampler, samples=samples, seed=seed, eps=eps,
-                              feedforward=feedforward,
-                              grid_faces=grid_faces, steps=steps, on_error=errors.append,
-                              on_face=lambda name: bar.update(1, name))
+                              feedforward=feedforward, lr_kernel=lr_kernel, jpeg_quality=jpeg_quality,
+                              grid_faces=grid_faces, on_error=errors.append,
+                              on_face=lambda name: bar.update(1, name), **search)
     for message in dict.fromkeys(str(w.message) for w in caught):
         say(f"warning: {message}")
     for error in errors:
@@ -119,8 +131,11 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
         say("error: no face could be evaluated")
         sys.exit(EXIT_INPUT_ERRORS)
 
-    caption = (f"{evaluation.faces} faces from {data_dir}, {resolution} px, x{scale} (LR {resolution // scale} px)"
-               + (f", pulse: {steps} steps, {samples} sample(s), seed {seed}" if upsampler else "")
+    made = f"{lr_kernel}" + (f" + JPEG q{jpeg_quality}" if jpeg_quality else "")
+    caption = (f"{evaluation.faces} faces from {data_dir}, {resolution} px, x{scale} (LR {resolution // scale} px, "
+               f"made {made}; consistency judged with {lr_kernel})"
+               + (f", pulse: {steps} steps, {samples} sample(s), seed {seed}, operator {degradation or lr_kernel}"
+                  + (f", loss {loss}" if loss else "") if upsampler else "")
                + f". Cells: mean ± std (median) over outputs. dlib detects a face in "
                f"{evaluation.hr_detected}/{evaluation.faces} HR faces.\n\n")
     table = summary_table(evaluation, chosen, eps)
