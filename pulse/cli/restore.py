@@ -11,6 +11,7 @@ import click
 
 from ..api import open_upsampler
 from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT
+from ..faces.align import parse_face_box
 from ..faces.detect import require_models
 from ..faces.restore import MASKS, before_after, lr_size_for, restore
 from ..imageio import load_image, output_stems, save_image, write_text_atomic
@@ -48,11 +49,15 @@ from .common import (
 @click.option("--mask", default="face", show_default=True, type=click.Choice(MASKS),
               help="Region replaced: face = inside the jaw line up to the forehead (the photo keeps its hair "
                    "and background); square = the whole aligned square.")
+@click.option("--face-box", "face_boxes", multiple=True, metavar="X,Y,W,H",
+              help="A face to restore, by its box in photo pixels (left, top, width, height; brows to chin, cheek to "
+                   "cheek), for one that detection cannot find, e.g. a pixelated face; repeat for several. Replaces "
+                   "detection: aligned upright by the box, the whole square is pasted back.")
 @detection_options
 @verbose_option
 @click.pass_context
 def restore_command(ctx, input_path, output_dir, scale, grid, method, generator, steps, seed, device, feather, mask,
-                    detector, upsample, min_score, verbose):
+                    face_boxes, detector, upsample, min_score, verbose):
     """Enlarge whole photos, replacing each face by a PULSE (or srgan) reconstruction.
 
     \b
@@ -60,6 +65,7 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
       pulse restore --input group_photo.jpg --output restored/ --scale 8
       pulse restore --input photos/ --scale 4 --grid --steps 200 --device cuda
       pulse restore --input group_photo.jpg --scale 8 --method srgan
+      pulse restore --input pixelated.png --scale 8 --face-box 140,60,120,150
 
     Each face is aligned like FFHQ, downscaled to (generator resolution // scale) px, searched (or, with
     --method srgan, enlarged by the feed-forward network), and its face region (--mask) pasted back with a feathered edge into the photo upscaled bicubic. The faces are invented, not recovered.
@@ -70,11 +76,13 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
     (unreadable, too large, no face); 2 usage/setup error; 3 some face did not get within eps.
     """
     refuse_search_options(ctx, method, ("steps",))
+    boxes = [parse_face_box(text) for text in face_boxes]
     files = find_inputs(input_path, verbose)
     upsampler = open_upsampler(method, generator, device, scale)
     options = {"steps": steps} if method == "pulse" else {}
     lr_size = lr_size_for(upsampler.resolution, scale)
-    require_models(detector)
+    if not boxes:  # faces given by their boxes need no detector
+        require_models(detector)
     with OutputFolder(output_dir).open() as folder:  # locked; pulse writes only over what its report names
         files = folder.not_ours(files)
         stems = output_stems(files)
@@ -86,7 +94,7 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
             folder.claim(path, [f"{stem}.png", f"{stem}.json"] + ([f"{stem}_grid.png"] if grid else []))
             restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
                                detector=detector, upsample=upsample, min_score=min_score, name=str(path),
-                               on_step=on_step, **options)
+                               face_boxes=boxes, on_step=on_step, **options)
             save_image(restored.image, output_dir / f"{stem}.png")
             if grid:
                 save_image(before_after(restored.upscaled, restored.image), output_dir / f"{stem}_grid.png")
