@@ -214,9 +214,6 @@ class Mosaic:
     lr: torch.Tensor  # (3, rows, columns) in [0, 1]
     reason: str
 
-    def report(self) -> dict:
-        return {**self.grid.report(), "lr_size": [self.grid.columns, self.grid.rows]}
-
 
 def stream_depixelized(upsampler, paths: Sequence[Path], mode: str | int, scale: float, scale_given: bool,
                        note: Callable[[str], None], verbose: bool = False,

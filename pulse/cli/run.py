@@ -354,7 +354,7 @@ def _deliver(folder, path: Path, source: str, input_sha: str, results, stem: str
     if mosaic is not None:
         scale = results[0].image.width / mosaic.lr.shape[-1]
         degradation = degradation and "box"
-    pixelated = None if mosaic is None else mosaic.report()
+    pixelated = None if mosaic is None else mosaic.grid.report()
 
     names = _output_names(stem, len(results))
     grid_name = f"grid/{stem}.png" if grid else None

@@ -466,8 +466,7 @@ def test_a_mosaic_is_reduced_searched_with_the_box_operator_and_delivered_at_its
     lines = {e["output"]: e for e in report(out)}
     mosaic, plain = lines["mosaic.png"], lines["plain.png"]
     assert Image.open(out / "mosaic.png").size == (32, 32)  # the mosaic's own size, not 8 x its 32 px
-    assert mosaic["degradation"] == "box" and mosaic["pixelated"] == {"block": 4, "offset": [0, 0], "blocks": [8, 8],
-                                                                      "lr_size": [8, 8]}
+    assert mosaic["degradation"] == "box" and mosaic["pixelated"] == {"block": 4, "offset": [0, 0], "blocks": [8, 8]}
     delivered = torch.from_numpy(np.array(Image.open(out / "mosaic.png"))).permute(2, 0, 1).float() / 255
     target = torch.from_numpy(np.asarray(lr)).permute(2, 0, 1).float() / 255
     assert mosaic["lr_mse"] == pytest.approx(float((resize(delivered, 8, kernel="box") - target).pow(2).mean()),
