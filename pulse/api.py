@@ -98,6 +98,9 @@ class Upsampler(BatchUpsampler):
     def _batch_rows(self, opts: SearchOptions) -> int:
         return self._rows[_memory_key(opts)]
 
+    def _lr_operator(self, opts: SearchOptions) -> str:
+        return opts.degradation
+
     def _make(self, lrs: torch.Tensor, seeds: list[int], eps: tuple[float, ...], opts: SearchOptions,
               on_step: Callable[[int, int], None] | None) -> list[Made]:
         n = len(seeds)

@@ -1,4 +1,4 @@
-"""PULSE's losses, per image: downscaling consistency (L2, L1) and the geodesic latent prior (GEOCROSS).
+"""PULSE's losses, per image: downscaling consistency (L2, L1, CHARB) and the geodesic latent prior (GEOCROSS).
 
 Every function returns one value per image (shape (B,)), so a batch of many faces is many independent
 problems: each image's eps clamp stops only its own gradient, and success is judged per image.
@@ -10,8 +10,10 @@ import re
 
 import torch
 
-LOSS_TERMS = ("L2", "L1", "GEOCROSS")
+LOSS_TERMS = ("L2", "L1", "CHARB", "GEOCROSS")
+CONSISTENCY_TERMS = ("L2", "L1", "CHARB")
 DEFAULT_LOSS = "100*L2+0.05*GEOCROSS"
+CHARBONNIER_DELTA = 0.01  # about 2.5 levels of 8 bits: quadratic inside the noise of a compressed LR, linear outside
 
 
 def l2(lr_pred: torch.Tensor, lr_target: torch.Tensor, eps: torch.Tensor | float = 0.0) -> torch.Tensor:
@@ -22,6 +24,16 @@ def l2(lr_pred: torch.Tensor, lr_target: torch.Tensor, eps: torch.Tensor | float
 def l1(lr_pred: torch.Tensor, lr_target: torch.Tensor, eps: torch.Tensor | float = 0.0) -> torch.Tensor:
     """10 x mean absolute error, clamped below at eps (PULSE's scaling)."""
     return (10 * (lr_pred - lr_target).abs().mean((1, 2, 3))).clamp(min=eps)
+
+
+def charbonnier(lr_pred: torch.Tensor, lr_target: torch.Tensor, eps: torch.Tensor | float = 0.0,
+                delta: float = CHARBONNIER_DELTA) -> torch.Tensor:
+    """10 x mean of sqrt(d^2 + delta^2) - delta, clamped below at eps: L1 scaled like PULSE's, but smooth at 0.
+
+    A robust term for LR inputs with compression noise (JPEG blocks, ringing): a pixel that no face can explain
+    pulls with a bounded force instead of one growing with its error, so it does not bend the whole face."""
+    d2 = (lr_pred - lr_target).pow(2)
+    return (10 * ((d2 + delta**2).sqrt() - delta).mean((1, 2, 3))).clamp(min=eps)
 
 
 def geocross(ws: torch.Tensor) -> torch.Tensor:
@@ -48,8 +60,8 @@ def parse_loss(spec: str) -> list[tuple[float, str]]:
         if not match or match.group(2).upper() not in LOSS_TERMS:
             raise ValueError(f"bad loss term {part!r} in {spec!r}: use weight*NAME joined by '+', NAME in {LOSS_TERMS}")
         terms.append((float(match.group(1) or 1.0), match.group(2).upper()))
-    if not any(name in ("L2", "L1") for _, name in terms):
-        raise ValueError(f"loss {spec!r} needs a downscaling term (L2 or L1)")
+    if not any(name in CONSISTENCY_TERMS for _, name in terms):
+        raise ValueError(f"loss {spec!r} needs a downscaling term ({', '.join(CONSISTENCY_TERMS)})")
     return terms
 
 
@@ -58,6 +70,7 @@ def total_loss(terms, lr_pred, lr_target, ws, eps) -> dict[str, torch.Tensor]:
     parts = {
         "L2": lambda: l2(lr_pred, lr_target, eps),
         "L1": lambda: l1(lr_pred, lr_target, eps),
+        "CHARB": lambda: charbonnier(lr_pred, lr_target, eps),
         "GEOCROSS": lambda: geocross(ws),
     }
     values = {name: parts[name]() for _, name in terms}

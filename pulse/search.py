@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from . import losses
 from .imageio import psnr_from_mse, quantize
 from .models.generator_file import MAPPING_SLOPE, LoadedGenerator
-from .resample import resize
+from .resample import DEFAULT_KERNEL, check_kernel, resize
 
 SCHEDULES = ("linear1cycledrop", "linear1cycle", "fixed")
 NOISE_MODES = ("trainable", "fixed", "zero")
@@ -43,9 +43,13 @@ class SearchOptions:
     early_stop: bool = False
     frame_every: int = 0  # keep an intermediate frame every N steps (0: none)
     precision: str = "fp32"  # "bf16": the generator runs under autocast; losses and latents stay fp32
+    # how the LR input was made, i.e. the downscale of the consistency loss and of the eps check (resample.KERNELS):
+    # "box" for a mosaic (block averages), "bicubic" for PULSE's own LR
+    degradation: str = DEFAULT_KERNEL
 
     def __post_init__(self):
         losses.parse_loss(self.loss)
+        check_kernel(self.degradation)
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if not all(e > 0 for e in (self.eps if isinstance(self.eps, tuple) else (self.eps,))):
@@ -200,11 +204,11 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
         ws = latent_to_w(model, latent)
         with torch.autocast(device.type, torch.bfloat16, enabled=options.precision == "bf16"):
             image = (model.synthesize(ws, noise).float() + 1) / 2
-        parts = losses.total_loss(terms, resize(image, lr_size), target, ws, aim_rows)
+        parts = losses.total_loss(terms, resize(image, lr_size, options.degradation), target, ws, aim_rows)
         parts["total"].sum().backward()
         with torch.no_grad():
             shown = quantize(image)  # what the user gets (8 bits); its downscale is what we promise
-            mse = (resize(shown, lr_size) - target).pow(2).mean((1, 2, 3))
+            mse = (resize(shown, lr_size, options.degradation) - target).pow(2).mean((1, 2, 3))
             # lower LR error first (anything within eps counts as equal), then lower total loss
             key, best_key = torch.maximum(mse, eps_rows), torch.maximum(best_mse, eps_rows)
             better = (key < best_key) | ((key == best_key) & (parts["total"] < best_total))

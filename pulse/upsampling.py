@@ -79,6 +79,10 @@ class BatchUpsampler:
               on_step: Callable[[int, int], None] | None) -> list[Made]:
         raise NotImplementedError
 
+    def _lr_operator(self, settings) -> str:
+        """The downscale the delivered image is checked with: the one the method explains its input by."""
+        return "bicubic"
+
     def check_request(self, scale: float, samples: int, options: dict) -> None:
         """One PulseError line for a request this method cannot serve, before any input is read."""
         self._settings(scale, samples, options)
@@ -159,9 +163,10 @@ class BatchUpsampler:
         made = self._make(torch.stack([inputs[i].lr for i, _ in chunk]), [seed + k for _, k in chunk],
                           tuple(inputs[i].eps for i, _ in chunk), settings, on_step)
         seconds = (time.perf_counter() - started) / len(chunk)
+        operator = self._lr_operator(settings)
         for (i, k), one in zip(chunk, made):
             entry = inputs[i]
-            entry.results[k] = _deliver(one, entry, k, seed + k, seconds)
+            entry.results[k] = _deliver(one, entry, k, seed + k, seconds, operator)
             if all(r is not None for r in entry.results):
                 del inputs[i]
                 yield i, entry.results
@@ -176,11 +181,12 @@ def _one_value(eps) -> bool:
     return isinstance(eps, (int, float))
 
 
-def _deliver(made: Made, entry: _Input, sample: int, seed: int, seconds: float) -> Result:
-    """Resize to the output size, quantise to 8 bits, and measure what the user actually receives."""
+def _deliver(made: Made, entry: _Input, sample: int, seed: int, seconds: float, operator: str) -> Result:
+    """Resize to the output size, quantise to 8 bits, and measure what the user actually receives, downscaled by
+    ``operator``."""
     image = made.image if made.image.shape[-1] == entry.out_size else resize(made.image[None], entry.out_size)[0]
     delivered = tensor_to_pil(image.clamp(0, 1))
-    again = resize(pil_to_tensor(delivered).unsqueeze(0), tuple(entry.lr.shape[-2:]))[0]
+    again = resize(pil_to_tensor(delivered).unsqueeze(0), tuple(entry.lr.shape[-2:]), operator)[0]
     mse = float((again - entry.lr).pow(2).mean())
     return Result(image=delivered, lr_mse=mse, lr_psnr=psnr_from_mse(mse), success=mse <= entry.eps, seed=seed,
                   sample=sample, steps=made.steps, best_step=made.best_step, seconds=seconds,

@@ -45,3 +45,20 @@ def test_linear1cycledrop_schedule():
     assert lr_factor(90, 100) == pytest.approx(0.1)
     assert lr_factor(99, 100) == pytest.approx(0.1 + 0.9 * (0.001 - 0.1))
     assert lr_factor(7, 100, "fixed") == 1.0
+
+
+def test_charbonnier_is_robust_l1_scaled_like_pulse_and_clamped_per_image():
+    target = torch.zeros(2, 3, 4, 4)
+    pred = torch.stack([torch.full((3, 4, 4), 0.5), torch.full((3, 4, 4), 1e-4)])
+    out = losses.charbonnier(pred, target, eps=torch.tensor([1e-6, 2e-3]))
+    delta = losses.CHARBONNIER_DELTA
+    assert out[0].item() == pytest.approx(10 * (math.sqrt(0.25 + delta**2) - delta), rel=1e-5)
+    assert out[1].item() == pytest.approx(2e-3)  # the tiny error clamped up to its eps
+    # an outlier pulls with a bounded force: its gradient is at most 10 / N whatever its size (L2's grows with it)
+    pred = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    target = torch.zeros(1, 3, 4, 4)
+    target[0, 0, 0, 0] = 1.0
+    losses.charbonnier(pred, target).sum().backward()
+    assert pred.grad.abs().max().item() <= 10 / 48 + 1e-6
+    assert losses.parse_loss("100*L2+CHARB") == [(100.0, "L2"), (1.0, "CHARB")]
+    assert losses.parse_loss("2*CHARB+0.05*GEOCROSS") == [(2.0, "CHARB"), (0.05, "GEOCROSS")]

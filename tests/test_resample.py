@@ -55,3 +55,36 @@ def test_gradcheck_even_after_first_use_under_inference_mode():
 def test_cuda_matches_cpu():
     x = torch.rand(2, 3, 128, 128)
     assert torch.allclose(resize(x.cuda(), 16).cpu(), resize(x, 16), atol=1e-5)
+
+
+def test_box_of_an_integer_factor_is_the_block_means():
+    x = torch.rand(2, 3, 24, 40, dtype=torch.float64)
+    blocks = x.reshape(2, 3, 3, 8, 5, 8).mean((3, 5))
+    assert torch.allclose(resize(x, (3, 5), kernel="box"), blocks)
+
+
+@pytest.mark.parametrize("in_size, out_size", [(37, 5), (10, 4), (128, 48), (7, 7 * 3)])
+def test_box_weighs_each_pixel_by_its_overlap(in_size, out_size):
+    m = resample_matrix(in_size, out_size, dtype=torch.float64, kernel="box")
+    assert torch.allclose(m.sum(1), torch.ones(out_size, dtype=torch.float64))
+    # every input pixel is spent exactly once in total: the mean of the image is kept for any factor
+    assert torch.allclose(m.sum(0), torch.full((in_size,), out_size / in_size, dtype=torch.float64))
+    # 10 -> 4: output 0 covers pixels 0, 1 and half of 2
+    if (in_size, out_size) == (10, 4):
+        assert torch.allclose(m[0, :4], torch.tensor([0.4, 0.4, 0.2, 0.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("out_size", [256, 100, 16])
+def test_bilinear_matches_pillow_bilinear(photo, out_size):
+    ref = np.asarray(photo.resize((out_size, out_size), Image.BILINEAR)).astype(np.float64) / 255
+    ours = resize(as_tensor(photo), out_size, kernel="bilinear")[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    assert np.abs(ours - ref).mean() < 0.5 / 255
+
+
+def test_kernels_differ_and_unknown_kernel_is_refused(photo):
+    x = as_tensor(photo)
+    small = {k: resize(x, 16, kernel=k) for k in ("bicubic", "box", "bilinear")}
+    assert (small["box"] - small["bicubic"]).abs().max() > 1e-3
+    assert (small["bilinear"] - small["bicubic"]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        resize(x, 16, kernel="lanczos")

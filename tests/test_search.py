@@ -5,7 +5,8 @@ import torch
 
 from pulse.models.generator_file import LoadedGenerator, gaussian_fit
 from pulse.resample import resize
-from pulse.search import SearchOptions, initial_state, options_for, parse_search_defaults, search
+from pulse.imageio import quantize
+from pulse.search import SearchOptions, initial_state, latent_to_w, options_for, parse_search_defaults, search
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,24 @@ def test_the_loss_aims_inside_eps_by_the_margin(model):
     assert all(r.lr_mse < 2.2e-3 for r in runs[0.5]), [r.lr_mse for r in runs[0.5]]
     with pytest.raises(ValueError, match="eps_margin"):
         SearchOptions(eps_margin=1.0)
+
+
+def test_the_box_operator_explains_a_box_made_lr_that_the_bicubic_one_cannot(model):
+    # faces the generator makes exactly: each seed's own starting face, box-downscaled to an 8-bit LR
+    seeds = [1, 2, 3, 4]
+    latent, noise, _ = initial_state(model, seeds, SearchOptions(), torch.device("cpu"))
+    with torch.no_grad():
+        faces = quantize((model.synthesize(latent_to_w(model, latent), noise) + 1) / 2)
+    lr = quantize(resize(faces, 8, kernel="box"))
+    found = {kernel: search(model, lr, seeds, SearchOptions(eps=1e-5, degradation=kernel))
+             for kernel in ("box", "bicubic")}
+    assert all(r.success for r in found["box"]), [r.lr_mse for r in found["box"]]
+    assert not any(r.success for r in found["bicubic"]), [r.lr_mse for r in found["bicubic"]]
+    for r, target in zip(found["box"], lr):  # the eps check used the box operator
+        assert (resize(r.image[None], 8, kernel="box")[0] - target).pow(2).mean().item() == pytest.approx(r.lr_mse,
+                                                                                                        rel=1e-4)
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        SearchOptions(degradation="nearest")
 
 
 def test_latents_stay_on_the_sphere(model):

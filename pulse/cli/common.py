@@ -148,6 +148,7 @@ def network_for(method: str, generator, sr_model):
 
 def _search_option_table():
     """(field of SearchOptions, click declarations, click keywords, help) for every setting a user may choose."""
+    from ..resample import KERNELS
     from ..search import NOISE_MODES, PRECISIONS, SCHEDULES
 
     return (
@@ -156,7 +157,8 @@ def _search_option_table():
          "Success threshold on the LR mean squared error (images in [0, 1])"),
         ("eps_margin", ("--eps-margin",), dict(type=click.FloatRange(0, 1, max_open=True)),
          "The loss aims at (1 - margin) x eps so delivered images land within eps; 0 = reference PULSE"),
-        ("loss", ("--loss",), dict(), "Weighted loss terms: L2, L1, GEOCROSS, e.g. 100*L2+0.05*GEOCROSS"),
+        ("loss", ("--loss",), dict(), "Weighted loss terms: L2, L1, CHARB (robust), GEOCROSS, e.g. "
+         "100*L2+0.05*GEOCROSS"),
         ("learning_rate", ("--learning-rate",), dict(type=click.FloatRange(0, min_open=True)),
          "Peak Adam learning rate of the search's schedule"),
         ("schedule", ("--schedule",), dict(type=click.Choice(SCHEDULES)), "Learning-rate schedule over the steps"),
@@ -169,6 +171,9 @@ def _search_option_table():
         ("early_stop", ("--early-stop/--no-early-stop",), dict(), "Stop a batch once every face in it is within eps"),
         ("precision", ("--precision",), dict(type=click.Choice(PRECISIONS)),
          "bf16: the generator runs under autocast (faster on recent GPUs); losses stay fp32"),
+        ("degradation", ("--degradation",), dict(type=click.Choice(KERNELS)),
+         "How the LR inputs were made: the downscale of the search's consistency loss and eps check. bicubic = "
+         "PULSE's (antialiased); box = block averages (mosaics); bilinear = antialiased triangle"),
     )
 
 

@@ -14,6 +14,7 @@ from ..evaluation import metrics
 from ..evaluation.evaluate import FEEDFORWARD, METHODS, comparison_grid, csv_text, evaluate, summary_table
 from ..imageio import save_image, write_text_atomic
 from ..progress import progress_bar
+from ..resample import KERNELS
 from ..search import SearchOptions
 from .common import (
     PulseCommand,
@@ -43,6 +44,12 @@ from .common import (
                    "(default: the registry's for the method and scale).")
 @click.option("--resolution", default=None, type=click.IntRange(1),
               help="Evaluation size in px (default: the generator's); lets a bicubic-only run go without one.")
+@click.option("--lr-kernel", default="bicubic", show_default=True, type=click.Choice(KERNELS),
+              help="How the LR is made from HR: bicubic = PULSE's; box = block averages, as a mosaic; bilinear. "
+                   "LR consistency is judged with it; the search explains the LR with it unless --degradation says "
+                   "otherwise.")
+@click.option("--jpeg", "jpeg_quality", default=None, type=click.IntRange(1, 100),
+              help="Also JPEG-compress the LR at this quality, as a thumbnail or a screenshot is.")
 @search_options
 @click.option("--seed", default=0, show_default=True, type=int, help="pulse sample k uses seed + k.")
 @device_option()
@@ -53,8 +60,8 @@ from .common import (
 @click.option("--grid-faces", default=8, show_default=True, type=click.IntRange(0),
               help="Faces in grid.png (0: no grid).")
 @verbose_option
-def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr_model, resolution, seed, device,
-                 batch_size, compile_generator, grid_faces, verbose, **search):
+def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr_model, resolution, lr_kernel,
+                 jpeg_quality, seed, device, batch_size, compile_generator, grid_faces, verbose, **search):
     """Evaluate pulse and the SR networks against bicubic on faces whose truth is known.
 
     \b
@@ -63,6 +70,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
       pulse eval --data faces/ --methods bicubic --resolution 128 --limit 8
       pulse eval --data faces/ --samples 4 --grid-faces 4 --device cuda
       pulse eval --data faces/ --methods bicubic,srresnet,srgan,pulse --scale 8
+      pulse eval --data faces/ --lr-kernel box --jpeg 40 --eps 6e-3
 
     Each HR face is brought to the generator's resolution, downscaled by SCALE with pulse's own operator,
     and super-resolved by each method. Prints a markdown table (mean ± std (median) per metric and method)
@@ -73,6 +81,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
 
     say = lambda message: click.echo(message, err=True)  # noqa: E731
     options = given_search_options(search)
+    options.setdefault("degradation", lr_kernel)  # the search explains the LR the way it was made
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not chosen or set(chosen) - set(METHODS):
         raise PulseError(f"--methods must list some of {', '.join(METHODS)}, got {methods!r}")
@@ -120,7 +129,8 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
         warnings.simplefilter("always")
         evaluation = evaluate(files, resolution, scale, chosen, upsampler, samples=samples, seed=seed, eps=eps,
                               feedforward=feedforward,
-                              grid_faces=grid_faces, on_error=errors.append, **options,
+                              grid_faces=grid_faces, on_error=errors.append, lr_kernel=lr_kernel,
+                              jpeg_quality=jpeg_quality, **options,
                               on_face=lambda name: bar.update(1, name))
     for message in dict.fromkeys(str(w.message) for w in caught):
         say(f"warning: {message}")
@@ -130,8 +140,11 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
         say("error: no face could be evaluated")
         sys.exit(EXIT_INPUT_ERRORS)
 
-    caption = (f"{evaluation.faces} faces from {data_dir}, {resolution} px, x{scale} (LR {resolution // scale} px)"
-               + (f", pulse: {options['steps']} steps, {samples} sample(s), seed {seed}" if upsampler else "")
+    made = lr_kernel + (f" + JPEG q{jpeg_quality}" if jpeg_quality else "")
+    caption = (f"{evaluation.faces} faces from {data_dir}, {resolution} px, x{scale} (LR {resolution // scale} px, "
+               f"made {made}; consistency judged with {lr_kernel})"
+               + (f", pulse: {options['steps']} steps, {samples} sample(s), seed {seed}, operator "
+                  f"{options['degradation']}, loss {options['loss']}" if upsampler else "")
                + f". Cells: mean ± std (median) over outputs. dlib detects a face in "
                f"{evaluation.hr_detected}/{evaluation.faces} HR faces.\n\n")
     table = summary_table(evaluation, chosen, eps)

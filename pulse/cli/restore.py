@@ -12,6 +12,7 @@ import click
 from ..api import open_upsampler
 from ..batch import BatchJob, method_settings, parse_shard
 from ..errors import EXIT_INPUT_ERRORS, EXIT_NOT_CONSISTENT
+from ..faces.align import parse_face_box
 from ..faces.detect import require_models
 from ..faces.restore import MASKS, before_after, lr_size_for, restore
 from ..imageio import image_bytes, load_image, output_stems
@@ -54,6 +55,10 @@ from .common import (
 @click.option("--mask", default="face", show_default=True, type=click.Choice(MASKS),
               help="Region replaced: face = inside the jaw line up to the forehead (the photo keeps its hair "
                    "and background); square = the whole aligned square.")
+@click.option("--face-box", "face_boxes", multiple=True, metavar="X,Y,W,H",
+              help="A face to restore, by its box in photo pixels (left, top, width, height; brows to chin, cheek to "
+                   "cheek), for one that detection cannot find, e.g. a pixelated face; repeat for several. Replaces "
+                   "detection: aligned upright by the box, the whole square is pasted back.")
 @detection_options
 @shard_option
 @click.option("--overwrite", is_flag=True,
@@ -61,7 +66,7 @@ from .common import (
 @verbose_option
 @click.pass_context
 def restore_command(ctx, input_path, output_dir, scale, grid, method, generator, sr_model, seed, device, feather, mask,
-                    detector, upsample, min_score, shard, overwrite, verbose, **search):
+                    face_boxes, detector, upsample, min_score, shard, overwrite, verbose, **search):
     """Enlarge whole photos, replacing each face by one that pulse or an SR network makes.
 
     \b
@@ -69,6 +74,7 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
       pulse restore --input group_photo.jpg --output restored/ --scale 8
       pulse restore --input photos/ --scale 4 --grid --steps 200 --device cuda
       pulse restore --input group_photo.jpg --scale 8 --method srresnet
+      pulse restore --input pixelated.png --scale 8 --face-box 140,60,120,150
 
     Each face is aligned like FFHQ, downscaled to (generator resolution // scale) px, searched (or, with
     --method srresnet or srgan, enlarged by a feed-forward network), and its face region (--mask) pasted back
@@ -83,13 +89,16 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
     options = given_search_options(search)
     refuse_search_options(ctx, method, set(options) - {"eps"})
     shard_of = parse_shard(shard) if shard else (0, 1)
+    boxes = [parse_face_box(text) for text in face_boxes]
     files = find_inputs(input_path, verbose)
     upsampler = open_upsampler(method, network_for(method, generator, sr_model), device, scale)
     upsampler.check_request(scale, 1, options)
     lr_size = lr_size_for(upsampler.resolution, scale)
-    require_models(detector)
+    if not boxes:  # faces given by their boxes need no detector
+        require_models(detector)
     made_with = {**method_settings(upsampler, scale, seed, 1, options), "command": "restore", "feather": feather,
-                 "mask": mask, "detector": detector, "upsample": upsample, "min_score": min_score}
+                 "mask": mask, "detector": detector, "upsample": upsample, "min_score": min_score,
+                 "face_boxes": [list(box) for box in boxes]}
     with BatchJob(output_dir, made_with, shard=shard_of).open() as job:  # locked; writes only what it names
         files = job.inputs_here(files)
         stems = output_stems(files)
@@ -103,7 +112,7 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
             stem = stems[path]
             restored = restore(load_image(path), scale, upsampler, seed=seed, feather=feather, mask=mask,
                                detector=detector, upsample=upsample, min_score=min_score, name=str(path),
-                               on_step=on_step, **options)
+                               face_boxes=boxes, on_step=on_step, **options)
             report = {"source": str(path), "method": method, "scale": scale, "lr_size": lr_size,
                       "image": f"{stem}.png", "faces": [face.report() for face in restored.faces]}
             within = sum(face.result.success for face in restored.faces)

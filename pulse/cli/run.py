@@ -65,6 +65,10 @@ def _comparison(lr, results, scale: float, method: str):
 @generator_option
 @sr_model_option
 @search_options
+@click.option("--pixelated", default="auto", show_default=True, metavar="auto|N|off",
+              help="Inputs that are mosaics shown at full size (pixelated, nearest-enlarged): auto = reduce an input "
+                   "to one value per block when one block grid is unambiguous, search it with the box operator and "
+                   "deliver at the mosaic's own size (--scale still wins); N = blocks of N px; off = never.")
 @click.option("--compile", "compile_generator", is_flag=True,
               help="torch.compile the generator: faster steps after a compile of about a minute; for many faces.")
 @click.option("--grid", is_flag=True,
@@ -78,7 +82,7 @@ def _comparison(lr, results, scale: float, method: str):
 @click.pass_context
 def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, method, generator, sr_model,
         compile_generator,
-        grid, save_intermediate, shard, overwrite, verbose, **search):
+        pixelated, grid, save_intermediate, shard, overwrite, verbose, **search):
     """Super-resolve aligned LR faces.
 
     \b
@@ -87,6 +91,7 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
       pulse run --input face.png --output out/ --samples 4 --seed 7
       pulse run --input lr_faces/ --generator ffhq-1024 --scale 64 --device cuda
       pulse run --input lr_faces/ --scale 8 --method srresnet
+      pulse run --input pixelated_face.png --pixelated auto
 
     Writes <name>.png (or <name>_<k>.png for samples; <name> is the input's stem, or stem.ext when
     inputs share a stem), with --grid grid/<name>.png, and report.jsonl with one line per output
@@ -98,6 +103,7 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
     """
     from ..api import COMPILE_NOTE, open_upsampler
     from ..batch import BatchJob, method_settings, parse_shard
+    from ..depixelize import pixelated_mode, stream_depixelized
     from ..devices import select_device
     from ..imageio import find_images, output_stems
     from ..memory import batch_size_arg
@@ -109,6 +115,7 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
     options = given_search_options(search)
     refuse_search_options(ctx, method, SEARCH_PARAMETERS)
     batch_size = batch_size_arg(batch_size)
+    pixelated = pixelated_mode(pixelated)
     try:
         SearchOptions(**options)  # what was given is checked before any input is read
     except ValueError as err:
@@ -127,8 +134,8 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
     upsampler = open_upsampler(method, network, device, scale, batch_size, compile_generator)
     upsampler.check_request(scale, samples, options)
     eps = upsampler.search_options(**options).eps if method == "pulse" else options["eps"]
-    job = BatchJob(output_dir, method_settings(upsampler, scale, seed, samples, options), processes=processes,
-                   shard=shard_of).open()
+    made_with = {**method_settings(upsampler, scale, seed, samples, options), "pixelated": str(pixelated)}
+    job = BatchJob(output_dir, made_with, processes=processes, shard=shard_of).open()
     with job:  # unlocked however the run ends
         files = job.inputs_here(found.images)
         if processes.is_main:
@@ -157,8 +164,10 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
                 warnings.simplefilter("always")
                 on_step = lambda step, total: bar.update(0, f"step {step}/{total}")  # noqa: E731
                 shown: set[str] = set()
-                for i, results in upsampler.stream([path for path, _ in todo], scale=scale, samples=samples, seed=seed,
-                                                   on_step=on_step, **options):
+                scale_given = ctx.get_parameter_source("scale") is click.core.ParameterSource.COMMANDLINE
+                for i, results, mosaic in stream_depixelized(upsampler, [path for path, _ in todo], pixelated, scale,
+                                                             scale_given, say_below_progress, verbose, samples=samples,
+                                                             seed=seed, on_step=on_step, **options):
                     for message in dict.fromkeys(str(w.message) for w in caught):
                         if message not in shown:
                             say_below_progress(f"warning: {message}")
@@ -169,7 +178,7 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
                         say_below_progress(f"error: {results}")
                         job.fail(path, str(results))
                     else:
-                        _deliver(job, path, input_sha, results, stems[path], scale, grid, method)
+                        _deliver(job, path, input_sha, results, stems[path], scale, grid, method, mosaic)
                     bar.update(1, path.name)
         except KeyboardInterrupt:
             raise Interrupted(f"finished faces are kept in {job.report_path}; rerun the same command to resume")
@@ -200,7 +209,7 @@ def _method_line(upsampler, options: dict) -> str:
 
 # the options that only steer the search: an error when given with a method that does not search
 SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "schedule", "noise", "trainable_noise_layers",
-                     "tile_latent", "early_stop", "precision", "compile_generator", "save_intermediate")
+                     "tile_latent", "early_stop", "precision", "degradation", "compile_generator", "save_intermediate")
 
 
 @contextmanager
@@ -220,10 +229,17 @@ def _sigterm_as_ctrl_c():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _deliver(job, path: Path, input_sha: str, results, stem: str, scale: float, grid: bool, method: str) -> None:
-    """Each output's report line first (so the folder always names what pulse writes), then its files."""
+def _deliver(job, path: Path, input_sha: str, results, stem: str, scale: float, grid: bool, method: str,
+             mosaic) -> None:
+    """Each output's report line first (so the folder always names what pulse writes), then its files. A mosaic
+    was searched as its LR, with the box operator, at its own scale: its line says so."""
     from ..imageio import image_bytes
 
+    degradation = job.made_with["search"]["degradation"] if method == "pulse" else None  # the search's operator
+    if mosaic is not None:
+        scale = results[0].image.width / mosaic.lr.shape[-1]
+        degradation = degradation and "box"
+    pixelated = None if mosaic is None else mosaic.grid.report()
     names = _output_names(stem, len(results))
     grid_name = f"grid/{stem}.png" if grid else None
     outputs, extras = [], []
@@ -233,10 +249,11 @@ def _deliver(job, path: Path, input_sha: str, results, stem: str, scale: float, 
                         {"method": method, "sample": res.sample, "seed": res.seed, "lr_mse": res.lr_mse,
                          "lr_psnr": round(res.lr_psnr, 3), "success": res.success, "steps": res.steps,
                          "best_step": res.best_step, "seconds": round(res.seconds, 3), "grid": grid_name,
-                         "frames": frames}))
+                         "frames": frames, "degradation": degradation, "pixelated": pixelated}))
         extras += [(f"{frames}/step_{10 * j:04d}.png", image_bytes(frame)) for j, frame in enumerate(res.frames)]
     if grid:
         from ..inputs import to_lr_tensor
 
-        extras.append((grid_name, image_bytes(_comparison(to_lr_tensor(path, str(path)), results, scale, method))))
+        lr = to_lr_tensor(path, str(path)) if mosaic is None else mosaic.lr
+        extras.append((grid_name, image_bytes(_comparison(lr, results, scale, method))))
     job.deliver(path, input_sha, outputs, extras)

@@ -1,10 +1,11 @@
 """`pulse eval`: degrade known faces, super-resolve them, and measure each method against the truth.
 
 For each aligned HR face: HR at the generator's resolution (larger faces shrunk with ``resize``), LR =
-``resize(HR, resolution // scale)`` rounded to 8 bits as a saved file would be, then every method's 8-bit
-output is scored: LR consistency (what PULSE promises), fidelity and perceptual distance to HR (what it does
-not promise), identity (does it stay the same person?), detectability, diversity between samples, time.
-Bicubic is the baseline that shows what the numbers mean.
+``resize(HR, resolution // scale)`` rounded to 8 bits as a saved file would be (or made with another operator,
+box for a mosaic, and JPEG-compressed: how real LR inputs come), then every method's 8-bit output is scored: LR
+consistency (what PULSE promises, judged with the operator that made the LR), fidelity and perceptual distance
+to HR (what it does not promise), identity (does it stay the same person?), detectability, diversity between
+samples, time. Bicubic is the baseline that shows what the numbers mean.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from PIL import Image
 
 from ..errors import PulseError
 from ..imageio import load_image, pil_to_tensor, psnr_from_mse, quantize, tensor_to_pil
-from ..resample import resize
+from ..resample import DEFAULT_KERNEL, resize
 from ..sampling import labelled_grid
 from . import metrics
 
@@ -63,7 +64,8 @@ class Evaluation:
     grid_rows: list[tuple[Face, list[Output]]] = field(default_factory=list)
 
 
-def load_face(path, resolution: int, scale: int) -> Face:
+def load_face(path, resolution: int, scale: int, lr_kernel: str = DEFAULT_KERNEL,
+              jpeg_quality: int | None = None) -> Face:
     """An aligned HR face file -> HR at ``resolution`` and its LR, both 8-bit; PulseError naming the file."""
     hr = pil_to_tensor(load_image(path))
     h, w = hr.shape[-2:]
@@ -71,13 +73,20 @@ def load_face(path, resolution: int, scale: int) -> Face:
         raise PulseError(f"{path}: {w}x{h} is not square; eval needs aligned faces (see `pulse align`)")
     if h < resolution:
         raise PulseError(f"{path}: {w}x{h} is smaller than the {resolution} px evaluation size")
-    return make_face(Path(path).name, hr, resolution, scale)
+    return make_face(Path(path).name, hr, resolution, scale, lr_kernel, jpeg_quality)
 
 
-def make_face(name: str, hr: torch.Tensor, resolution: int, scale: int) -> Face:
-    """A square HR face (3, H, W) in [0, 1] -> HR at ``resolution`` and its LR, both 8-bit."""
+def make_face(name: str, hr: torch.Tensor, resolution: int, scale: int, lr_kernel: str = DEFAULT_KERNEL,
+              jpeg_quality: int | None = None) -> Face:
+    """A square HR face (3, H, W) in [0, 1] -> HR at ``resolution`` and its LR (downscaled with ``lr_kernel``,
+    then JPEG-compressed at ``jpeg_quality`` if given), both 8-bit."""
     hr = quantize(resize(hr, resolution))
-    return Face(name, hr, quantize(resize(hr, resolution // scale)))
+    lr = quantize(resize(hr, resolution // scale, lr_kernel))
+    if jpeg_quality is not None:
+        buffer = io.BytesIO()
+        tensor_to_pil(lr).save(buffer, format="JPEG", quality=jpeg_quality)
+        lr = pil_to_tensor(Image.open(buffer).convert("RGB"))
+    return Face(name, hr, lr)
 
 
 def bicubic_output(face: Face, resolution: int) -> Output:
@@ -93,6 +102,7 @@ class Context:
     eps: float
     device: str | torch.device = "cpu"
     hr_embedding: np.ndarray | None = None  # the true face's dlib descriptor (identity metrics)
+    lr_kernel: str = DEFAULT_KERNEL  # the operator that made the LR: consistency is judged with it
 
 
 def _stats(values: list[float], digits: int) -> str:
@@ -116,7 +126,7 @@ def _per_face(rows: list[dict], column: str, combine) -> list[float]:
 
 
 def _lr_consistency(face: Face, out: Output, ctx: Context) -> dict:
-    lr_mse = float((resize(out.image, face.lr.shape[-1]) - face.lr).pow(2).mean())
+    lr_mse = float((resize(out.image, face.lr.shape[-1], ctx.lr_kernel) - face.lr).pow(2).mean())
     return dict(lr_mse=lr_mse, lr_psnr=psnr_from_mse(lr_mse), lr_within_eps=lr_mse <= ctx.eps)
 
 
@@ -183,10 +193,12 @@ def score_output(face: Face, out: Output, ctx: Context, skip: set[str]) -> dict:
 def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, upsampler=None, samples: int = 1,
              seed: int = 0, eps: float = 2e-3, grid_faces: int = 8, on_face: Callable[[str], None] | None = None,
              on_error: Callable[[str], None] | None = None, feedforward: dict | None = None,
-             **search_options) -> Evaluation:
+             lr_kernel: str = DEFAULT_KERNEL, jpeg_quality: int | None = None, **search_options) -> Evaluation:
     """Score ``methods`` on every face file. ``upsampler`` (a ``pulse.Upsampler``) is needed for "pulse",
     ``feedforward`` ({method: ``FeedForwardUpsampler``}) for "srresnet" and "srgan"; faces that cannot be read are
-    reported through ``on_error`` and left out."""
+    reported through ``on_error`` and left out. The LR is made with ``lr_kernel`` (then JPEG at ``jpeg_quality``
+    if given); the search explains it with ``search_options``' ``degradation`` (default: the same operator), and
+    every output's LR consistency is judged with ``lr_kernel``, however the method explained it."""
     feedforward = feedforward or {}
     if resolution % scale:
         raise PulseError(f"scale {scale} does not divide the {resolution} px evaluation size")
@@ -206,7 +218,7 @@ def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, up
         outputs += [Output("pulse", pil_to_tensor(r.image), r.seconds, r.sample, r.seed) for r in pulse_results]
         result.faces += 1
         result.hr_detected += metrics.detect_face(face.hr)
-        ctx = Context(eps, device, None if "identity" in skip else metrics.face_embedding(face.hr))
+        ctx = Context(eps, device, None if "identity" in skip else metrics.face_embedding(face.hr), lr_kernel)
         rows = [score_output(face, out, ctx, skip) for out in outputs]
         pulse_images = [out.image for out in outputs if out.method == "pulse"]
         if len(pulse_images) > 1 and "lpips" not in skip:
@@ -221,7 +233,8 @@ def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, up
         if on_face:
             on_face(face.name)
 
-    faces = _readable_faces(files, resolution, scale, on_error)
+    search_options.setdefault("degradation", lr_kernel)
+    faces = _readable_faces(files, resolution, scale, on_error, lr_kernel, jpeg_quality)
     if "pulse" not in methods:
         for face in faces:
             score(face, [])
@@ -243,11 +256,12 @@ def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, up
     return result
 
 
-def _readable_faces(files, resolution: int, scale: int, on_error) -> Iterator[Face]:
+def _readable_faces(files, resolution: int, scale: int, on_error, lr_kernel: str,
+                    jpeg_quality: int | None) -> Iterator[Face]:
     """Each file's face, read as needed; one that cannot be read goes to ``on_error`` and is left out."""
     for path in files:
         try:
-            yield load_face(path, resolution, scale)
+            yield load_face(path, resolution, scale, lr_kernel, jpeg_quality)
         except PulseError as err:
             if on_error:
                 on_error(str(err))

@@ -21,6 +21,12 @@ from .detect import EYE_LEFT, EYE_RIGHT, MIN_SCORE, MOUTH_LEFT, MOUTH_RIGHT, Det
 
 # Below this the 68 landmarks are guesses, and so is the FFHQ square (at least 4 eye distances wide).
 MIN_EYE_DISTANCE = 5.0
+# A face given as a box (one dlib cannot find: pixelated, too small) is cut like FFHQ cuts a face whose dlib box
+# that is: the FFHQ square is BOX_TO_SQUARE box widths wide, its centre BOX_TO_CENTRE widths above the box's
+# (the means over dlib's boxes on aligned CelebA-HQ faces; benchmarks/README.md says how they were measured).
+BOX_TO_SQUARE = 1.8
+BOX_TO_CENTRE = 0.17
+MIN_BOX = 8  # px: a smaller box holds no face worth searching
 
 
 
@@ -150,6 +156,33 @@ def align_face(img: Image.Image, face: DetectedFace, size: int = 1024) -> Aligne
                          f"{MIN_EYE_DISTANCE:g} px needed to align it")
     quad = ffhq_quad(face.landmarks)
     return AlignedFace(align_to_quad(img, quad, size), quad, face.landmarks, face.box, face.score)
+
+
+def parse_face_box(text: str) -> tuple[float, float, float, float]:
+    """"x,y,w,h" (the face's left, top, width, height in photo pixels) -> (left, top, right, bottom)."""
+    try:
+        x, y, w, h = (float(v) for v in text.split(","))
+    except ValueError:
+        raise PulseError(f"face box {text!r}: expected x,y,w,h (four numbers, pixels)") from None
+    if min(w, h) < MIN_BOX:
+        raise PulseError(f"face box {text!r}: {w:g}x{h:g} px is smaller than {MIN_BOX} px")
+    return x, y, x + w, y + h
+
+
+def box_quad(box) -> np.ndarray:
+    """The upright FFHQ square of a face known only by its box (left, top, right, bottom)."""
+    left, top, right, bottom = (float(v) for v in box)
+    width = (right - left + bottom - top) / 2
+    centre = np.array([(left + right) / 2, (top + bottom) / 2 - BOX_TO_CENTRE * width])
+    half = BOX_TO_SQUARE * width / 2
+    x, y = np.array([half, 0.0]), np.array([0.0, half])
+    return np.stack([centre - x - y, centre - x + y, centre + x + y, centre + x - y])
+
+
+def align_box(img: Image.Image, box, size: int = 1024) -> AlignedFace:
+    """A face the user located by its box, aligned upright by it; it has no landmarks (empty)."""
+    quad = box_quad(box)
+    return AlignedFace(align_to_quad(img, quad, size), quad, np.zeros((0, 2)), tuple(float(v) for v in box), 1.0)
 
 
 def align_faces(img: Image.Image, size: int = 1024, largest: bool = False, detector: str = "hog",

@@ -22,7 +22,7 @@ from ..errors import PulseError
 from ..imageio import MAX_PIXELS, pil_to_tensor, tensor_to_pil, to_rgb
 from ..resample import resize
 from ..upsampling import Result
-from .align import AlignedFace, align_faces, scale_quad
+from .align import AlignedFace, align_box, align_faces, scale_quad
 from .detect import MIN_SCORE
 from .paste import paste_back
 
@@ -77,14 +77,16 @@ def lr_size_for(resolution: int, scale: int) -> int:
 
 def restore(photo: Image.Image, scale: int = 8, upsampler=None, seed: int = 0, feather: float = 0.1,
             mask: str = "face", detector: str = "hog", upsample: int = 0, min_score: float = MIN_SCORE,
-            name: str = "photo", **search_options) -> RestoredPhoto:
+            name: str = "photo", face_boxes=(), **search_options) -> RestoredPhoto:
     """Enlarge a photo ``scale`` times, replacing every detected face by a PULSE reconstruction.
 
     ``upsampler`` is a ``pulse.Upsampler`` (default: the bundled generator), a ``FeedForwardUpsampler``
     (srresnet, srgan), or anything with the same ``resolution`` and ``run(images, scale=, samples=, seed=,
     **options)``. Search keywords (steps, eps, loss, ...) go to ``run``. ``mask``: "face" replaces the face region the landmarks outline (the photo keeps
     its hair and background), "square" the whole aligned square. Faces too small to align are skipped, and
-    a photo without a face is only upscaled, each with a warning naming ``name``.
+    a photo without a face is only upscaled, each with a warning naming ``name``. ``face_boxes``: faces the user
+    located, (left, top, right, bottom) each, used instead of detection (for a face dlib cannot find, such as a
+    pixelated one); they are aligned upright by their box, and having no landmarks they replace their whole square.
     """
     if mask not in MASKS:
         raise PulseError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
@@ -95,8 +97,11 @@ def restore(photo: Image.Image, scale: int = 8, upsampler=None, seed: int = 0, f
         raise PulseError(f"{name}: {photo.width}x{photo.height} x{scale} = {photo.width * scale}x"
                          f"{photo.height * scale} is more than {MAX_OUTPUT_PIXELS} pixels; crop the photo "
                          "or lower the scale")
-    aligned = align_faces(photo, upsampler.resolution, detector=detector, upsample=upsample, min_score=min_score,
-                          name=name)
+    if face_boxes:
+        aligned = [align_box(photo, box, upsampler.resolution) for box in face_boxes]
+    else:
+        aligned = align_faces(photo, upsampler.resolution, detector=detector, upsample=upsample, min_score=min_score,
+                              name=name)
     upscaled = upscale_photo(photo, scale)
     if not aligned:
         warnings.warn(f"{name}: no face found; upscaled plainly")
@@ -107,7 +112,7 @@ def restore(photo: Image.Image, scale: int = 8, upsampler=None, seed: int = 0, f
     for face, lr, (result,) in zip(aligned, lrs, results):
         quad = scale_quad(face.quad, scale)
         # the landmarks as fractions of the face's side (pixel centres sit half a pixel in)
-        landmarks = (face.to_aligned(face.landmarks) + 0.5) / face.size if mask == "face" else None
+        landmarks = (face.to_aligned(face.landmarks) + 0.5) / face.size if mask == "face" and len(face.landmarks) else None
         image = paste_back(image, result.image, quad, feather, landmarks)
         faces.append(RestoredFace(face, lr, result, quad))
     return RestoredPhoto(image, upscaled, faces)

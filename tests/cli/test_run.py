@@ -156,7 +156,7 @@ def test_search_settings_not_given_come_from_the_generator_file(tmp_path, tiny_g
 # for each setting a user may choose: a value a generator file can recommend, other than the reference's
 RECOMMENDED = {"steps": 4, "eps": 5e-3, "eps_margin": 0.3, "loss": "100*L2+1*L1+0.02*GEOCROSS", "learning_rate": 0.2,
                "schedule": "fixed", "noise": "fixed", "trainable_noise_layers": 2, "tile_latent": True,
-               "early_stop": True, "precision": "bf16"}
+               "early_stop": True, "precision": "bf16", "degradation": "box"}
 
 
 def test_every_search_setting_has_an_option_and_a_recommendation_to_test():
@@ -507,3 +507,42 @@ def test_shards_share_one_batch_and_one_folder(tmp_path, tiny_generator_file):
     bad = run_cli(*args, "--shard", "2/2")
     assert bad.exit_code == EXIT_USAGE and bad.output.strip().splitlines() == [
         "error: shard '2/2': give i/n with 0 <= i < n, e.g. 0/4 for the first of four"]
+
+
+def test_a_mosaic_is_reduced_searched_with_the_box_operator_and_delivered_at_its_own_size(tmp_path, tiny_generator_file):
+    g = load_generator(tiny_generator_file).generator
+    with torch.no_grad():
+        hr = (g(z=torch.randn(1, g.style_dim, generator=torch.Generator().manual_seed(3))) + 1) / 2
+    lr = Image.fromarray((resize(hr, 8, kernel="box")[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy())
+    folder = tmp_path / "in"
+    folder.mkdir()
+    lr.resize((32, 32), Image.Resampling.NEAREST).save(folder / "mosaic.png")  # 4 px blocks
+    lr_faces(tiny_generator_file, 1)[0].save(folder / "plain.png")
+    out = tmp_path / "out"
+    args = ["--input", folder, "--generator", tiny_generator_file, "--device", "cpu", "--steps", 50, "--eps", 1]
+    result = run_cli(*args, "--output", out, "--grid")
+    assert result.exit_code == EXIT_OK, result.output
+    assert "mosaic.png: mosaic of 4 px blocks from (0, 0), 8x8 whole blocks" in result.output
+    assert "searched as its 8 px LR with the box operator, delivered at x4" in result.output
+    lines = {e["output"]: e for e in report(out)}
+    mosaic, plain = lines["mosaic.png"], lines["plain.png"]
+    assert Image.open(out / "mosaic.png").size == (32, 32)  # the mosaic's own size, not 8 x its 32 px
+    assert mosaic["degradation"] == "box" and mosaic["pixelated"] == {"block": 4, "offset": [0, 0], "blocks": [8, 8]}
+    delivered = torch.from_numpy(np.array(Image.open(out / "mosaic.png"))).permute(2, 0, 1).float() / 255
+    target = torch.from_numpy(np.asarray(lr)).permute(2, 0, 1).float() / 255
+    assert mosaic["lr_mse"] == pytest.approx(float((resize(delivered, 8, kernel="box") - target).pow(2).mean()),
+                                             rel=1e-4)
+    assert Image.open(out / "plain.png").size == (64, 64)  # an ordinary 8 px input: x8 as always
+    assert plain["degradation"] == "bicubic" and plain["pixelated"] is None
+    assert mosaic["made_with"]["pixelated"] == "auto" and mosaic["made_with"]["search"]["degradation"] == "bicubic"
+
+    given_scale = run_cli(*args, "--output", tmp_path / "scaled", "--scale", 2, "--input", folder / "mosaic.png")
+    assert given_scale.exit_code == EXIT_OK and Image.open(tmp_path / "scaled" / "mosaic.png").size == (16, 16)
+    off = run_cli(*args, "--output", tmp_path / "off", "--pixelated", "off", "--degradation", "box", "--scale", 1,
+                  "--input", folder / "mosaic.png")
+    assert off.exit_code == EXIT_OK and "mosaic of" not in off.output
+    (line,) = report(tmp_path / "off")
+    assert line["pixelated"] is None and line["made_with"]["search"]["degradation"] == "box"
+    wrong = run_cli(*args, "--output", tmp_path / "wrong", "--pixelated", 3, "--input", folder / "mosaic.png")
+    assert wrong.exit_code == EXIT_INPUT_ERRORS and "mosaic.png: no grid of 3 px blocks fits" in wrong.output
+    assert run_cli(*args, "--output", tmp_path / "bad", "--pixelated", "maybe").exit_code == EXIT_USAGE

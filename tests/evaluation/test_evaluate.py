@@ -126,3 +126,23 @@ def test_eval_names_the_files_it_passed_over_with_verbose(tmp_path):
     assert quiet.exit_code == 0 and "passed over 1 file(s)" in quiet.output and "-v names them" in quiet.output
     loud = CliRunner().invoke(main, args + ["--out", str(tmp_path / "b"), "-v"])
     assert "clip.gif: not an accepted image type (.gif)" in loud.output
+
+
+def test_eval_makes_box_and_jpeg_lr_and_judges_consistency_with_the_operator_that_made_it(hr_faces, tmp_path):
+    from pulse.evaluation.evaluate import load_face
+
+    hr = quantize(resize(pil_to_tensor(load_image(hr_faces / "face2.png")), 32))
+    boxed = load_face(hr_faces / "face2.png", 32, 4, lr_kernel="box")
+    assert torch.allclose(boxed.lr, hr.reshape(3, 8, 4, 8, 4).mean((2, 4)), atol=0.5 / 255 + 1e-6)  # block means
+    compressed = load_face(hr_faces / "face2.png", 32, 4, lr_kernel="box", jpeg_quality=40)
+    assert compressed.lr.shape == boxed.lr.shape and not torch.equal(compressed.lr, boxed.lr)
+
+    out = tmp_path / "report"
+    result = eval_cli("--data", hr_faces, "--scale", 4, "--out", out, "--methods", "bicubic", "--resolution", 32,
+                      "--lr-kernel", "box", "--jpeg", 40, "--grid-faces", 0)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "made box + JPEG q40; consistency judged with box" in result.stdout
+    row = next(r for r in read_csv(out / "metrics.csv") if r["image"] == "face2.png")
+    bicubic = quantize(resize(compressed.lr, 32))
+    assert float(row["lr_mse"]) == pytest.approx(float((resize(bicubic, 8, kernel="box") - compressed.lr).pow(2).mean()),
+                                                 rel=1e-4)

@@ -184,3 +184,31 @@ def test_cli_restore_into_the_input_folder_never_writes_over_the_photo(small_pho
     assert result.exit_code == EXIT_USAGE, result.output  # as `pulse run`: stopped before any work
     assert f"refusing to write over {folder / 'a_small.png'} (an input)" in result.stderr
     assert (folder / "a_small.png").read_bytes() == before and not (folder / "a_small.json").exists()
+
+
+@pytest.mark.usefixtures("landmark_model")
+def test_a_pixelated_face_given_by_its_box_is_aligned_by_it_searched_and_pasted_back(astronaut, inside_quad, tmp_path):
+    photo = np.array(astronaut)
+    left, top, right, bottom = 168, 64, 276, 172  # her face (dlib boxes it at 176-266 x 77-167), 12 px blocks
+    for y in range(top, bottom, 12):
+        for x in range(left, right, 12):
+            photo[y:y + 12, x:x + 12] = photo[y:y + 12, x:x + 12].reshape(-1, 3).mean(0)
+    pixelated = Image.fromarray(photo)
+    assert restore(pixelated, 4, ConsistentStandIn()).faces == []  # dlib does not find it
+    box = align.parse_face_box(f"{left},{top},{right - left},{bottom - top}")
+    restored = restore(pixelated, 4, ConsistentStandIn(), face_boxes=[box])
+    (face,) = restored.faces
+    assert face.result.success and face.aligned.box == (168.0, 64.0, 276.0, 172.0)
+    side = np.hypot(*(face.aligned.quad[3] - face.aligned.quad[0]))
+    assert side == pytest.approx(align.BOX_TO_SQUARE * 108)
+    changed = (np.asarray(restored.image) != np.asarray(restored.upscaled)).any(-1)
+    assert changed.any() and not (changed & ~inside_quad(face.quad_scaled, *restored.image.size)).any()
+    assert face.report()["landmarks"] == []
+
+    for bad, message in (("1,2,3", "expected x,y,w,h"), ("0,0,4,4", "smaller than 8 px")):
+        with pytest.raises(PulseError, match=message):
+            align.parse_face_box(bad)
+    pixelated.save(tmp_path / "pixelated.png")
+    result = CliRunner().invoke(main, ["restore", "--input", tmp_path / "pixelated.png", "--output", tmp_path / "out",
+                                       "--face-box", "1,2,x,4"])
+    assert result.exit_code == EXIT_USAGE and "expected x,y,w,h" in result.output
