@@ -143,7 +143,7 @@ def visit(url: str, fn_index: int, path: Path, kind: str, steps: int, barrier: t
             return record
         file = {"path": uploaded.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
         generator = None  # the method's first network (a session's network list is the page's, not the API's)
-        inputs = [file, k.mode, k.method, generator, k.scale, k.samples, 500 if k.long else steps, 0]
+        inputs = [file, k.mode, k.method, generator, k.scale, k.samples, 500 if k.long else steps, 0, "bicubic"]
         backoff = random.Random(path.name)
         for attempt in range(retries + 1):  # turned away busy: try again a little later, as a visitor would
             start = time.monotonic()

@@ -24,13 +24,14 @@ import tempfile
 import time
 import warnings
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image
 
 from .api import open_upsampler
+from .depixelize import MAX_BLOCK, Mosaic, detect_grid, reduce_mosaic
 from .errors import PulseError
 from .evaluation.metrics import psnr
 from .faces.detect import require_models
@@ -38,7 +39,7 @@ from .faces.restore import lr_size_for, restore
 from .imageio import image_bytes, load_image, pil_to_tensor, tensor_to_pil
 from .inputs import check_lr_size
 from .output_folder import file_sha256
-from .resample import resize
+from .resample import KERNELS, resize
 from .search import SearchOptions
 from .upsampling import Result
 from .weights.registry import DEFAULT_GENERATOR, GENERATOR_KINDS, load_registry
@@ -68,6 +69,7 @@ class Settings:
     samples: int = 1  # aligned faces only (a photo's faces get one each)
     steps: int | None = None  # None: the generator's recommended
     seed: int = 0
+    degradation: str = "bicubic"  # how the upload's LR was made (the search's operator); a mosaic is found by itself
 
 
 @dataclass(frozen=True)
@@ -230,10 +232,27 @@ class Demo:
                 check_lr_size(width, height, upsampler.resolution, str(path))
 
         image = load_image(path, check_size=check_size)
+        mosaic = self._mosaic(image, upsampler, s)
+        if mosaic is not None:
+            warnings.warn(f"{path}: {mosaic.reason}: searched as its {mosaic.grid.columns} px LR with the box "
+                          f"operator, delivered at its own size (x{mosaic.grid.block})")
+            s = replace(s, scale=mosaic.grid.block, degradation="box")
+            return self._face(path, tensor_to_pil(mosaic.lr), upsampler, s, on_step,
+                              self._made_with(upsampler, generator, s, s.samples))
         if kind["face"]:
             return self._face(path, image, upsampler, s, on_step, self._made_with(upsampler, generator, s, s.samples))
         on_progress(0, "finding faces")
         return self._photo(path, image, upsampler, s, on_step, self._made_with(upsampler, generator, s, 1))
+
+    @staticmethod
+    def _mosaic(image: Image.Image, upsampler, s: Settings) -> Mosaic | None:
+        """A pixelated upload (a mosaic shown at full size), found as `pulse run --pixelated auto` finds it."""
+        if s.method != "pulse" or s.mode == "photo" or max(image.size) > upsampler.resolution * MAX_BLOCK:
+            return None
+        found = detect_grid(image)
+        if found.grid is None or found.grid.columns != found.grid.rows or found.grid.columns > upsampler.resolution:
+            return None
+        return Mosaic(found.grid, reduce_mosaic(image, found.grid), found.reason)
 
     def _face(self, path: Path, lr: Image.Image, upsampler, s: Settings, on_step, made_with) -> Outcome:
         results = upsampler.run([lr], scale=s.scale, samples=s.samples, seed=s.seed, on_step=on_step,
@@ -305,7 +324,9 @@ class Demo:
 
 def _search(s: Settings) -> dict:
     """The search's keywords for ``run``/``restore``: none for a method that does not search."""
-    return {"steps": s.steps} if s.method == "pulse" and s.steps is not None else {}
+    if s.method != "pulse":
+        return {}
+    return {"degradation": s.degradation, **({"steps": s.steps} if s.steps is not None else {})}
 
 
 def _check(s: Settings) -> None:
@@ -314,6 +335,8 @@ def _check(s: Settings) -> None:
         raise PulseError(f"input kind must be one of {', '.join(MODES.values())}, got {s.mode!r}")
     if s.method not in METHODS:
         raise PulseError(f"method must be one of {', '.join(METHODS)}, got {s.method!r}")
+    if s.degradation not in KERNELS:
+        raise PulseError(f"LR operator must be one of {', '.join(KERNELS)}, got {s.degradation!r}")
     for name, value, low, high in (("scale", s.scale, 2, MAX_SCALE), ("samples", s.samples, 1, MAX_SAMPLES),
                                    ("steps", s.steps, 1, MAX_STEPS)):
         if value is None and name == "steps":
@@ -398,12 +421,12 @@ def bound_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 def build_page(demo: Demo, limits: Limits, gr):
     """The Gradio page: upload and settings on the left; status, pictures and download on the right."""
-    def run(upload, mode, method, generator, scale, samples, steps, seed, progress=gr.Progress()):
+    def run(upload, mode, method, generator, scale, samples, steps, seed, degradation, progress=gr.Progress()):
         if upload is None:
             outcome = Outcome("", error="upload a photo or an aligned LR face first")
         else:
             settings = Settings(MODES.get(mode, mode), method, generator, int(scale), int(samples), int(steps),
-                                int(seed or 0))
+                                int(seed or 0), degradation or "bicubic")
             outcome = demo.enhance(upload, settings, lambda fraction, what: progress(fraction, desc=what))
         return (summary_html(outcome), outcome.tiles or None,
                 gr.ImageSlider(value=outcome.photo, visible=outcome.photo is not None),
@@ -430,6 +453,9 @@ def build_page(demo: Demo, limits: Limits, gr):
                 steps = gr.Slider(1, MAX_STEPS, value=demo.recommended_steps(), step=1, elem_id="pulse-steps",
                                   label="Search steps", info="default: what the generator recommends")
                 seed = gr.Number(0, precision=0, label="Seed")
+                degradation = gr.Dropdown(list(KERNELS), value="bicubic", label="LR made by",
+                                          info="the downscale the search explains the upload with: bicubic (PULSE's), "
+                                               "box (block averages), bilinear; a pixelated upload is found by itself")
                 button = gr.Button("Upsample", variant="primary", elem_id="pulse-run")
                 shipped = demo.examples()
                 examples = gr.Examples(
@@ -455,7 +481,7 @@ def build_page(demo: Demo, limits: Limits, gr):
                     gr.Slider(value=demo.recommended_steps(names[0]) if searched and names else None,
                               visible=searched))
 
-        inputs = [upload, mode, method, generator, scale, samples, steps, seed]
+        inputs = [upload, mode, method, generator, scale, samples, steps, seed, degradation]
         outputs = [status, gallery, photo, download, report]
         # `input`, not `change`: an example sets the method and its samples itself, then runs, in one chain
         method.input(lambda chosen: offer_networks(chosen, True), method, [generator, samples, steps])

@@ -76,6 +76,18 @@ def test_the_page_searches_with_the_generators_recommended_steps_unless_told(tmp
         made.close()
 
 
+def test_a_pixelated_upload_is_found_reduced_and_searched_with_the_box_operator(demo, tmp_path):
+    mosaic = tmp_path / "mosaic.png"
+    Image.open(ASTRONAUT_LR).resize((128, 128), Image.Resampling.NEAREST).save(mosaic)  # 8 px blocks of the 16 px LR
+    outcome = assert_good(demo, mosaic)
+    assert any("mosaic of 8 px blocks" in note and "box operator" in note for note in outcome.notes), outcome.notes
+    line = outcome.report["outputs"][0]
+    assert line["made_with"]["search"]["degradation"] == "box" and line["made_with"]["scale"] == 8
+    assert [image.size for image, _ in outcome.tiles] == [(128, 128)] * 3  # delivered at the mosaic's own size
+    plain = assert_good(demo, ASTRONAUT_LR, degradation="bilinear")  # an ordinary LR: the operator asked for
+    assert plain.report["outputs"][0]["made_with"]["search"]["degradation"] == "bilinear" and not plain.notes
+
+
 def test_an_aligned_face_gives_captioned_results_a_summary_and_a_zip_with_the_report(demo):
     progress = []
     outcome = demo.enhance(ASTRONAUT_LR, Settings(samples=2, steps=5, seed=3),
