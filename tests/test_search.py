@@ -3,9 +3,9 @@ import copy
 import pytest
 import torch
 
+from pulse.imageio import quantize
 from pulse.models.generator_file import LoadedGenerator, gaussian_fit
 from pulse.resample import resize
-from pulse.imageio import quantize
 from pulse.search import SearchOptions, initial_state, latent_to_w, options_for, parse_search_defaults, search
 
 
