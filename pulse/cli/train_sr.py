@@ -32,6 +32,10 @@ def _default(name: str) -> str:
 @click.option("--channels", type=int, help=f"SRResNet width at the LR size {_default('channels')}")
 @click.option("--blocks", type=int, help=f"SRResNet residual blocks {_default('blocks')}")
 @click.option("--batch-norm/--no-batch-norm", default=None, help="BatchNorm in the residual blocks [default: no]")
+@click.option("--upsample", type=click.Choice(["pixelshuffle", "nearest"]),
+              help=f"x2 stages: sub-pixel conv + PixelShuffle, or nearest-neighbour + conv {_default('upsample')}")
+@click.option("--icnr/--no-icnr", default=None,
+              help="Initialise the sub-pixel convs by ICNR (no checkerboard at the start) [default: no]")
 @click.option("--batch", type=int, help=f"HR faces per step {_default('batch')}")
 @click.option("--lr", type=float, help=f"Adam learning rate of the network and D {_default('lr')}")
 @click.option("--kimg", type=float, help=f"Training length in thousands of HR faces {_default('kimg')}")

@@ -32,7 +32,7 @@ from PIL import Image
 from ..devices import select_device
 from ..errors import Interrupted, PulseError
 from ..imageio import psnr_from_mse, quantize, save_image, tensor_to_pil
-from ..models.srresnet import SRResNet, SRResNetConfig, save_sr_model
+from ..models.srresnet import UPSAMPLE_MODES, SRResNet, SRResNetConfig, save_sr_model
 from ..resample import resize
 from ..sampling import labelled_grid
 from .checkpoint import keep_copy, load_checkpoint, save_checkpoint
@@ -49,7 +49,7 @@ ADAM_BETAS = (0.9, 0.999)  # SRGAN's and ESRGAN's, for G and D
 D_SEED = 1  # D's initial weights come from seed + D_SEED, whatever the run did before it
 FIXED_FACES, GRID_FACES = 64, 8  # training faces for the PSNR line and the grid (the grid's are the first)
 SCALES = (2, 4, 8)
-ARCHITECTURE = ("scale", "hr_size", "channels", "blocks", "batch_norm")
+ARCHITECTURE = ("scale", "hr_size", "channels", "blocks", "batch_norm", "upsample")
 
 
 @dataclass
@@ -63,6 +63,8 @@ class SRTrainConfig:
     channels: int = SRResNetConfig.channels
     blocks: int = SRResNetConfig.blocks
     batch_norm: bool = False
+    upsample: str = SRResNetConfig.upsample
+    icnr: bool = False
     batch: int = 16
     lr: float = 2e-4  # Adam, G and D
     kimg: float = 330.0  # training length in thousands of HR faces
@@ -94,7 +96,7 @@ class SRTrainConfig:
                   ("lr_consistency", self.lr_consistency >= 0), ("d_width", self.d_width >= 1),
                   ("checkpoint_every", self.checkpoint_every > 0), ("snapshot_every", self.snapshot_every >= 0),
                   ("log_every", self.log_every > 0), ("cache_gb", self.cache_gb >= 0),
-                  ("device", self.device in ("auto", "cpu", "cuda"))]
+                  ("device", self.device in ("auto", "cpu", "cuda")), ("upsample", self.upsample in UPSAMPLE_MODES)]
         for name, ok in checks:
             if not ok:
                 raise PulseError(f"--{name.replace('_', '-')} {getattr(self, name)}: out of range")
@@ -112,7 +114,7 @@ class SRTrainConfig:
         return self.kimg > self.pixel_kimg
 
     def model_config(self) -> SRResNetConfig:
-        return SRResNetConfig(self.scale, self.channels, self.blocks, self.batch_norm)
+        return SRResNetConfig(self.scale, self.channels, self.blocks, self.batch_norm, self.upsample, self.icnr)
 
 
 def resolve_sr_config(given: dict, checkpoint: dict | None = None, origin: str = "") -> SRTrainConfig:
