@@ -61,6 +61,9 @@ def _default(name: str) -> str:
 @click.option("--ema-kimg", type=float,
               help="Half-life in kimg of an average of the network's weights, which is then what gets measured "
                    "and exported; 0 for none [default: 0]")
+@click.option("--degradation", type=click.Choice(["bicubic", "realesrgan"]),
+              help="Training inputs: pulse's clean bicubic downscale, or Real-ESRGAN's blur -> random resize -> "
+                   f"noise -> JPEG {_default('degradation')}")
 @click.option("--seed", type=int, help=f"Random seed {_default('seed')}")
 @click.option("--checkpoint-every", type=float, help=f"kimg between checkpoints {_default('checkpoint_every')}")
 @click.option("--snapshot-every", type=float,

@@ -13,8 +13,10 @@
   value is logged whatever its weight, so runs with and without it can be compared).
 
 Pairs: an HR face (mirrored at random by ``dataset.DataOrder``) and its LR made by pulse's own antialiased
-bicubic ``resample.resize``, rounded to 8 bits: exactly what ``pulse run`` reads from a file. Nothing else is
-random, so a checkpoint (weights, optimisers, data position) resumes exactly.
+bicubic ``resample.resize``, rounded to 8 bits: exactly what ``pulse run`` reads from a file; or, with
+``degradation="realesrgan"``, blurred, resized, noisy and JPEG-compressed as photos are (``degrade``), from draws
+seeded by the image count. Nothing else is random, so a checkpoint (weights, optimisers, data position) resumes
+exactly. The LR-consistency term and the measurements always use the clean bicubic LR.
 
 A run folder holds ``latest.ckpt``, ``snapshot-*kimg.ckpt``, ``log.jsonl`` (losses and img/s; at each checkpoint
 a line of PSNR against HR of SR and of bicubic on fixed training faces), a grid per checkpoint (LR | bicubic |
@@ -41,6 +43,7 @@ from ..resample import resize
 from ..sampling import labelled_grid
 from .checkpoint import keep_copy, load_checkpoint, save_checkpoint
 from .dataset import DataOrder, FaceData
+from .degrade import DEGRADATIONS, degradation_generator, degrade
 from .discriminators import UNetDiscriminator, VGGDiscriminator
 from .ema import ema_keep, update_ema
 from .losses import SR_GAN_LOSSES, lr_consistency_loss
@@ -86,6 +89,7 @@ class SRTrainConfig:
     d_lr: float = 0.0  # Adam learning rate of D; 0: the same as G's (lr)
     gan_loss: str = "relativistic"  # or "lsgan" (SRGAN-on-CelebA's least squares)
     ema_kimg: float = 0.0  # half-life of an EMA of G in kimg, exported instead of G; 0: no EMA
+    degradation: str = "bicubic"  # the training inputs: "bicubic" (clean) or "realesrgan" (blur, resize, noise, JPEG)
     seed: int = 0
     checkpoint_every: float = 10.0  # kimg
     snapshot_every: float = 50.0  # kimg between checkpoints kept for good; 0: none
@@ -107,7 +111,7 @@ class SRTrainConfig:
                   ("lr_consistency", self.lr_consistency >= 0), ("d_width", self.d_width >= 1),
                   ("d_lr", self.d_lr >= 0), ("ema_kimg", self.ema_kimg >= 0),
                   ("discriminator", self.discriminator in SR_DISCRIMINATORS),
-                  ("gan_loss", self.gan_loss in SR_GAN_LOSSES),
+                  ("gan_loss", self.gan_loss in SR_GAN_LOSSES), ("degradation", self.degradation in DEGRADATIONS),
                   ("checkpoint_every", self.checkpoint_every > 0), ("snapshot_every", self.snapshot_every >= 0),
                   ("log_every", self.log_every > 0), ("cache_gb", self.cache_gb >= 0),
                   ("device", self.device in ("auto", "cpu", "cuda")), ("upsample", self.upsample in UPSAMPLE_MODES)]
@@ -231,7 +235,9 @@ class SRTrainer:
             self._start_gan_stage()
         hr = self.data.take(self.order, cfg.batch, self.device).float() / 255
         low = make_lr(hr, cfg.lr_size)
-        sr = self.G(low)
+        given = low if cfg.degradation == "bicubic" else degrade(hr, cfg.lr_size,
+                                                                  degradation_generator(cfg.seed, self.nimg))
+        sr = self.G(given)
         stats = {"pixel": F.l1_loss(sr, hr), "lr_l1": lr_consistency_loss(sr, low)}
         if self.D is None:
             loss = stats["pixel"] + cfg.lr_consistency * stats["lr_l1"]
@@ -405,7 +411,8 @@ def sr_metadata(config: SRTrainConfig, run_info: dict, nimg: int, stage: str) ->
                     f"x{config.perceptual_weight:g} + {GAN_LOSS_NAMES[config.gan_loss]} x{config.adversarial_weight:g} "
                     f"against the {config.discriminator} D (width {config.d_width}, lr {config.discriminator_lr:g}) "
                     f"+ L1 x{config.pixel_weight:g}; LR consistency x{config.lr_consistency:g}"
-                    + (f"; EMA of G, half-life {config.ema_kimg:g} kimg" if config.ema_kimg > 0 else "")),
+                    + (f"; EMA of G, half-life {config.ema_kimg:g} kimg" if config.ema_kimg > 0 else "")
+                    + ("; inputs degraded as Real-ESRGAN's" if config.degradation == "realesrgan" else "")),
     }
 
 

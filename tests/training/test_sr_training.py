@@ -70,12 +70,12 @@ def straight(sr_options, tmp_path_factory, needs_vgg):
 
 
 REMEDIES = dict(discriminator="unet", gan_loss="lsgan", ema_kimg=0.008, d_lr=5e-5, upsample="pixelshuffle",
-                icnr=True)
+                icnr=True, degradation="realesrgan")
 
 
 @pytest.fixture(scope="module")
 def remedied(sr_options, tmp_path_factory, needs_vgg):
-    """The same 10 steps with the stage-2 remedies on (the run folder)."""
+    """The same 10 steps with the stage-2 remedies and degraded inputs on (the run folder)."""
     out = tmp_path_factory.mktemp("sr") / "remedied"
     train_sr(dict(sr_options, out=str(out), kimg=STEPS_KIMG, **REMEDIES))
     return out
@@ -157,7 +157,7 @@ def test_remedies_resume_exactly_and_export_the_average(remedied, sr_options, tm
     exported = load_sr_model(remedied / "sr.pt")  # what ships is the average, not the last step's weights
     assert _tensors(exported.model.state_dict()) == _tensors(expected["G_ema"])
     assert exported.model.config.icnr and "LSGAN" in exported.metadata["trainer"]
-    assert "EMA of G" in exported.metadata["trainer"]
+    assert "EMA of G" in exported.metadata["trainer"] and "Real-ESRGAN" in exported.metadata["trainer"]
     again = load_sr_model(export_sr_checkpoint(remedied / "latest.ckpt", tmp_path / "again.pt"))
     assert _tensors(again.model.state_dict()) == _tensors(expected["G_ema"])
 
