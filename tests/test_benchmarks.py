@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_script(name, *args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}  # this tree's pulse, not an installed one
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *map(str, args)], capture_output=True,
                           text=True, timeout=300, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -44,7 +44,11 @@ def test_sr_speed_prints_a_row_per_batch():
 
 
 def load_benchmark(name):
+    """A benchmark script as a module; its folder on the path, as when it runs (they import each other)."""
     import importlib.util
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
 
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -92,3 +96,27 @@ def test_sr_artifacts_finds_a_grid_pattern_and_not_a_face(tmp_path):
     assert rows[:2] == ["HR (the faces themselves)", "bicubic"] and rows[2].endswith("pulse-sr-x8.pt"), out
     sharpness = [float(line.split("|")[-2]) for line in out.splitlines() if line.startswith("| ") and "‰" not in line]
     assert sharpness[0] == 1.0 and sharpness[1] < 0.5, out
+
+
+def test_sr_rule_names_what_fails(tmp_path, import_test_extra):
+    import_test_extra("dlib", "dlib")
+    module = load_benchmark("sr_rule")
+    bicubic = {"psnr": 22.5, "same": 0.24, "detected": 0.66, "grid": 0.1, "sharpness": 0.04}
+    good = {"psnr": 23.0, "same": 0.30, "detected": 0.98, "grid": 0.12, "sharpness": 0.8}
+    assert module.verdict(good, bicubic, hr_grid=0.1) == "passes"
+    assert module.verdict(dict(good, sharpness=0.42), bicubic, 0.1) == "fails: sharpness"
+    assert module.verdict(dict(good, grid=0.14, psnr=22.0, detected=0.96), bicubic, 0.1) == (
+        "fails: grid, PSNR, detected")
+    assert module.verdict(dict(good, sharpness=1.31, same=0.2), bicubic, 0.1) == "fails: sharpness, same person"
+
+    import torch
+    from PIL import Image
+
+    noise = torch.rand(2, 128, 128, 3, generator=torch.Generator().manual_seed(0))
+    for k, image in enumerate(noise):
+        Image.fromarray((image * 255).round().byte().numpy()).save(tmp_path / f"{k}.png")
+    out = run_script("sr_rule.py", "--data", tmp_path, "--degraded")
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith(f"| {tmp_path.name}")]
+    assert [(r[1].strip(), r[2].strip()[-14:]) for r in rows] == [
+        ("clean", "bicubic"), ("clean", "pulse-sr-x8.pt"), ("degraded", "bicubic"), ("degraded", "pulse-sr-x8.pt")]
+    assert "detected" in rows[1][-1] and rows[0][-1].strip() == rows[3][-1].strip() == ""  # noise is no face
