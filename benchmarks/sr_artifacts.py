@@ -1,9 +1,15 @@
-"""Periodic (checkerboard) artefacts of feed-forward SR networks, read off the spectrum of their outputs.
+"""Periodic (checkerboard) artefacts and sharpness of feed-forward SR networks, read off the spectra of their outputs.
 
 Sub-pixel convolution (PixelShuffle) repeats a pattern with the period of each ×2 stage, so its artefacts are
 peaks at the harmonics of the LR pixel grid (multiples of HR size / scale cycles per image). A face has no
 reason to peak there, so the HR faces give the baseline. Prints, for HR, bicubic and each model, the share of
-the image's power that stands above the neighbouring frequencies at those harmonics. No training loss sees this number, so it can judge an adversarial stage that LPIPS cannot.
+the image's power that stands above the neighbouring frequencies at those harmonics. No training loss sees this
+number, so it can judge an adversarial stage that LPIPS cannot.
+
+Sharpness is the detail the LR input cannot carry: the power of the output above the LR Nyquist frequency
+(HR size / scale / 2 cycles per image, radially, up to the HR Nyquist frequency), summed over the faces, as a
+ratio to the HR faces' power in the same band. HR = 1; bicubic is far below, a blurry network below 1, and a
+network that invents noise or a checkerboard can pass 1 (issue #29's rule asks for 0.6 to 1.3).
 
     python benchmarks/sr_artifacts.py --data ../shared/data/eval/celebahq256 \
         [--model A.pt --model B.pt] [--scale 8]
@@ -41,6 +47,26 @@ def periodic_share(images: torch.Tensor, scale: int) -> torch.Tensor:
     return excess / power.sum(dim=(-2, -1)).clamp_min(1e-12)
 
 
+def band_power(images: torch.Tensor, low_cycles: float) -> torch.Tensor:
+    """(B, 3, N, N) -> (B,) the luminance's power (Hann-windowed, so the image's borders do not leak into every
+    frequency) at radial frequencies above ``low_cycles`` and up to N/2 cycles per image."""
+    grey = images.mean(dim=1)
+    grey = grey - grey.mean(dim=(-2, -1), keepdim=True)
+    n = grey.shape[-1]
+    window = torch.hann_window(n, periodic=False, dtype=grey.dtype)
+    power = torch.fft.fft2(grey * window[:, None] * window[None, :]).abs().square()
+    frequency = torch.fft.fftfreq(n) * n  # cycles per image, signed
+    radius = (frequency[:, None].square() + frequency[None, :].square()).sqrt()
+    band = (radius > low_cycles) & (radius <= n / 2)
+    return power[:, band].sum(dim=1)
+
+
+def sharpness_ratio(images: torch.Tensor, hr: torch.Tensor, scale: int) -> float:
+    """The images' power above the LR Nyquist frequency over the HR faces' (the same faces) in that band."""
+    low_cycles = hr.shape[-1] / scale / 2
+    return (band_power(images, low_cycles).sum() / band_power(hr, low_cycles).sum().clamp_min(1e-12)).item()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="folder of aligned HR faces")
@@ -56,14 +82,16 @@ def main():
         model = open_sr_model(spec, args.scale, "cpu")
         with torch.no_grad():
             rows.append((model.source, torch.cat([quantize(model.super_resolve(chunk)) for chunk in lr.split(32)])))
-    print(f"{len(faces)} faces from {args.data}, x{args.scale}; power standing out at the LR-grid harmonics, "
-          f"per thousand of the image's (higher = more periodic artefact)\n")
-    print("| images | mean ‰ | median ‰ | faces above HR's 90th percentile |\n|---|---:|---:|---:|")
+    print(f"{len(faces)} faces from {args.data}, x{args.scale}; grid: power standing out at the LR-grid "
+          f"harmonics, per thousand of the image's (higher = more periodic artefact); sharpness: power above the LR "
+          f"Nyquist frequency, HR = 1\n")
+    print("| images | grid mean ‰ | grid median ‰ | faces above HR's 90th percentile | sharpness |\n"
+          "|---|---:|---:|---:|---:|")
     threshold = periodic_share(hr, args.scale).quantile(0.9)
     for name, images in rows:
         share = periodic_share(images, args.scale)
         print(f"| {name} | {1000 * share.mean():.2f} | {1000 * share.median():.2f} | "
-              f"{(share > threshold).float().mean():.0%} |")
+              f"{(share > threshold).float().mean():.0%} | {sharpness_ratio(images, hr, args.scale):.3f} |")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def sr_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("sr") / "sr4.pt"
     torch.manual_seed(0)
     save_sr_model(path, SRResNet(SRResNetConfig(scale=4, channels=8, blocks=1)),
-                  {"hr_size": 32, "lr_size": 8, "method": "srgan"})
+                  {"hr_size": 32, "lr_size": 8, "method": "srresnet"})
     return path
 
 

@@ -32,6 +32,10 @@ def _default(name: str) -> str:
 @click.option("--channels", type=int, help=f"SRResNet width at the LR size {_default('channels')}")
 @click.option("--blocks", type=int, help=f"SRResNet residual blocks {_default('blocks')}")
 @click.option("--batch-norm/--no-batch-norm", default=None, help="BatchNorm in the residual blocks [default: no]")
+@click.option("--upsample", type=click.Choice(["pixelshuffle", "nearest"]),
+              help=f"x2 stages: sub-pixel conv + PixelShuffle, or nearest-neighbour + conv {_default('upsample')}")
+@click.option("--icnr/--no-icnr", default=None,
+              help="Initialise the sub-pixel convs by ICNR (no checkerboard at the start) [default: no]")
 @click.option("--batch", type=int, help=f"HR faces per step {_default('batch')}")
 @click.option("--lr", type=float, help=f"Adam learning rate of the network and D {_default('lr')}")
 @click.option("--kimg", type=float, help=f"Training length in thousands of HR faces {_default('kimg')}")
@@ -47,7 +51,19 @@ def _default(name: str) -> str:
               help=f"Both stages: L1 between the output downscaled and the LR input {_default('lr_consistency')}")
 @click.option("--perceptual-layers",
               help=f"VGG16 layers of the perceptual loss, from relu1_2 ... relu5_3 {_default('perceptual_layers')}")
+@click.option("--discriminator", type=click.Choice(["vgg", "unet"]),
+              help="GAN stage: SRGAN's VGG-style D (a logit per face) or Real-ESRGAN's spectrally normalised U-Net "
+                   f"(a logit per pixel) {_default('discriminator')}")
 @click.option("--d-width", type=int, help=f"Discriminator's first width (doubles per level) {_default('d_width')}")
+@click.option("--d-lr", type=float, help="Adam learning rate of D, 0 for the same as --lr [default: 0]")
+@click.option("--gan-loss", type=click.Choice(["relativistic", "lsgan"]),
+              help=f"GAN stage: relativistic average or least-squares adversarial loss {_default('gan_loss')}")
+@click.option("--ema-kimg", type=float,
+              help="Half-life in kimg of an average of the network's weights, which is then what gets measured "
+                   "and exported; 0 for none [default: 0]")
+@click.option("--degradation", type=click.Choice(["bicubic", "realesrgan"]),
+              help="Training inputs: pulse's clean bicubic downscale, or Real-ESRGAN's blur -> random resize -> "
+                   f"noise -> JPEG {_default('degradation')}")
 @click.option("--seed", type=int, help=f"Random seed {_default('seed')}")
 @click.option("--checkpoint-every", type=float, help=f"kimg between checkpoints {_default('checkpoint_every')}")
 @click.option("--snapshot-every", type=float,

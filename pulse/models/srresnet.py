@@ -35,8 +35,12 @@ class SRResNetConfig:
     channels: int = 32  # width at the LR size; halves at each ×2 stage (at least MIN_STAGE_WIDTH)
     blocks: int = 8  # residual blocks at the LR size
     batch_norm: bool = False
+    upsample: str = "pixelshuffle"  # the ×2 stages: "pixelshuffle" (sub-pixel conv) or "nearest" (+ conv)
+    icnr: bool = False  # initialise the sub-pixel convs by ICNR (only how training starts; old files: False)
 
     def __post_init__(self):
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample {self.upsample!r}: choose {' or '.join(UPSAMPLE_MODES)}")
         if self.scale < 2 or self.scale & (self.scale - 1):
             raise ValueError(f"scale {self.scale}: must be a power of two, 2 or more")
         if self.channels < 1 or self.blocks < 0:
@@ -48,6 +52,7 @@ class SRResNetConfig:
 
 
 MIN_STAGE_WIDTH = 16
+UPSAMPLE_MODES = ("pixelshuffle", "nearest")
 
 
 class ResidualBlock(nn.Module):
@@ -63,11 +68,29 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class UpsampleStage(nn.Sequential):
-    """×2: a conv to 4× the output width, PixelShuffle(2) (sub-pixel convolution), PReLU."""
+def icnr_(conv: nn.Conv2d, factor: int = 2) -> nn.Conv2d:
+    """ICNR (Aitken et al. 2017): give the factor² sub-pixel outputs of each channel one shared kernel, so that
+    conv + PixelShuffle starts out as conv + nearest-neighbour upsampling. A randomly initialised sub-pixel conv
+    instead starts with a period-``factor`` pattern that GAN training tends to amplify into a checkerboard."""
+    out_channels = conv.out_channels // factor**2
+    with torch.no_grad():
+        seed_conv = nn.Conv2d(conv.in_channels, out_channels, conv.kernel_size, padding=conv.padding)
+        conv.weight.copy_(seed_conv.weight.repeat_interleave(factor**2, dim=0))
+        conv.bias.copy_(seed_conv.bias.repeat_interleave(factor**2, dim=0))
+    return conv
 
-    def __init__(self, in_ch: int, out_ch: int):
-        super().__init__(nn.Conv2d(in_ch, out_ch * 4, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(out_ch))
+
+class UpsampleStage(nn.Sequential):
+    """×2 then PReLU: a conv to 4× the output width + PixelShuffle(2) (sub-pixel convolution, optionally
+    ICNR-initialised), or nearest-neighbour ×2 + a conv (no sub-pixel pattern possible, 4× the conv cost)."""
+
+    def __init__(self, in_ch: int, out_ch: int, mode: str = "pixelshuffle", icnr: bool = False):
+        if mode == "nearest":
+            layers = [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_ch, out_ch, 3, padding=1)]
+        else:
+            conv = nn.Conv2d(in_ch, out_ch * 4, 3, padding=1)
+            layers = [icnr_(conv) if icnr else conv, nn.PixelShuffle(2)]
+        super().__init__(*layers, nn.PReLU(out_ch))
 
 
 class SRResNet(nn.Module):
@@ -83,7 +106,8 @@ class SRResNet(nn.Module):
                                   nn.Conv2d(c, c, 3, padding=1),
                                   nn.BatchNorm2d(c) if config.batch_norm else nn.Identity())
         widths = [c] + config.stage_widths()
-        self.upsample = nn.Sequential(*(UpsampleStage(a, b) for a, b in zip(widths[:-1], widths[1:])))
+        self.upsample = nn.Sequential(*(UpsampleStage(a, b, config.upsample, config.icnr)
+                                        for a, b in zip(widths[:-1], widths[1:])))
         self.tail = nn.Sequential(nn.Conv2d(widths[-1], 3 * 4, 3, padding=1), nn.PixelShuffle(2))
         nn.init.zeros_(self.tail[0].weight)  # starts as plain bicubic: training adds detail from there
         nn.init.zeros_(self.tail[0].bias)
@@ -167,6 +191,7 @@ def describe_sr_model(path) -> list[str]:
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in payload["state_dict"].values()})
     lines = [f"{path} ({path.stat().st_size / 1e6:.1f} MB)",
              f"  architecture: srresnet x{config.scale}, width {config.channels}, {config.blocks} residual blocks"
-             f"{', BatchNorm' if config.batch_norm else ''}, {parameters / 1e6:.2f} M parameters stored as "
+             f"{', BatchNorm' if config.batch_norm else ''}, {config.upsample} upsampling"
+             f"{' (ICNR init)' if config.icnr else ''}, {parameters / 1e6:.2f} M parameters stored as "
              f"{'/'.join(dtypes)}"]
     return lines + metadata_lines(meta)

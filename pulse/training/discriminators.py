@@ -10,6 +10,8 @@ so both networks share Adam settings.
 
 - ``VGGDiscriminator`` (for the SR trainer, ``sr_loop``): SRGAN/ESRGAN's, plain convs with BatchNorm, trained
   with SRResNet's Adam settings; no minibatch stddev (each SR output is tied to its own input: no mode collapse).
+- ``UNetDiscriminator`` (for the SR trainer): Real-ESRGAN's, a U-Net with spectral normalisation giving a
+  realness logit per pixel, so it can point at a local artefact instead of judging the whole face at once.
 """
 
 from __future__ import annotations
@@ -201,3 +203,40 @@ class VGGDiscriminator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images).flatten(1)).squeeze(1)
+
+
+class UNetDiscriminator(nn.Module):
+    """Real-ESRGAN's U-Net D, narrowed for CPUs: a 3×3 conv, three 4×4 stride-2 convs (width doubling), then back
+    up by bilinear ×2 + 3×3 conv with the encoder's skips added, two 3×3 convs and a 3×3 conv to one logit per
+    pixel. Every conv but the first and the last is spectrally normalised (D stays Lipschitz, which Real-ESRGAN
+    found keeps the artefacts of a per-pixel D down); LeakyReLU(0.2), no normalisation layers.
+    Image in [-1, 1] (B, 3, H, W), H and W multiples of 8 -> realness logits (B, H, W)."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width {width}: needs 1 or more")
+        sn = nn.utils.parametrizations.spectral_norm
+        w = width
+        self.conv_in = nn.Conv2d(3, w, 3, padding=1)
+        self.down = nn.ModuleList(sn(nn.Conv2d(a, b, 4, stride=2, padding=1, bias=False))
+                                  for a, b in ((w, 2 * w), (2 * w, 4 * w), (4 * w, 8 * w)))
+        self.up = nn.ModuleList(sn(nn.Conv2d(a, b, 3, padding=1, bias=False))
+                                for a, b in ((8 * w, 4 * w), (4 * w, 2 * w), (2 * w, w)))
+        self.refine = nn.Sequential(sn(nn.Conv2d(w, w, 3, padding=1, bias=False)), nn.LeakyReLU(LRELU_SLOPE),
+                                    sn(nn.Conv2d(w, w, 3, padding=1, bias=False)), nn.LeakyReLU(LRELU_SLOPE),
+                                    nn.Conv2d(w, 1, 3, padding=1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] % 8 or images.shape[-2] % 8:
+            raise ValueError(f"image size {tuple(images.shape[-2:])}: needs multiples of 8")
+        x = F.leaky_relu(self.conv_in(images), LRELU_SLOPE)
+        skips = [x]
+        for conv in self.down:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            skips.append(x)
+        skips.pop()  # the bottleneck itself
+        for conv in self.up:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = F.leaky_relu(conv(x), LRELU_SLOPE) + skips.pop()
+        return self.refine(x).squeeze(1)

@@ -43,6 +43,7 @@ from .checkpoint import (
 from .config import TrainConfig, make_discriminator, resolve_config
 from .dataset import DataOrder, FaceData
 from .distributed import Processes
+from .ema import ema_keep, update_ema
 from .export import generator_metadata
 from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 from .run_folder import LATEST, Progress, crossed, stop_requests
@@ -229,13 +230,9 @@ class Trainer:
         self.opt_D.step()
         self.opt_D.zero_grad(set_to_none=True)
 
-    @torch.no_grad()
     def _update_ema(self):
         half_life = min(self.config.ema_kimg * 1000, self.nimg * EMA_RAMPUP)
-        keep = 0.5 ** (self.config.batch / half_life) if half_life > 0 else 0.0
-        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - keep)
-        for avg, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            avg.copy_(b)
+        update_ema(self.G_ema, self.G, ema_keep(self.config.batch, half_life))
 
     def take_stats(self) -> dict:
         """Mean losses since the last call, over all processes (this waits for the device)."""

@@ -1,5 +1,5 @@
 """The training objectives as named terms, each a plain function testable on its own: the GAN's (StyleGAN2's)
-and the SR trainer's (relativistic average GAN, LR consistency)."""
+and the SR trainer's (relativistic average GAN, least-squares GAN, LR consistency)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,22 @@ def g_relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) ->
     """RaGAN's G loss, D's with the roles swapped: G gets gradient from real faces' logits as well."""
     return (F.softplus(real_logits - fake_logits.mean()).mean()
             + F.softplus(-(fake_logits - real_logits.mean())).mean()) / 2
+
+
+def d_least_squares_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """LSGAN's D loss (Mao et al. 2017, with targets 1 and 0): ½·(D(x) − 1)² + ½·D(G(z))². Its gradient
+    shrinks as D's outputs near their targets instead of growing like the logistic loss's, a milder teacher."""
+    return ((real_logits - 1).square().mean() + fake_logits.square().mean()) / 2
+
+
+def g_least_squares_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """LSGAN's G loss, ½·(D(G(z)) − 1)²; ``real_logits`` is unused, for the same signature as RaGAN's."""
+    return (fake_logits - 1).square().mean() / 2
+
+
+# the SR trainer's adversarial losses by name: (G's, D's), each (real_logits, fake_logits) -> loss
+SR_GAN_LOSSES = {"relativistic": (g_relativistic_loss, d_relativistic_loss),
+                 "lsgan": (g_least_squares_loss, d_least_squares_loss)}
 
 
 def lr_consistency_loss(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:

@@ -3,15 +3,20 @@
 - Stage "pixel" (the first ``pixel_kimg``): L1 to the HR face alone. It converges fast and stably and hands the
   GAN stage a generator already close to the person (PSNR-oriented, somewhat blurry).
 - Stage "gan" (from there to ``kimg``): a perceptual term (``perceptual.PerceptualLoss``: distance of VGG16
-  features) + an adversarial term against ``VGGDiscriminator`` (built at the boundary from its own seed) + a small
-  L1 term, ESRGAN's weights 1, 5e-3 and 1e-2. The adversarial loss is the relativistic average GAN rather than
-  LSGAN: those weights were tuned with it, and G's gradient comes from the real faces' logits too.
+  features) + an adversarial term against a discriminator built at the boundary from its own seed + a small L1
+  term, ESRGAN's weights 1, 5e-3 and 1e-2. The defaults are ESRGAN's: SRGAN's ``VGGDiscriminator`` and the
+  relativistic average GAN (G's gradient comes from the real faces' logits too). The remedies against the
+  checkerboard those drew here are options: Real-ESRGAN's spectrally normalised per-pixel ``UNetDiscriminator``,
+  a lower learning rate for D, the least-squares GAN loss, an EMA of G (exported instead of G), deep VGG layers
+  only (``perceptual_layers``), and ICNR or nearest-neighbour upsampling in the network itself.
 - In both stages, optionally: ``lr_consistency`` × L1 between the SR output downscaled and the LR input (its
   value is logged whatever its weight, so runs with and without it can be compared).
 
 Pairs: an HR face (mirrored at random by ``dataset.DataOrder``) and its LR made by pulse's own antialiased
-bicubic ``resample.resize``, rounded to 8 bits: exactly what ``pulse run`` reads from a file. Nothing else is
-random, so a checkpoint (weights, optimisers, data position) resumes exactly.
+bicubic ``resample.resize``, rounded to 8 bits: exactly what ``pulse run`` reads from a file; or, with
+``degradation="realesrgan"``, blurred, resized, noisy and JPEG-compressed as photos are (``degrade``), from draws
+seeded by the image count. Nothing else is random, so a checkpoint (weights, optimisers, data position) resumes
+exactly. The LR-consistency term and the measurements always use the clean bicubic LR.
 
 A run folder holds ``latest.ckpt``, ``snapshot-*kimg.ckpt``, ``log.jsonl`` (losses and img/s; at each checkpoint
 a line of PSNR against HR of SR and of bicubic on fixed training faces), a grid per checkpoint (LR | bicubic |
@@ -20,6 +25,7 @@ SR | HR of fixed faces) and at the end ``sr.pt``, the SR file of ``models.srresn
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -32,13 +38,15 @@ from PIL import Image
 from ..devices import select_device
 from ..errors import Interrupted, PulseError
 from ..imageio import psnr_from_mse, quantize, save_image, tensor_to_pil
-from ..models.srresnet import SRResNet, SRResNetConfig, save_sr_model
+from ..models.srresnet import UPSAMPLE_MODES, SRResNet, SRResNetConfig, save_sr_model
 from ..resample import resize
 from ..sampling import labelled_grid
 from .checkpoint import keep_copy, load_checkpoint, save_checkpoint
 from .dataset import DataOrder, FaceData
-from .discriminators import VGGDiscriminator
-from .losses import d_relativistic_loss, g_relativistic_loss, lr_consistency_loss
+from .degrade import DEGRADATIONS, degradation_generator, degrade
+from .discriminators import UNetDiscriminator, VGGDiscriminator
+from .ema import ema_keep, update_ema
+from .losses import SR_GAN_LOSSES, lr_consistency_loss
 from .perceptual import DEFAULT_LAYERS, PerceptualLoss, parse_layers
 from .run_folder import LATEST, Progress, crossed, stop_requests
 
@@ -49,7 +57,9 @@ ADAM_BETAS = (0.9, 0.999)  # SRGAN's and ESRGAN's, for G and D
 D_SEED = 1  # D's initial weights come from seed + D_SEED, whatever the run did before it
 FIXED_FACES, GRID_FACES = 64, 8  # training faces for the PSNR line and the grid (the grid's are the first)
 SCALES = (2, 4, 8)
-ARCHITECTURE = ("scale", "hr_size", "channels", "blocks", "batch_norm")
+ARCHITECTURE = ("scale", "hr_size", "channels", "blocks", "batch_norm", "upsample")
+SR_DISCRIMINATORS = ("vgg", "unet")
+GAN_LOSS_NAMES = {"relativistic": "RaGAN", "lsgan": "LSGAN"}
 
 
 @dataclass
@@ -63,6 +73,8 @@ class SRTrainConfig:
     channels: int = SRResNetConfig.channels
     blocks: int = SRResNetConfig.blocks
     batch_norm: bool = False
+    upsample: str = SRResNetConfig.upsample
+    icnr: bool = False
     batch: int = 16
     lr: float = 2e-4  # Adam, G and D
     kimg: float = 330.0  # training length in thousands of HR faces
@@ -72,7 +84,12 @@ class SRTrainConfig:
     pixel_weight: float = 1e-2  # stage "gan"'s L1 term (stage "pixel" is L1 at weight 1)
     lr_consistency: float = 0.0
     perceptual_layers: str = ",".join(DEFAULT_LAYERS)
-    d_width: int = 32  # VGGDiscriminator's first width
+    discriminator: str = "vgg"  # "vgg": SRGAN's VGG-style D, one logit a face; "unet": Real-ESRGAN's, one a pixel
+    d_width: int = 32  # the discriminator's first width
+    d_lr: float = 0.0  # Adam learning rate of D; 0: the same as G's (lr)
+    gan_loss: str = "relativistic"  # or "lsgan" (SRGAN-on-CelebA's least squares)
+    ema_kimg: float = 0.0  # half-life of an EMA of G in kimg, exported instead of G; 0: no EMA
+    degradation: str = "bicubic"  # the training inputs: "bicubic" (clean) or "realesrgan" (blur, resize, noise, JPEG)
     seed: int = 0
     checkpoint_every: float = 10.0  # kimg
     snapshot_every: float = 50.0  # kimg between checkpoints kept for good; 0: none
@@ -92,9 +109,12 @@ class SRTrainConfig:
                   ("perceptual_weight", self.perceptual_weight >= 0),
                   ("adversarial_weight", self.adversarial_weight >= 0), ("pixel_weight", self.pixel_weight >= 0),
                   ("lr_consistency", self.lr_consistency >= 0), ("d_width", self.d_width >= 1),
+                  ("d_lr", self.d_lr >= 0), ("ema_kimg", self.ema_kimg >= 0),
+                  ("discriminator", self.discriminator in SR_DISCRIMINATORS),
+                  ("gan_loss", self.gan_loss in SR_GAN_LOSSES), ("degradation", self.degradation in DEGRADATIONS),
                   ("checkpoint_every", self.checkpoint_every > 0), ("snapshot_every", self.snapshot_every >= 0),
                   ("log_every", self.log_every > 0), ("cache_gb", self.cache_gb >= 0),
-                  ("device", self.device in ("auto", "cpu", "cuda"))]
+                  ("device", self.device in ("auto", "cpu", "cuda")), ("upsample", self.upsample in UPSAMPLE_MODES)]
         for name, ok in checks:
             if not ok:
                 raise PulseError(f"--{name.replace('_', '-')} {getattr(self, name)}: out of range")
@@ -111,8 +131,12 @@ class SRTrainConfig:
     def has_gan_stage(self) -> bool:
         return self.kimg > self.pixel_kimg
 
+    @property
+    def discriminator_lr(self) -> float:
+        return self.d_lr or self.lr
+
     def model_config(self) -> SRResNetConfig:
-        return SRResNetConfig(self.scale, self.channels, self.blocks, self.batch_norm)
+        return SRResNetConfig(self.scale, self.channels, self.blocks, self.batch_norm, self.upsample, self.icnr)
 
 
 def resolve_sr_config(given: dict, checkpoint: dict | None = None, origin: str = "") -> SRTrainConfig:
@@ -161,6 +185,7 @@ class SRTrainer:
         self.G = SRResNet(config.model_config()).to(self.device).train()
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=ADAM_BETAS)
         self.D = self.opt_D = None
+        self.G_ema = self._new_ema() if config.ema_kimg > 0 else None
         self.perceptual = (PerceptualLoss(parse_layers(config.perceptual_layers), self.device)
                            if config.has_gan_stage and config.perceptual_weight > 0 else None)
         self.data = FaceData(config.data, config.hr_size, int(config.cache_gb * 2**30), report=report)
@@ -184,11 +209,22 @@ class SRTrainer:
     def stage(self) -> str:
         return "pixel" if self.D is None else "gan"
 
+    @property
+    def exported(self) -> SRResNet:
+        """The network that gets measured, drawn and written to the SR file: the EMA of G when there is one."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def _new_ema(self) -> SRResNet:
+        """The EMA starts as a copy of G: at the start of a run, or where a run that had none turns it on."""
+        return copy.deepcopy(self.G).eval().requires_grad_(False)
+
     def _start_gan_stage(self):
+        cfg = self.config
         with torch.random.fork_rng(devices=[]):  # D's weights depend on the seed only, not on when it is built
-            torch.manual_seed(self.config.seed + D_SEED)
-            self.D = VGGDiscriminator(self.config.hr_size, self.config.d_width).to(self.device).train()
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=self.config.lr, betas=ADAM_BETAS)
+            torch.manual_seed(cfg.seed + D_SEED)
+            self.D = (UNetDiscriminator(cfg.d_width) if cfg.discriminator == "unet"
+                      else VGGDiscriminator(cfg.hr_size, cfg.d_width)).to(self.device).train()
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.discriminator_lr, betas=ADAM_BETAS)
 
     # --- the step -------------------------------------------------------------------------------------
 
@@ -199,21 +235,27 @@ class SRTrainer:
             self._start_gan_stage()
         hr = self.data.take(self.order, cfg.batch, self.device).float() / 255
         low = make_lr(hr, cfg.lr_size)
-        sr = self.G(low)
+        given = low if cfg.degradation == "bicubic" else degrade(hr, cfg.lr_size,
+                                                                  degradation_generator(cfg.seed, self.nimg))
+        sr = self.G(given)
         stats = {"pixel": F.l1_loss(sr, hr), "lr_l1": lr_consistency_loss(sr, low)}
         if self.D is None:
             loss = stats["pixel"] + cfg.lr_consistency * stats["lr_l1"]
         else:
             self.D.requires_grad_(False)
-            with torch.no_grad():
-                real_logits = self.D(hr * 2 - 1)
-            stats["adversarial"] = g_relativistic_loss(real_logits, self.D(sr * 2 - 1))
+            real_logits = None  # LSGAN's G loss does not look at real faces
+            if cfg.gan_loss == "relativistic":
+                with torch.no_grad():
+                    real_logits = self.D(hr * 2 - 1)
+            stats["adversarial"] = SR_GAN_LOSSES[cfg.gan_loss][0](real_logits, self.D(sr * 2 - 1))
             stats["perceptual"] = self.perceptual(sr, hr) if self.perceptual is not None else sr.new_zeros(())
             loss = (cfg.perceptual_weight * stats["perceptual"] + cfg.adversarial_weight * stats["adversarial"]
                     + cfg.pixel_weight * stats["pixel"] + cfg.lr_consistency * stats["lr_l1"])
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_G.step()
+        if self.G_ema is not None:
+            update_ema(self.G_ema, self.G, ema_keep(cfg.batch, cfg.ema_kimg * 1000))
         if self.D is not None:
             self._d_step(hr, sr.detach(), stats)
         self.nimg += cfg.batch
@@ -225,7 +267,7 @@ class SRTrainer:
     def _d_step(self, hr: torch.Tensor, sr: torch.Tensor, stats: dict):
         self.D.requires_grad_(True)
         real_logits, fake_logits = self.D(hr * 2 - 1), self.D(sr * 2 - 1)
-        stats["loss_d"] = d_relativistic_loss(real_logits, fake_logits)
+        stats["loss_d"] = SR_GAN_LOSSES[self.config.gan_loss][1](real_logits, fake_logits)
         self.opt_D.zero_grad(set_to_none=True)
         stats["loss_d"].backward()
         self.opt_D.step()
@@ -242,9 +284,10 @@ class SRTrainer:
 
     def save(self, path) -> Path:
         gan = {"D": self.D.state_dict(), "opt_D": self.opt_D.state_dict()} if self.D is not None else {}
+        ema = {"G_ema": self.G_ema.state_dict()} if self.G_ema is not None else {}
         return save_checkpoint(path, {
             "kind": KIND, "config": asdict(self.config),
-            "G": self.G.state_dict(), "opt_G": self.opt_G.state_dict(), **gan,
+            "G": self.G.state_dict(), "opt_G": self.opt_G.state_dict(), **gan, **ema,
             "progress": {"nimg": self.nimg, "step": self.step, "wall_s": self.wall_before},
             "data": self.order.state_dict(), "run": self.run_info,
         })
@@ -253,14 +296,16 @@ class SRTrainer:
         try:
             self.G.load_state_dict(checkpoint["G"])
             self.opt_G.load_state_dict(checkpoint["opt_G"])
+            if self.G_ema is not None:  # a run that turns the EMA on here starts it from G
+                self.G_ema.load_state_dict(checkpoint.get("G_ema", checkpoint["G"]))
             if "D" in checkpoint:
                 self._start_gan_stage()
                 self.D.load_state_dict(checkpoint["D"])
                 self.opt_D.load_state_dict(checkpoint["opt_D"])
         except (KeyError, RuntimeError, ValueError) as err:
             raise PulseError(f"checkpoint does not fit this run ({str(err).splitlines()[0][:160]})")
-        lr = self.config.lr
-        for name, optimizer in (("G", self.opt_G), ("D", self.opt_D)):  # a --lr given with --resume must win
+        # a --lr or --d-lr given with --resume must win
+        for name, optimizer, lr in (("G", self.opt_G, self.config.lr), ("D", self.opt_D, self.config.discriminator_lr)):
             before = optimizer.param_groups[0]["lr"] if optimizer is not None else lr
             if before != lr:
                 self.report(f"note: {name} learning rate {before:g} at the checkpoint, {lr:g} from here on")
@@ -278,7 +323,7 @@ class SRTrainer:
     def _super_resolve_fixed(self) -> torch.Tensor:
         self.G.eval()
         try:
-            return quantize(self.G(self.fixed_lr))
+            return quantize(self.exported(self.fixed_lr))
         finally:
             self.G.train()
 
@@ -318,7 +363,8 @@ class SRTrainer:
             self.save(out / LATEST)
             raise Interrupted(f"at {self.nimg / 1000:.3f} kimg; the state is saved: continue with "
                               f"--resume {out / LATEST}")
-        return save_sr_model(out / SR_FILE, self.G, sr_metadata(self.config, self.run_info, self.nimg, self.stage))
+        return save_sr_model(out / SR_FILE, self.exported,
+                             sr_metadata(self.config, self.run_info, self.nimg, self.stage))
 
     def _loop(self, progress: Progress, stop: list):
         cfg, out = self.config, Path(self.config.out)
@@ -352,7 +398,7 @@ class SRTrainer:
 def sr_metadata(config: SRTrainConfig, run_info: dict, nimg: int, stage: str) -> dict:
     """What an SR file says about where it came from."""
     return {
-        "method": "srgan",
+        "method": "srgan" if stage == "gan" else "srresnet",  # the pixel-loss stage alone is an SRResNet
         "name": run_info["name"],
         "scale": config.scale, "lr_size": config.lr_size, "hr_size": config.hr_size,
         "stage": stage,  # "pixel": L1 only so far; "gan": perceptual + adversarial reached
@@ -362,8 +408,11 @@ def sr_metadata(config: SRTrainConfig, run_info: dict, nimg: int, stage: str) ->
         "licence": LICENCE,
         "training_commands": run_info["commands"],  # every leg of the run, oldest first
         "trainer": (f"pulse train-sr: L1 for {config.pixel_kimg:g} kimg, then VGG16 {config.perceptual_layers} "
-                    f"x{config.perceptual_weight:g} + RaGAN x{config.adversarial_weight:g} "
-                    f"+ L1 x{config.pixel_weight:g}; LR consistency x{config.lr_consistency:g}"),
+                    f"x{config.perceptual_weight:g} + {GAN_LOSS_NAMES[config.gan_loss]} x{config.adversarial_weight:g} "
+                    f"against the {config.discriminator} D (width {config.d_width}, lr {config.discriminator_lr:g}) "
+                    f"+ L1 x{config.pixel_weight:g}; LR consistency x{config.lr_consistency:g}"
+                    + (f"; EMA of G, half-life {config.ema_kimg:g} kimg" if config.ema_kimg > 0 else "")
+                    + ("; inputs degraded as Real-ESRGAN's" if config.degradation == "realesrgan" else "")),
     }
 
 
@@ -377,7 +426,7 @@ def export_sr_checkpoint(checkpoint_path, out, half: bool = False) -> Path:
     checkpoint = load_sr_checkpoint(checkpoint_path)
     config = SRTrainConfig(**checkpoint["config"])
     model = SRResNet(config.model_config())
-    model.load_state_dict(checkpoint["G"])
+    model.load_state_dict(checkpoint.get("G_ema", checkpoint["G"]))  # the EMA of G where the run kept one
     metadata = sr_metadata(config, checkpoint["run"], checkpoint["progress"]["nimg"],
                            "gan" if "D" in checkpoint else "pixel")
     return save_sr_model(out, model.eval(), metadata, half=half)

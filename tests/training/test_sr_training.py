@@ -1,5 +1,6 @@
 """The SR trainer on eight small photos: a tiny SRResNet overfits them, the GAN stage runs, resume is exact across
-the stage boundary, Ctrl-C keeps a resumable state; its losses, discriminator and VGG16 trunk."""
+the stage boundary (with the stage-2 remedies too: U-Net D, LSGAN, EMA of G, D's own learning rate), Ctrl-C keeps
+a resumable state; its losses, discriminators, EMA and VGG16 trunk."""
 
 import contextlib
 import signal
@@ -16,11 +17,18 @@ from pulse.models.srresnet import load_sr_model
 from pulse.resample import resize
 from pulse.training import perceptual, sr_loop
 from pulse.training.checkpoint import load_checkpoint, save_checkpoint
-from pulse.training.discriminators import VGGDiscriminator
+from pulse.training.discriminators import UNetDiscriminator, VGGDiscriminator
+from pulse.training.ema import ema_keep, update_ema
 from pulse.training.export import export_checkpoint
 from pulse.training.loop import train
-from pulse.training.losses import d_relativistic_loss, g_relativistic_loss, lr_consistency_loss
-from pulse.training.sr_loop import SRTrainConfig, SRTrainer, train_sr
+from pulse.training.losses import (
+    d_least_squares_loss,
+    d_relativistic_loss,
+    g_least_squares_loss,
+    g_relativistic_loss,
+    lr_consistency_loss,
+)
+from pulse.training.sr_loop import SRTrainConfig, SRTrainer, export_sr_checkpoint, train_sr
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
           "camera")
@@ -58,6 +66,18 @@ def straight(sr_options, tmp_path_factory, needs_vgg):
     """One uninterrupted run of 10 steps, 6 of L1 and 4 of the GAN stage (the run folder)."""
     out = tmp_path_factory.mktemp("sr") / "straight"
     train_sr(dict(sr_options, out=str(out), kimg=STEPS_KIMG))
+    return out
+
+
+REMEDIES = dict(discriminator="unet", gan_loss="lsgan", ema_kimg=0.008, d_lr=5e-5, upsample="pixelshuffle",
+                icnr=True, degradation="realesrgan")
+
+
+@pytest.fixture(scope="module")
+def remedied(sr_options, tmp_path_factory, needs_vgg):
+    """The same 10 steps with the stage-2 remedies and degraded inputs on (the run folder)."""
+    out = tmp_path_factory.mktemp("sr") / "remedied"
+    train_sr(dict(sr_options, out=str(out), kimg=STEPS_KIMG, **REMEDIES))
     return out
 
 
@@ -123,6 +143,41 @@ def test_resume_is_exact_across_the_stage_boundary(straight, sr_options, tmp_pat
     assert [c["from_kimg"] for c in resumed["run"]["commands"]] == [0.0, halfway]
 
 
+def test_remedies_resume_exactly_and_export_the_average(remedied, sr_options, tmp_path, read_log):
+    out = tmp_path / "legs"
+    train_sr(dict(sr_options, out=str(out), kimg=0.032, **REMEDIES))
+    train_sr({"kimg": STEPS_KIMG}, resume=out / "latest.ckpt")
+    expected, resumed = (load_checkpoint(run / "latest.ckpt", kind="srgan") for run in (remedied, out))
+    for name in ("G", "G_ema", "D", "opt_G", "opt_D"):
+        assert _tensors(resumed[name]) == _tensors(expected[name]), name
+    assert _losses(out, read_log)[0] == _losses(remedied, read_log)[0]
+    assert any(".parametrizations.weight." in key for key in expected["D"])  # the U-Net, spectrally normalised
+    assert expected["opt_D"]["param_groups"][0]["lr"] == 5e-5 and expected["opt_G"]["param_groups"][0]["lr"] == 2e-4
+    assert _tensors(expected["G_ema"]) != _tensors(expected["G"])
+    exported = load_sr_model(remedied / "sr.pt")  # what ships is the average, not the last step's weights
+    assert _tensors(exported.model.state_dict()) == _tensors(expected["G_ema"])
+    assert exported.model.config.icnr and "LSGAN" in exported.metadata["trainer"]
+    assert "EMA of G" in exported.metadata["trainer"] and "Real-ESRGAN" in exported.metadata["trainer"]
+    again = load_sr_model(export_sr_checkpoint(remedied / "latest.ckpt", tmp_path / "again.pt"))
+    assert _tensors(again.model.state_dict()) == _tensors(expected["G_ema"])
+
+
+def test_a_run_that_turns_the_ema_on_starts_it_from_g(straight, tmp_path):
+    leg = SRTrainer(SRTrainConfig(**dict(load_checkpoint(straight / "latest.ckpt", kind="srgan")["config"],
+                                         out=str(tmp_path), ema_kimg=1.0)),
+                    load_checkpoint(straight / "latest.ckpt", kind="srgan"))
+    assert _tensors(leg.G_ema.state_dict()) == _tensors(leg.G.state_dict())
+
+
+def test_ema_math():
+    assert ema_keep(16, 16) == 0.5 and ema_keep(16, 32) == pytest.approx(0.5**0.5) and ema_keep(16, 0) == 0.0
+    average, model = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        average.weight.fill_(1.0), model.weight.fill_(5.0)
+    update_ema(average, model, keep=0.75)
+    assert torch.equal(average.weight, torch.full((1, 2), 2.0))  # 0.75 · 1 + 0.25 · 5
+
+
 def test_a_stop_request_saves_a_checkpoint_and_says_how_to_resume(sr_options, tmp_path, monkeypatch):
     asked = []
 
@@ -172,6 +227,15 @@ def test_relativistic_losses():
     assert d_relativistic_loss(zeros, zeros).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
 
 
+def test_least_squares_losses():
+    real, fake = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 0.0])
+    assert d_least_squares_loss(real, fake).item() == 0.0  # D hits both targets
+    assert g_least_squares_loss(real, fake).item() == 0.5  # ½ (0 − 1)²
+    assert d_least_squares_loss(fake, real).item() == 1.0  # ½ · 1 + ½ · 1
+    assert g_least_squares_loss(real, real).item() == 0.0
+    assert g_least_squares_loss(real, torch.tensor([3.0, -1.0])).item() == pytest.approx((4 + 4) / 4)
+
+
 def test_lr_consistency_is_zero_for_the_hr_face_itself():
     hr = torch.rand(2, 3, 32, 32)
     assert lr_consistency_loss(hr, resize(hr, 8)).item() == pytest.approx(0.0, abs=1e-7)
@@ -184,6 +248,21 @@ def test_vgg_discriminator_gives_one_logit_per_image(resolution):
     assert D(torch.rand(3, 3, resolution, resolution) * 2 - 1).shape == (3,)
     with pytest.raises(ValueError):
         VGGDiscriminator(48)
+
+
+def test_unet_discriminator_gives_a_logit_per_pixel_and_is_spectrally_normalised():
+    torch.manual_seed(0)
+    D = UNetDiscriminator(width=4)
+    assert D(torch.rand(2, 3, 32, 24) * 2 - 1).shape == (2, 32, 24)
+    normalised = [m for m in D.modules() if torch.nn.utils.parametrize.is_parametrized(m, "weight")]
+    assert len(normalised) == 8  # all but the first and the last conv
+    for _ in range(30):  # power iterations, as training runs them
+        D(torch.rand(1, 3, 16, 16))
+    D.eval()
+    for conv in normalised:  # each layer's weight, as a matrix, then has a largest singular value of one
+        assert torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2).item() == pytest.approx(1.0, abs=0.02)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        D(torch.rand(1, 3, 20, 20))
 
 
 @pytest.mark.usefixtures("needs_vgg")
