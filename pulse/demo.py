@@ -314,7 +314,7 @@ class Demo:
         what it serves)."""
         for old in self.workdir.iterdir():
             old.unlink()
-        path = self.workdir / f"{stem}_pulse.zip"
+        path = self.workdir / f"{stem}_{report['method']}.zip"  # named by what made it
         with zipfile.ZipFile(path, "w") as archive:
             for name, data in files.items():
                 archive.writestr(name, data)
@@ -466,9 +466,9 @@ def build_page(demo: Demo, limits: Limits, gr):
                     example_labels=[e.caption for e in shipped], elem_id="pulse-examples")
             with gr.Column(scale=2):
                 status = gr.HTML(elem_id="pulse-status")
-                gallery = gr.Gallery(label="LR | bicubic | pulse; captions: LR-PSNR, ✓ within eps", columns=3,
+                gallery = gr.Gallery(label="LR | bicubic | result(s); captions: LR-PSNR, ✓ within eps", columns=3,
                                      height="auto", format="png", object_fit="contain", elem_id="pulse-results")
-                photo = gr.ImageSlider(label="whole photo: bicubic | pulse", visible=False, format="png")
+                photo = gr.ImageSlider(label="whole photo: bicubic | restored", visible=False, format="png")
                 download = gr.File(label="Download: images and report.json", elem_id="pulse-download")
                 with gr.Accordion("Report (JSON)", open=False):
                     report = gr.JSON()

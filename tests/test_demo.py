@@ -128,6 +128,7 @@ def test_srresnet_is_offered_with_its_own_network_and_gives_one_result(demo):
     assert [image.size for image, _ in outcome.tiles] == [(128, 128)] * 3
     (entry,) = outcome.report["outputs"]
     assert outcome.report["method"] == "srresnet" and entry["steps"] == 0 and RUN_REPORT_FIELDS <= set(entry)
+    assert outcome.download.name == "astronaut_srresnet.zip"  # named by the method that made it
     assert entry["made_with"]["method"] == "srresnet" and entry["made_with"]["generator"] == "pulse-sr-x8"
     again = assert_good(demo, method="srresnet", seed=5)  # deterministic: the seed changes nothing
     assert again.tiles[2][0].tobytes() == outcome.tiles[2][0].tobytes()
