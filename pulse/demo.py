@@ -31,7 +31,7 @@ from typing import Callable
 from PIL import Image
 
 from .api import open_upsampler
-from .depixelize import MAX_BLOCK, Mosaic, detect_grid, reduce_mosaic
+from .depixelize import MAX_BLOCK, Mosaic, find_mosaic, reduce_mosaic
 from .errors import PulseError
 from .evaluation.metrics import psnr
 from .faces.detect import require_models
@@ -147,6 +147,7 @@ class Demo:
         self.workdir = Path(tempfile.mkdtemp(prefix="pulse-demo-"))  # the latest request's zip
         self._opened: tuple[tuple, object] | None = None  # (method, network, scale), its upsampler
         self._generator_sha: dict[str, str] = {}
+        self._steps: dict[str, int] = {}  # recommended search steps by generator name
         self.upsampler("pulse", self.default_generator)  # a missing generator stops `pulse demo` before it serves
 
     def close(self) -> None:
@@ -164,12 +165,16 @@ class Demo:
         return [self.default_generator] + [name for name in installed if name != self.default_generator]
 
     def recommended_steps(self, generator: str | None = None) -> int:
-        """The search steps a generator file recommends (else the reference's): the page's default."""
+        """The search steps a generator file recommends (else the reference's): the page's default. Read once per
+        generator (the file is loaded whole)."""
         from .models.generator_file import read_generator_file
         from .weights.resolve import resolve_generator
 
-        defaults = read_generator_file(resolve_generator(generator or self.default_generator))["metadata"]
-        return int(defaults.get("search_defaults", {}).get("steps", SearchOptions.steps))
+        name = generator or self.default_generator
+        if name not in self._steps:
+            metadata = read_generator_file(resolve_generator(name))["metadata"]
+            self._steps[name] = int(metadata.get("search_defaults", {}).get("steps", SearchOptions.steps))
+        return self._steps[name]
 
     def methods(self) -> list[str]:
         return [method for method in METHODS if self.generators(method)]
@@ -249,7 +254,7 @@ class Demo:
         """A pixelated upload (a mosaic shown at full size), found as `pulse run --pixelated auto` finds it."""
         if s.method != "pulse" or s.mode == "photo" or max(image.size) > upsampler.resolution * MAX_BLOCK:
             return None
-        found = detect_grid(image)
+        found = find_mosaic(image, "auto")
         if found.grid is None or found.grid.columns != found.grid.rows or found.grid.columns > upsampler.resolution:
             return None
         return Mosaic(found.grid, reduce_mosaic(image, found.grid), found.reason)
