@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -19,9 +20,11 @@ from .devices import select_device
 from .errors import PulseError
 from .inputs import ImageLike, as_rgb_array
 from .memory import CPU_BATCH, cuda_free_bytes, cuda_peak_bytes, fit_batch_size
+from .models.encoder import LoadedEncoder
 from .models.generator_file import LoadedGenerator
-from .search import SearchOptions, options_for, search
+from .search import SearchOptions, search
 from .upsampling import BatchUpsampler, Made
+from .weights.download import sha256_file
 
 COMPILE_NOTE = "note: the first batch compiles the generator (a minute or so; its kernels are cached for later runs)"
 
@@ -32,11 +35,14 @@ class Upsampler(BatchUpsampler):
     method = "pulse"
 
     def __init__(self, generator: str | os.PathLike | LoadedGenerator | None = None, device="auto",
-                 batch_size: int | str = "auto", compile: bool = False):
+                 batch_size: int | str = "auto", compile: bool = False,
+                 encoder: str | os.PathLike | LoadedEncoder | None = None):
         """``batch_size``: rows (faces x samples) searched at once, or "auto": 8 on a CPU, and on a GPU the
         most that fit in its free memory, measured on the first ``run`` (``fit_batch_size``).
         ``compile``: torch.compile the generator (``LoadedGenerator.compile``): faster steps after a compile
-        on the first batch; worth it for many faces, not for a few."""
+        on the first batch; worth it for many faces, not for a few.
+        ``encoder``: the latent encoder searches start from (``init="encoder"``): a file, a registry name or a
+        loaded one; None: the installed registry encoder made for this generator and the run's scale, if any."""
         if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
             raise PulseError(f"batch size must be a whole number >= 1 or 'auto', got {batch_size!r}")
         self.device = select_device(device)
@@ -51,16 +57,18 @@ class Upsampler(BatchUpsampler):
         self.batch_size: int | None = None if batch_size == "auto" else batch_size  # as asked; None: auto
         self._rows: dict[tuple, int] = {}  # rows per batch in use, by the options that set a row's memory
         self._compiled_rows = 0  # the widest batch the compiled network has run
+        self._encoder_spec = encoder
+        self._encoders: dict[float, LoadedEncoder | None] = {}  # by scale, opened on first use
 
     @property
     def resolution(self) -> int:
         return self.model.generator.resolution
 
-    def fit_batch_size(self, **options) -> int:
+    def fit_batch_size(self, scale: float = 8, **options) -> int:
         """The batch size in use for these search options. With "auto" it is chosen on first use of a setting
         that changes a row's memory (precision, trainable noise maps): 8 on a CPU, on a GPU the most rows that
         fit. Either way it may since have been halved by running out of GPU memory."""
-        return self._rows[self._fit(self.search_options(**options))]
+        return self._rows[self._fit(self.search_options(scale, **options))]
 
     def _fit(self, opts: SearchOptions) -> tuple:
         """Choose the batch size for ``opts``' memory setting unless it is known; returns that setting's key."""
@@ -71,7 +79,7 @@ class Upsampler(BatchUpsampler):
             elif self.device.type != "cuda":
                 self._rows[key] = CPU_BATCH
             else:
-                opts = replace(opts, steps=1, frame_every=0, early_stop=False)
+                opts = replace(opts, steps=1, frame_every=0, early_stop=False, init="random")
                 lr_size = max(1, self.resolution // 8)
                 eager = replace(self.model, compiled=None)  # probes compile nothing (OOM halving covers the rest)
                 run_rows = lambda n: search(eager, torch.zeros(n, 3, lr_size, lr_size), list(range(n)), opts)  # noqa: E731
@@ -83,31 +91,68 @@ class Upsampler(BatchUpsampler):
                     self._rows[key] = 1
         return key
 
-    def search_options(self, **given) -> SearchOptions:
-        """The search settings these keywords give with this generator (its recommended ones where not given)."""
+    @property
+    def generator_sha256(self) -> str:
+        """The generator file's sha256 ("" for a network that is not a file): what encoders and reports name."""
+        if not hasattr(self, "_generator_sha256"):
+            source = Path(self.model.source)
+            self._generator_sha256 = sha256_file(source) if source.is_file() else ""
+        return self._generator_sha256
+
+    def encoder_for(self, scale: float) -> LoadedEncoder | None:
+        """The encoder searches at ``scale`` start from: the one given to the upsampler (refused in one line if it
+        was made for another generator or scale), else an installed one made for this generator and scale."""
+        if scale not in self._encoders:
+            spec = self._encoder_spec
+            if isinstance(spec, LoadedEncoder):
+                spec.check_generator(self.generator_sha256, Path(self.model.source).name)
+                if spec.scale != scale:
+                    raise PulseError(f"{spec.source}: an encoder for x{spec.scale}, not x{scale:g}")
+                self._encoders[scale] = spec.to(self.device)
+            else:
+                from .weights.resolve import open_encoder
+
+                self._encoders[scale] = open_encoder(spec, self.generator_sha256, Path(self.model.source).name, scale,
+                                                     self.device)
+        return self._encoders[scale]
+
+    def search_options(self, scale: float = 8, **given) -> SearchOptions:
+        """The search settings these keywords give with this generator at ``scale``: where not given, those of
+        its encoder for the scale (``init`` "encoder" when there is one, else "random"), then the generator's
+        recommended ones, then PULSE's."""
+        init = given.get("init")
+        encoder = None if init == "random" else self.encoder_for(scale)
+        if init == "encoder" and encoder is None:
+            raise PulseError(f"init encoder: no encoder for {Path(self.model.source).name} at x{scale:g} is installed; "
+                             "train one with `pulse train-encoder` and pass it with --encoder FILE")
+        recommended = {**self.model.metadata.get("search_defaults", {}),
+                       **(encoder.search_defaults if encoder is not None else {}),
+                       "init": "random" if encoder is None else "encoder"}
         try:
-            return options_for(self.model, **given)
+            return SearchOptions(**{**recommended, **given})
         except (TypeError, ValueError) as err:
             raise PulseError(f"search options: {err}") from None
 
-    def _settings(self, scale: float, samples: int, options: dict) -> SearchOptions:
-        opts = self.search_options(**options)
+    def _settings(self, scale: float, samples: int, options: dict) -> _SearchRequest:
+        opts = self.search_options(scale, **options)
         self._fit(opts)
-        return opts
+        return _SearchRequest(opts, self.encoder_for(scale) if opts.init == "encoder" else None)
 
-    def _batch_rows(self, opts: SearchOptions) -> int:
-        return self._rows[_memory_key(opts)]
+    def _batch_rows(self, request: _SearchRequest) -> int:
+        return self._rows[_memory_key(request.options)]
 
-    def _lr_operator(self, opts: SearchOptions) -> str:
-        return opts.degradation
+    def _lr_operator(self, request: _SearchRequest) -> str:
+        return request.options.degradation
 
-    def _make(self, lrs: torch.Tensor, seeds: list[int], eps: tuple[float, ...], opts: SearchOptions,
+    def _make(self, lrs: torch.Tensor, seeds: list[int], eps: tuple[float, ...], request: _SearchRequest,
               on_step: Callable[[int, int], None] | None) -> list[Made]:
+        opts = request.options
         n = len(seeds)
         fill = self._rows_to_run(_memory_key(opts), n) - n
         lrs = torch.cat([lrs, lrs[-1:].expand(fill, -1, -1, -1)]) if fill else lrs
         seeds, eps = seeds + seeds[-1:] * fill, eps + eps[-1:] * fill
-        found = self._search(lrs, seeds, replace(opts, eps=eps), on_step)[:n]
+        start = None if request.encoder is None else request.encoder.encode(lrs)
+        found = self._search(lrs, seeds, replace(opts, eps=eps), on_step, start)[:n]
         return [Made(r.image, r.steps, r.best_step, r.frames) for r in found]
 
     def _rows_to_run(self, key, rows: int) -> int:
@@ -119,10 +164,10 @@ class Upsampler(BatchUpsampler):
         self._compiled_rows = max(self._compiled_rows, rows)
         return rows
 
-    def _search(self, lr, seeds, opts, on_step):
+    def _search(self, lr, seeds, opts, on_step, start=None):
         """One batch of the search; out of GPU memory, it halves the batch (for good) and carries on."""
         try:
-            return search(self.model, lr, seeds, opts, progress=on_step)
+            return search(self.model, lr, seeds, opts, progress=on_step, start=start)
         except torch._dynamo.exc.BackendCompilerFailed as err:  # e.g. no C++ compiler for CPU kernels
             reason = str(err).strip().splitlines()[0]
             raise PulseError(f"torch.compile failed on {self.device}: {reason}; run without --compile") from None
@@ -134,8 +179,21 @@ class Upsampler(BatchUpsampler):
             key = _memory_key(opts)
             self._rows[key] = min(self._rows[key], half)
             warnings.warn(f"CUDA out of memory with {len(seeds)} faces at once: batch size lowered to {half}")
-            return (self._search(lr[:half], seeds[:half], replace(opts, eps=opts.eps[:half]), on_step)
-                    + self._search(lr[half:], seeds[half:], replace(opts, eps=opts.eps[half:]), on_step))
+            starts = (None, None) if start is None else (start[:half], start[half:])
+            return (self._search(lr[:half], seeds[:half], replace(opts, eps=opts.eps[:half]), on_step, starts[0])
+                    + self._search(lr[half:], seeds[half:], replace(opts, eps=opts.eps[half:]), on_step, starts[1]))
+
+
+@dataclass
+class _SearchRequest:
+    """What a request means for the search: its options and the encoder its searches start from, if any."""
+
+    options: SearchOptions
+    encoder: LoadedEncoder | None
+
+    @property
+    def eps(self):
+        return self.options.eps
 
 
 def _memory_key(opts: SearchOptions) -> tuple:
@@ -147,18 +205,19 @@ METHODS = ("pulse", "srresnet", "srgan")  # the search, and the feed-forward net
 
 
 def open_upsampler(method: str = "pulse", generator=None, device="auto", scale: float = 8,
-                   batch_size: int | str = "auto", compile: bool = False):
+                   batch_size: int | str = "auto", compile: bool = False, encoder=None):
     """The upsampler of ``method``: ``Upsampler`` (the search) or ``FeedForwardUpsampler`` (srresnet: the
     pixel-loss network; srgan: the adversarially trained one). Both have ``run``, ``stream``, ``resolution`` and
     ``device``. ``generator`` names the method's network (for srresnet/srgan an SR model file or registry name;
-    default the registry's for the method and ``scale``)."""
+    default the registry's for the method and ``scale``); ``encoder`` the search's latent encoder."""
     if method == "pulse":
-        return Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile)
+        return Upsampler(generator=generator, device=device, batch_size=batch_size, compile=compile, encoder=encoder)
     if method in METHODS:
         from .feedforward import BATCH, FeedForwardUpsampler
 
-        if compile:
-            raise PulseError(f"compile: a search option; {method} does not search")
+        for name, given in (("compile", compile), ("encoder", encoder)):
+            if given:
+                raise PulseError(f"{name}: a search option; {method} does not search")
         return FeedForwardUpsampler(generator, scale, device, BATCH if batch_size == "auto" else batch_size, method)
     raise PulseError(f"method {method!r}: choose from {', '.join(METHODS)}")
 

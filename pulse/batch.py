@@ -212,10 +212,11 @@ def method_settings(upsampler, scale: float, seed: int, samples: int, options: d
     if upsampler.method != "pulse":  # deterministic: the network and the scale decide the pixels
         return {"method": upsampler.method, "model_sha256": sha256, "scale": scale,
                 "eps": options.get("eps", SearchOptions.eps)}
-    search = asdict(upsampler.search_options(**options))
+    search = asdict(upsampler.search_options(scale, **options))
     search.pop("frame_every")  # intermediate frames are extra files, not a different result
+    encoder = upsampler.encoder_for(scale) if search["init"] == "encoder" else None
     return {"method": "pulse", "generator_sha256": sha256, "scale": scale, "seed": seed, "samples": samples,
-            "search": search}
+            "search": search, **({} if encoder is None else {"encoder_sha256": file_sha256(encoder.source)})}
 
 
 def _differences(was: dict | None, now: dict) -> dict[str, tuple]:

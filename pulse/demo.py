@@ -147,7 +147,7 @@ class Demo:
         self.workdir = Path(tempfile.mkdtemp(prefix="pulse-demo-"))  # the latest request's zip
         self._opened: tuple[tuple, object] | None = None  # (method, network, scale), its upsampler
         self._generator_sha: dict[str, str] = {}
-        self._steps: dict[str, int] = {}  # recommended search steps by generator name
+        self._steps: dict[tuple, int] = {}  # recommended search steps by (generator name, scale)
         self.upsampler("pulse", self.default_generator)  # a missing generator stops `pulse demo` before it serves
 
     def close(self) -> None:
@@ -164,17 +164,21 @@ class Demo:
             return installed
         return [self.default_generator] + [name for name in installed if name != self.default_generator]
 
-    def recommended_steps(self, generator: str | None = None) -> int:
-        """The search steps a generator file recommends (else the reference's): the page's default. Read once per
-        generator (the file is loaded whole)."""
+    def recommended_steps(self, generator: str | None = None, scale: int = 8) -> int:
+        """The search steps recommended for a generator at ``scale``: its installed encoder's (searches start from
+        it), else the generator file's, else the reference's: the page's default. Read once per generator and scale
+        (the files are loaded whole)."""
         from .models.generator_file import read_generator_file
-        from .weights.resolve import resolve_generator
+        from .weights.download import sha256_file
+        from .weights.resolve import open_encoder, resolve_generator
 
-        name = generator or self.default_generator
-        if name not in self._steps:
-            metadata = read_generator_file(resolve_generator(name))["metadata"]
-            self._steps[name] = int(metadata.get("search_defaults", {}).get("steps", SearchOptions.steps))
-        return self._steps[name]
+        key = (generator or self.default_generator, scale)
+        if key not in self._steps:
+            path = resolve_generator(key[0])
+            steps = read_generator_file(path)["metadata"].get("search_defaults", {}).get("steps", SearchOptions.steps)
+            encoder = open_encoder(None, sha256_file(path), path.name, scale)
+            self._steps[key] = int(steps if encoder is None else encoder.search_defaults.get("steps", steps))
+        return self._steps[key]
 
     def methods(self) -> list[str]:
         return [method for method in METHODS if self.generators(method)]
@@ -309,10 +313,12 @@ class Demo:
         if s.method != "pulse":
             return {"method": s.method, "generator": generator, "model_sha256": self._generator_sha[source],
                     "scale": s.scale, "eps": SearchOptions.eps}
-        search = asdict(upsampler.search_options(**_search(s)))
+        search = asdict(upsampler.search_options(s.scale, **_search(s)))
         search.pop("frame_every")
+        encoder = upsampler.encoder_for(s.scale) if search["init"] == "encoder" else None
         return {"method": s.method, "generator": generator, "generator_sha256": self._generator_sha[source],
-                "scale": s.scale, "seed": s.seed, "samples": samples, "search": search, "eps": search["eps"]}
+                "scale": s.scale, "seed": s.seed, "samples": samples, "search": search, "eps": search["eps"],
+                **({} if encoder is None else {"encoder": Path(encoder.source).name})}
 
     def _zip(self, stem: str, files: dict[str, bytes], report: dict) -> Path:
         """The download: the images and report.json. Only the latest request's zip is kept here (the page copies
@@ -456,7 +462,9 @@ def build_page(demo: Demo, limits: Limits, gr):
                                   info="face: output = input × scale; photo: faces searched at generator size ÷ scale")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples (aligned faces)")
                 steps = gr.Slider(1, MAX_STEPS, value=demo.recommended_steps(), step=1, elem_id="pulse-steps",
-                                  label="Search steps", info="default: what the generator recommends")
+                                  label="Search steps",
+                                  info="default: what the generator recommends (fewer where an encoder starts "
+                                       "the search)")
                 seed = gr.Number(0, precision=0, label="Seed")
                 degradation = gr.Dropdown(list(KERNELS), value="bicubic", label="LR made by",
                                           info="the downscale the search explains the upload with: bicubic (PULSE's), "
@@ -490,8 +498,10 @@ def build_page(demo: Demo, limits: Limits, gr):
         outputs = [status, gallery, photo, download, report]
         # `input`, not `change`: an example sets the method and its samples itself, then runs, in one chain
         method.input(lambda chosen: offer_networks(chosen, True), method, [generator, samples, steps])
-        generator.input(lambda chosen, name: gr.Slider(value=demo.recommended_steps(name)) if chosen == "pulse"
-                        else gr.Slider(), [method, generator], steps)
+        recommend = lambda chosen, name, times: (gr.Slider(value=demo.recommended_steps(name, int(times)))  # noqa: E731
+                                                 if chosen == "pulse" else gr.Slider())
+        generator.input(recommend, [method, generator, scale], steps)
+        scale.input(recommend, [method, generator, scale], steps)
         button.click(run, inputs, outputs, concurrency_limit=1, concurrency_id="search")
         examples.load_input_event.then(lambda chosen: offer_networks(chosen, False), method,
                                        [generator, samples, steps], queue=False).then(

@@ -22,6 +22,7 @@ from .resample import DEFAULT_KERNEL, check_kernel, resize
 SCHEDULES = ("linear1cycledrop", "linear1cycle", "fixed")
 NOISE_MODES = ("trainable", "fixed", "zero")
 PRECISIONS = ("fp32", "bf16")
+INITS = ("random", "encoder")
 
 
 @dataclass
@@ -46,10 +47,16 @@ class SearchOptions:
     # how the LR input was made, i.e. the downscale of the consistency loss and of the eps check (resample.KERNELS):
     # "box" for a mosaic (block averages), "bicubic" for PULSE's own LR
     degradation: str = DEFAULT_KERNEL
+    init: str = "random"  # where each search starts: a random point, or "encoder": an encoder's guess (``start``)
+    spread: float = 0.3  # started from an encoder's guess: how far each sample's own draw moves it (initial_state)
 
     def __post_init__(self):
         losses.parse_loss(self.loss)
         check_kernel(self.degradation)
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.spread < 0:
+            raise ValueError(f"spread must be >= 0, got {self.spread}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if not all(e > 0 for e in (self.eps if isinstance(self.eps, tuple) else (self.eps,))):
@@ -74,11 +81,11 @@ def options_for(model: LoadedGenerator, **given) -> SearchOptions:
 def parse_search_defaults(items) -> dict:
     """``["loss=100*L2+0.01*GEOCROSS", "trainable_noise_layers=7"]`` -> a checked dict of SearchOptions fields."""
     reference, parsed = SearchOptions(), {}
+    recommendable = [f for f in vars(reference) if f not in ("frame_every", "init")]  # init: is an encoder installed?
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not hasattr(reference, key) or key == "frame_every":
-            raise ValueError(f"{item!r}: expected FIELD=VALUE with FIELD one of "
-                             f"{', '.join(f for f in vars(reference) if f != 'frame_every')}")
+        if not sep or key not in recommendable:
+            raise ValueError(f"{item!r}: expected FIELD=VALUE with FIELD one of {', '.join(recommendable)}")
         kind = type(getattr(reference, key))
         try:
             parsed[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
@@ -138,14 +145,24 @@ class Sphere:
             p.mul_(radius / _norms(p))
 
 
-def initial_state(model: LoadedGenerator, seeds, options: SearchOptions, device):
-    """Each row's starting latent and noise maps, drawn from its own seed (batch-composition independent)."""
+def initial_state(model: LoadedGenerator, seeds, options: SearchOptions, device, start: torch.Tensor | None = None):
+    """Each row's starting latent and noise maps, drawn from its own seed (batch-composition independent).
+
+    ``start`` (B, 1 or n_styles, dim), an encoder's guess in the Gaussianised space: each row starts there plus
+    ``options.spread`` times its seed's draw, put back on the sphere of radius sqrt(dim) where random starts
+    lie; so samples of one input still differ, and start near the answer."""
     g = model.generator
     n_latents = 1 if options.tile_latent else g.n_styles
     latents, noises = [], []
-    for seed in seeds:
+    for row, seed in enumerate(seeds):
         rng = torch.Generator().manual_seed(int(seed))
-        latents.append(torch.randn(n_latents, g.style_dim, generator=rng))
+        drawn = torch.randn(n_latents, g.style_dim, generator=rng)
+        if start is not None:
+            guess = start[row].float().cpu()
+            guess = guess.mean(0, keepdim=True) if n_latents == 1 else guess.expand(n_latents, -1)
+            guess = guess + options.spread * drawn
+            drawn = guess * g.style_dim ** 0.5 / _norms(guess)
+        latents.append(drawn)
         noises.append([torch.randn(1, h, w, generator=rng) for h, w in g.noise_shapes()])
     latent = torch.stack(latents).to(device)
     noise = [torch.stack(maps).to(device) for maps in zip(*noises)]
@@ -167,13 +184,16 @@ def latent_to_w(model: LoadedGenerator, latent: torch.Tensor) -> torch.Tensor:
 
 
 def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: SearchOptions | None = None,
-           progress: Callable[[int, int], None] | None = None) -> list[SearchResult]:
+           progress: Callable[[int, int], None] | None = None, start: torch.Tensor | None = None) -> list[SearchResult]:
     """Search for each LR image (B, 3, h, w) in [0, 1]; ``seeds`` gives one seed per row.
 
     ``options`` default to ``options_for(model)``: the generator file's recommended settings.
-    ``options.eps`` is one value for all rows or one per row. Returns one result per row.
+    ``options.eps`` is one value for all rows or one per row. ``start``: each row's starting latent (an encoder's,
+    ``initial_state``), else a random point. Returns one result per row.
     """
     options = options or options_for(model)
+    if (options.init == "encoder") != (start is not None):
+        raise ValueError("init 'encoder' starts from the encoder's latents: give them as start, and only then")
     device = model.mean.device
     batch = lr_images.shape[0]
     if len(seeds) != batch:
@@ -185,7 +205,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     aim_rows = eps_rows * (1 - options.eps_margin)  # where the consistency terms stop pulling
     terms = losses.parse_loss(options.loss)
 
-    latent, noise, trainable = initial_state(model, seeds, options, device)
+    latent, noise, trainable = initial_state(model, seeds, options, device, start)
     params = [latent] + trainable
     sphere = Sphere(params)
     optimizer = torch.optim.Adam(params, lr=options.learning_rate)

@@ -108,3 +108,23 @@ def demo_load():
     spec.loader.exec_module(module)
     yield module
     del sys.modules["demo_load"]
+
+
+TINY_ENCODER = dict(scale=4, kimg=4.0, batch=64, channels=[32, 64], hidden=128, lr=1e-3, checkpoint_every=2.0,
+                    log_every=1.0, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_options():
+    """The settings of the tiny encoder run (scale 4: 8 px LR for the 32 px generator), read-only."""
+    return MappingProxyType(TINY_ENCODER)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_file(tiny_generator_file, tmp_path_factory):
+    """An encoder trained for a few seconds on the tiny generator's own faces (x4), recommending 30 steps."""
+    from pulse.training.encoder_loop import train_encoder
+
+    out = tmp_path_factory.mktemp("encoder") / "run"
+    return train_encoder(dict(TINY_ENCODER, generator=str(tiny_generator_file), out=str(out),
+                              search_defaults={"steps": 30}))

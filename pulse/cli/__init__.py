@@ -20,7 +20,9 @@ COMMANDS = {  # name: (module, attribute, short help)
     "run": ("run", "run", "Super-resolve aligned LR faces."),
     "sample": ("sample", "sample_command", "Random faces from a generator, as one grid image."),
     "train": ("train", "train_command", "Train a generator on aligned faces."),
-    "train-sr": ("train_sr", "train_sr_command", "Train a feed-forward face super-resolver (SRResNet, SRGAN-style)."),
+    "train-encoder": ("train_encoder", "train_encoder_command",
+                      "Train the latent encoder that starts the search next to the answer."),
+    "train-sr": ("train_sr", "train_sr_command", "Train a feed-forward face super-resolver (SRResNet or SRGAN)."),
     "weights": ("weights", "weights_cli", "List, download, verify, import and convert generator and landmark weights."),
 }
 

@@ -134,6 +134,17 @@ def method_option(command):
                              "the input.")(command)
 
 
+def method_line(upsampler, scale: float, options: dict) -> str:
+    """What makes the faces, as a run's first line says it: the network, and for the search its steps and start."""
+    name = Path(upsampler.model.source).name
+    if upsampler.method != "pulse":
+        return f"{upsampler.method} ({name})"
+    opts = upsampler.search_options(scale, **options)
+    start = (f"from encoder {Path(upsampler.encoder_for(scale).source).name}" if opts.init == "encoder"
+             else "from random starts")
+    return f"searching {name} ({opts.steps} steps {start})"
+
+
 def network_for(method: str, generator, sr_model):
     """The network a command's --method uses: --generator for pulse, --sr-model for the feed-forward methods;
     the other one given is a usage error rather than silently ignored."""
@@ -149,7 +160,7 @@ def network_for(method: str, generator, sr_model):
 def _search_option_table():
     """(field of SearchOptions, click declarations, click keywords, help) for every setting a user may choose."""
     from ..resample import KERNELS
-    from ..search import NOISE_MODES, PRECISIONS, SCHEDULES
+    from ..search import INITS, NOISE_MODES, PRECISIONS, SCHEDULES
 
     return (
         ("steps", ("--steps",), dict(type=click.IntRange(1)), "Search steps per batch"),
@@ -174,7 +185,15 @@ def _search_option_table():
         ("degradation", ("--degradation",), dict(type=click.Choice(KERNELS)),
          "How the LR inputs were made: the downscale of the search's consistency loss and eps check. bicubic = "
          "PULSE's (antialiased); box = block averages (mosaics); bilinear = antialiased triangle"),
+        ("init", ("--init",), dict(type=click.Choice(INITS)),
+         "Where each search starts: encoder = the latent a trained encoder predicts from the input (`pulse "
+         "train-encoder`; far fewer steps), random = a random point as PULSE"),
+        ("spread", ("--spread",), dict(type=click.FloatRange(0)),
+         "With --init encoder: how far each sample's seed moves its start from the encoder's latent (samples differ)"),
     )
+
+
+INIT_DEFAULT = "encoder when one is installed for the generator and scale (its settings then apply), else random"
 
 
 def search_options(command):
@@ -188,13 +207,16 @@ def search_options(command):
         default = getattr(reference, field)
         shown = ("on" if default else "off") if isinstance(default, bool) else f"{default:g}" if isinstance(
             default, float) else default
-        command = click.option(*decls, field, default=None, **keywords,
-                               help=f"{help} [default: the generator's recommended, else {shown}].")(command)
-    return command
+        shown = INIT_DEFAULT if field == "init" else f"the encoder's or generator's recommended, else {shown}"
+        command = click.option(*decls, field, default=None, **keywords, help=f"{help} [default: {shown}].")(command)
+    return click.option("--encoder", default=None, metavar="NAME|FILE",
+                        help="The latent encoder searches start from (--init encoder): a registry name or a file of "
+                             "`pulse train-encoder` [default: the installed one made for the generator and scale, if "
+                             "any].")(command)
 
 
 def given_search_options(params: dict) -> dict:
-    """Takes the search options out of a command's parameters: {field: value} of those given."""
+    """Takes the search options out of a command's parameters: {field: value} of those given (``--encoder`` stays)."""
     given = {row[0]: params.pop(row[0]) for row in _search_option_table()}
     return {field: value for field, value in given.items() if value is not None}
 

@@ -80,6 +80,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
     """
 
     say = lambda message: click.echo(message, err=True)  # noqa: E731
+    encoder = search.pop("encoder")
     options = given_search_options(search)
     options.setdefault("degradation", lr_kernel)  # the search explains the LR the way it was made
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
@@ -92,11 +93,11 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
         from ..memory import batch_size_arg
 
         upsampler = Upsampler(generator=generator, device=device, batch_size=batch_size_arg(batch_size),
-                              compile=compile_generator)
+                              compile=compile_generator, encoder=encoder)
         if resolution not in (None, upsampler.resolution):
             raise PulseError(f"--resolution {resolution} differs from the generator's {upsampler.resolution} px")
         resolution = upsampler.resolution
-        options = asdict(upsampler.search_options(**options))
+        options = asdict(upsampler.search_options(scale, **options))
         options.pop("frame_every")
     eps = options.pop("eps", SearchOptions.eps)
     from ..feedforward import FeedForwardUpsampler
@@ -143,7 +144,8 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
     made = lr_kernel + (f" + JPEG q{jpeg_quality}" if jpeg_quality else "")
     caption = (f"{evaluation.faces} faces from {data_dir}, {resolution} px, x{scale} (LR {resolution // scale} px, "
                f"made {made}; consistency judged with {lr_kernel})"
-               + (f", pulse: {options['steps']} steps, {samples} sample(s), seed {seed}, operator "
+               + (f", pulse: {options['steps']} steps from {options['init']} starts, {samples} sample(s), seed {seed}, "
+                  f"operator "
                   f"{options['degradation']}, loss {options['loss']}" if upsampler else "")
                + f". Cells: mean ± std (median) over outputs. dlib detects a face in "
                f"{evaluation.hr_detected}/{evaluation.faces} HR faces.\n\n")

@@ -24,9 +24,11 @@ from .common import (
     for_each_input,
     generator_option,
     given_search_options,
+    method_line,
     method_option,
     network_for,
     refuse_search_options,
+    say,
     say_below_progress,
     scale_option,
     search_options,
@@ -86,12 +88,13 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
     stderr and the batch goes on. Exit codes: 0 every face restored within eps; 1 some photo failed
     (unreadable, too large, no face); 2 usage/setup error; 3 some face did not get within eps.
     """
+    encoder = search.pop("encoder")
     options = given_search_options(search)
-    refuse_search_options(ctx, method, set(options) - {"eps"})
+    refuse_search_options(ctx, method, set(options) - {"eps"} | ({"encoder"} if encoder else set()))
     shard_of = parse_shard(shard) if shard else (0, 1)
     boxes = [parse_face_box(text) for text in face_boxes]
     files = find_inputs(input_path, verbose)
-    upsampler = open_upsampler(method, network_for(method, generator, sr_model), device, scale)
+    upsampler = open_upsampler(method, network_for(method, generator, sr_model), device, scale, encoder=encoder)
     upsampler.check_request(scale, 1, options)
     lr_size = lr_size_for(upsampler.resolution, scale)
     if not boxes:  # faces given by their boxes need no detector
@@ -107,6 +110,8 @@ def restore_command(ctx, input_path, output_dir, scale, grid, method, generator,
                  overwrite)
         started = time.perf_counter()
         todo = dict(job.todo)
+        say(f"pulse restore: {len(todo)} photo(s) to do, {job.skipped} done before; faces x{scale:g} by "
+            f"{method_line(upsampler, scale, options)} on {upsampler.device}")
 
         def restore_one(path: Path, on_step) -> None:
             stem = stems[path]

@@ -19,6 +19,7 @@ from .common import (
     device_option,
     generator_option,
     given_search_options,
+    method_line,
     method_option,
     network_for,
     refuse_search_options,
@@ -112,6 +113,7 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
 
     if samples < 1:
         raise PulseError("--samples must be >= 1")
+    encoder = search.pop("encoder")
     options = given_search_options(search)
     refuse_search_options(ctx, method, SEARCH_PARAMETERS)
     batch_size = batch_size_arg(batch_size)
@@ -131,9 +133,9 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
     processes = distributed.start(device.type)  # torchrun: each process takes every world-th input
     if device.type == "cuda":
         device = f"cuda:{processes.local_rank}"
-    upsampler = open_upsampler(method, network, device, scale, batch_size, compile_generator)
+    upsampler = open_upsampler(method, network, device, scale, batch_size, compile_generator, encoder)
     upsampler.check_request(scale, samples, options)
-    eps = upsampler.search_options(**options).eps if method == "pulse" else options["eps"]
+    eps = upsampler.search_options(scale, **options).eps if method == "pulse" else options["eps"]
     made_with = {**method_settings(upsampler, scale, seed, samples, options), "pixelated": str(pixelated)}
     job = BatchJob(output_dir, made_with, processes=processes, shard=shard_of).open()
     with job:  # unlocked however the run ends
@@ -150,7 +152,7 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
         job.plan(files, lambda path: _output_names(stems[path], samples), writes_of, overwrite)
         if processes.is_main:
             say(f"pulse run: {len(job.todo)} input(s) to do, {job.skipped} done before; x{scale:g} by "
-                f"{_method_line(upsampler, options)} on {upsampler.device}"
+                f"{method_line(upsampler, scale, options)} on {upsampler.device}"
                 + (f"; shard {shard}" if shard else ""))
         if compile_generator and job.todo and processes.is_main:
             say(COMPILE_NOTE)
@@ -199,17 +201,10 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
             sys.exit(EXIT_NOT_CONSISTENT)
 
 
-def _method_line(upsampler, options: dict) -> str:
-    """What makes the faces, as the run's first line says it."""
-    name = Path(upsampler.model.source).name
-    if upsampler.method != "pulse":
-        return f"{upsampler.method} ({name})"
-    return f"searching {name} ({upsampler.search_options(**options).steps} steps)"
-
-
 # the options that only steer the search: an error when given with a method that does not search
 SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "schedule", "noise", "trainable_noise_layers",
-                     "tile_latent", "early_stop", "precision", "degradation", "compile_generator", "save_intermediate")
+                     "tile_latent", "early_stop", "precision", "degradation", "init", "spread", "encoder",
+                     "compile_generator", "save_intermediate")
 
 
 @contextmanager

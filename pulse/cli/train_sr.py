@@ -75,7 +75,7 @@ def _default(name: str) -> str:
               help="Continue exactly from a checkpoint (runs/NAME/latest.ckpt); its options apply unless given.")
 @click.pass_context
 def train_sr_command(ctx, resume, **options):
-    """Train a feed-forward face super-resolver (SRResNet, SRGAN-style) on aligned faces.
+    """Train a feed-forward face super-resolver (SRResNet or SRGAN) on aligned faces.
 
     Two stages: L1 to the HR face for --pixel-kimg, then VGG16 perceptual + relativistic adversarial + a small
     L1 term up to --kimg. The LR inputs are pulse's own bicubic downscales of the faces, as `pulse run` gets them.

@@ -61,6 +61,8 @@ def list_command(cache_dir):
         state = "installed" if installed else "not installed"
         click.echo(f"{model.name:<24} {model.kind:<20} {resolution:>8}  {state}")
         click.echo(f"    {model.description}; licence: {model.licence}")
+        if model.kind == "encoder":
+            click.echo(f"    starts the searches of {model.generator} at x{model.scale} (used when installed)")
         click.echo(f"    {_cost(model, cache, installed, costs)}")
     click.echo("CPU: seconds per face for the search (100 steps, batch 8) on a 2-core CPU, as measured for the "
                "network's layout ([cpu_seconds_per_face] in weights/registry.toml)")
@@ -107,24 +109,28 @@ def path_command(name, cache_dir):
 @click.argument("spec", metavar="NAME|FILE")
 @cache_option
 def info_command(spec, cache_dir):
-    """What a generator (or SR model) file holds: architecture, training record, recommended search settings."""
+    """What a generator, SR model or encoder file holds: architecture, training record, search settings."""
+    from ..models.encoder import describe_encoder
+
+    describers = {"sr-model": describe_sr_model, "encoder": describe_encoder}
     path = Path(spec)
-    describe = describe_generator
-    if not path.is_file():
+    if path.is_file():
+        candidates = [describe_generator, describe_sr_model, describe_encoder]  # a file given by path may be any
+    else:
         model = get_model(spec)
-        if model.kind not in (*GENERATOR_KINDS, "sr-model"):
-            raise PulseError(f"{model.name} is a {model.kind} file, not a generator or SR model")
+        if model.kind not in (*GENERATOR_KINDS, *describers):
+            raise PulseError(f"{model.name} is a {model.kind} file, not a generator, SR model or encoder")
         path = locate(model, resolve_cache_dir(cache_dir), download_missing=False)
-        describe = describe_sr_model if model.kind == "sr-model" else describe_generator
-    try:
-        lines = describe(path)
-    except PulseError as err:  # a file given by path may be either kind
-        if describe is not describe_generator:
-            raise
+        candidates = [describers.get(model.kind, describe_generator)]
+    errors = []
+    for describe in candidates:
         try:
-            lines = describe_sr_model(path)
-        except PulseError:
-            raise err from None
+            lines = describe(path)
+            break
+        except PulseError as err:
+            errors.append(err)
+    else:
+        raise errors[0]
     for line in lines:
         click.echo(line)
 

@@ -42,7 +42,7 @@ CONVERTED_KINDS = ("stylegan1-official", "stylegan1-tf", "stylegan2-nvlabs", "st
 GENERATOR_KINDS = ("generator", *CONVERTED_KINDS)
 
 
-KINDS = (*GENERATOR_KINDS, "sr-model", "landmarks")
+KINDS = (*GENERATOR_KINDS, "sr-model", "encoder", "landmarks")
 
 
 SR_METHODS = ("srresnet", "srgan")  # the feed-forward methods: the pixel-loss network, the adversarial one
@@ -71,9 +71,10 @@ class Model:
     files: tuple[WeightsFile, ...]
     alignment: str | None = None
     data: str | None = None
-    scale: int | None = None  # sr-model: the one enlargement the network was trained for
+    scale: int | None = None  # sr-model, encoder: the one enlargement the network was trained for
     method: str | None = None  # sr-model: "srresnet" (pixel loss) or "srgan" (adversarially trained)
     layout: str | None = None  # generators: the network layout, a key of the registry's [cpu_seconds_per_face]
+    generator: str | None = None  # encoder: the registry name of the generator whose searches it starts
 
     @property
     def import_command(self) -> str:
@@ -126,8 +127,11 @@ def _parse_model(path: Path, name: str, table: dict) -> Model:
         raise PulseError(f"{where}: kind must be one of {', '.join(KINDS)}, not {model.kind!r}")
     if not files or (model.kind != "stylegan1-official" and len(files) != 1):
         raise PulseError(f"{where}: a {model.kind} entry has exactly one file, this one has {len(files)}")
-    if (model.kind == "sr-model") != (model.scale is not None):
-        raise PulseError(f"{where}: scale is given for sr-model entries, and only for them")
+    if (model.kind in ("sr-model", "encoder")) != (model.scale is not None):
+        raise PulseError(f"{where}: scale is given for sr-model and encoder entries, and only for them")
+    if (model.kind == "encoder") != (model.generator is not None):
+        raise PulseError(f"{where}: generator (the name of the generator it belongs to) is given for encoder "
+                         "entries, and only for them")
     if (model.kind == "sr-model") != (model.method in SR_METHODS):
         raise PulseError(f"{where}: method ({' or '.join(SR_METHODS)}) is given for sr-model entries, and only for "
                          "them")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import PulseError
+from ..models.encoder import LoadedEncoder, load_encoder, read_encoder_file
 from ..models.generator_file import FIT_SAMPLES, LoadedGenerator, load_generator, read_generator_file
 from ..models.srresnet import LoadedSRModel, load_sr_model
 from ..progress import notice
@@ -96,6 +97,34 @@ def open_sr_model(spec: str | os.PathLike | None = None, scale: float = 8, devic
         raise PulseError(f"{path}: enlarges x{loaded.scale} only, not x{scale:g}")
     check_sr_method(loaded, method, path)
     return loaded
+
+
+def open_encoder(spec: str | os.PathLike | None, generator_sha256: str, generator_name: str, scale: float,
+                 device="cpu", *, cache_dir=None) -> LoadedEncoder | None:
+    """The latent encoder that starts the searches of a generator (by its file's sha256) at ``scale``: ``spec`` (a
+    file or registry name; one of another generator or scale is refused in one line), or with no spec the first
+    installed registry encoder made for them, else None. Nothing is downloaded without a spec."""
+    models = load_registry()
+    cache = resolve_cache_dir(cache_dir)
+    if spec is None:
+        for model in models.values():
+            if model.kind == "encoder" and model.scale == scale and is_installed(model, cache):
+                path = locate(model, cache, download_missing=False)
+                if read_encoder_file(path)["generator_sha256"] == generator_sha256:
+                    return load_encoder(path, device)
+        return None
+    if Path(spec).is_file():
+        path = Path(spec)
+    elif str(spec) in models and models[str(spec)].kind == "encoder":
+        path = locate(models[str(spec)], cache)
+    else:
+        names = ", ".join(n for n, m in models.items() if m.kind == "encoder") or "none"
+        raise PulseError(f"{spec}: no such encoder file or registry name (known encoders: {names})")
+    encoder = load_encoder(path, device)
+    encoder.check_generator(generator_sha256, generator_name)
+    if encoder.scale != scale:
+        raise PulseError(f"{path}: an encoder for x{encoder.scale}, not x{scale:g}")
+    return encoder
 
 
 def check_sr_method(loaded: LoadedSRModel, method: str, name) -> None:

@@ -156,7 +156,8 @@ def test_search_settings_not_given_come_from_the_generator_file(tmp_path, tiny_g
 # for each setting a user may choose: a value a generator file can recommend, other than the reference's
 RECOMMENDED = {"steps": 4, "eps": 5e-3, "eps_margin": 0.3, "loss": "100*L2+1*L1+0.02*GEOCROSS", "learning_rate": 0.2,
                "schedule": "fixed", "noise": "fixed", "trainable_noise_layers": 2, "tile_latent": True,
-               "early_stop": True, "precision": "bf16", "degradation": "box"}
+               "early_stop": True, "precision": "bf16", "degradation": "box", "spread": 0.1}
+CHOSEN_BY_THE_ENCODER = {"init"}  # where a search starts: whether an encoder is installed, not the generator's say
 
 
 def test_every_search_setting_has_an_option_and_a_recommendation_to_test():
@@ -165,10 +166,10 @@ def test_every_search_setting_has_an_option_and_a_recommendation_to_test():
     from pulse.search import SearchOptions
 
     settable = {f.name for f in fields(SearchOptions)} - {"frame_every"}  # frames: --save-intermediate
-    assert settable == set(RECOMMENDED)
+    assert settable == set(RECOMMENDED) | CHOSEN_BY_THE_ENCODER
     for command in ("run", "restore", "eval"):  # one option set, declared once (cli.common.search_options)
         assert settable <= {p.name for p in main.get_command(None, command).params}, command
-    assert all(RECOMMENDED[name] != getattr(SearchOptions(), name) for name in settable)
+    assert all(RECOMMENDED[name] != getattr(SearchOptions(), name) for name in RECOMMENDED)
 
 
 @pytest.mark.parametrize("setting", sorted(RECOMMENDED))
