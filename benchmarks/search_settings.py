@@ -9,6 +9,10 @@ not given keep those values.
 
     python benchmarks/search_settings.py reference "loss=100*L2+0.02*GEOCROSS,trainable_noise_layers=7"
         [--generator pulse-faces-128] [--shard ../shared/data/faces128/train-03.zip] [--n 128]
+
+With ``--encoder FILE``, a setting with ``init=encoder`` starts each search from that encoder's latent (the encoder's
+own time included in s / face): how an encoder's recommended settings (`pulse train-encoder export
+--search-default`) are chosen.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from PIL import Image
 from pulse.evaluation.evaluate import Face, make_face
 from pulse.evaluation.metrics import detect_face, lpips
 from pulse.imageio import pil_to_tensor
+from pulse.models.encoder import load_encoder
 from pulse.search import SearchOptions, parse_search_defaults, search
 from pulse.weights.registry import DEFAULT_GENERATOR
 from pulse.weights.resolve import open_generator
@@ -55,6 +60,7 @@ def main():
     parser.add_argument("--shard", type=Path, default=SHARD)
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--scale", type=int, default=8)
+    parser.add_argument("--encoder", type=Path, help="an encoder file, for settings with init=encoder")
     args = parser.parse_args()
     model = open_generator(args.generator)
     faces = spread_faces(args.shard, args.n, model.generator.resolution, args.scale)
@@ -64,12 +70,18 @@ def main():
           f"{model.generator.resolution} px, 1 sample each")
     print("| setting | within eps | LR-PSNR (dB) | LPIPS | detected as face | within eps by source | s / face |")
     print("|---|---:|---:|---:|---:|---|---:|")
+    encoder = load_encoder(args.encoder) if args.encoder else None
     for setting in args.settings:
-        fields = {} if setting == "reference" else parse_search_defaults(setting.split(","))
-        options = SearchOptions(**fields)
+        items = [] if setting == "reference" else setting.split(",")
+        init = "encoder" if "init=encoder" in items else "random"
+        if init == "encoder" and encoder is None:
+            raise SystemExit(f"{setting}: init=encoder needs --encoder FILE")
+        options = SearchOptions(**parse_search_defaults(i for i in items if not i.startswith("init=")), init=init)
         started, results = time.perf_counter(), []
         for i in range(0, len(faces), BATCH):
-            results += search(model, lr[i : i + BATCH], list(range(i, min(i + BATCH, len(faces)))), options)
+            batch = lr[i : i + BATCH]
+            start = encoder.encode(batch) if init == "encoder" else None
+            results += search(model, batch, list(range(i, min(i + BATCH, len(faces)))), options, start=start)
         seconds = (time.perf_counter() - started) / len(faces)
         ok = sum(r.success for r in results)
         by_source = " ".join(f"{s} {sum(r.success for r, t in zip(results, sources) if t == s)}/{sources.count(s)}"

@@ -120,3 +120,11 @@ def test_sr_rule_names_what_fails(tmp_path, import_test_extra):
     assert [(r[1].strip(), r[2].strip()[-14:]) for r in rows] == [
         ("clean", "bicubic"), ("clean", "pulse-sr-x8.pt"), ("degraded", "bicubic"), ("degraded", "pulse-sr-x8.pt")]
     assert "detected" in rows[1][-1] and rows[0][-1].strip() == rows[3][-1].strip() == ""  # noise is no face
+
+
+def test_encoder_train_speed_prints_costs_and_the_recipes_hours():
+    out = run_script("encoder_train_speed.py", "--layout", "pulse-compact-128", "--steps", 1, "--batch", 2,
+                     "--real-batch", 1, "--device", "cpu")
+    row = out.strip().splitlines()[-1]
+    generated, real, hours = (float(cell.split()[0]) for cell in row.strip("| ").split(" | "))
+    assert generated > 0 and real > 0 and hours > 0

@@ -90,3 +90,17 @@ def test_a_wheel_carries_the_registry_and_the_bundled_generator(tmp_path):
     generator, models = found.stdout.split()
     assert Path(generator) == site / "pulse" / "_weights" / "pulse-faces-128.pt" and int(models) >= 3
     assert Path(generator).read_bytes() == (root / "weights" / "pulse-faces-128.pt").read_bytes()
+
+
+def test_an_encoder_entry_names_its_generator_and_scale(tmp_path, registry_entry):
+    path = tmp_path / "r.toml"
+    entry = registry_entry("enc", "encoder", 128, "enc.pt", urls=["http://127.0.0.1:9/enc.pt"])
+    path.write_text(entry.replace('kind = "encoder"', 'kind = "encoder"\nscale = 8\ngenerator = "faces"'))
+    model = weights_registry.load_registry(path)["enc"]
+    assert (model.kind, model.scale, model.generator) == ("encoder", 8, "faces")
+    path.write_text(entry.replace('kind = "encoder"', 'kind = "encoder"\nscale = 8'))
+    with pytest.raises(PulseError, match="generator .* is given for encoder entries, and only for them"):
+        weights_registry.load_registry(path)
+    path.write_text(entry.replace('kind = "encoder"', 'kind = "encoder"\ngenerator = "faces"'))
+    with pytest.raises(PulseError, match="scale is given for sr-model and encoder entries, and only for them"):
+        weights_registry.load_registry(path)
