@@ -1,6 +1,7 @@
 """What `pulse train-encoder` costs per generated face, and per real face of its LR-consistency term, for a generator
 layout (random weights of exactly that layout: the cost does not depend on them; nothing is downloaded), and the
-hours a recipe of so many kimg takes at that rate.
+hours a recipe of so many kimg takes at that rate. Also the floating-point operations of each (torch's
+FlopCounterMode), from which a device that was not at hand can be estimated.
 
     python benchmarks/encoder_train_speed.py [--layout stylegan2-f-256] [--steps 3] [--batch 32] [--real-batch 8]
         [--kimg 40] [--real-kimg 10] [--device cpu|cuda]
@@ -26,6 +27,14 @@ from pulse.imageio import quantize  # noqa: E402
 from pulse.models.generator_file import LoadedGenerator, gaussian_fit  # noqa: E402
 from pulse.models.stylegan1 import StyleGAN1Config, StyleGAN1Generator  # noqa: E402
 from pulse.training.encoder_loop import EncoderTrainConfig, EncoderTrainer, render_lr  # noqa: E402
+
+
+def flops(step) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
 
 
 def timed(step, repeats: int, device) -> float:
@@ -69,15 +78,20 @@ def main():
             loss.backward()
 
         real = timed(real_step, args.steps, device) / args.real_batch
+        generated_flops = flops(trainer.train_step) / args.batch
+        real_flops = flops(real_step) / args.real_batch
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip()
         + f", {torch.get_num_threads()} threads")
     hours = (args.kimg * 1000 * generated + args.real_kimg * 1000 * args.real_batch / args.batch * real) / 3600
     print(f"{args.layout} ({generator.resolution} px, x{scale}: {trainer.lr_size} px LR) on {where}")
+    teraflops = (args.kimg * 1000 * generated_flops + args.real_kimg * 1000 * args.real_batch / args.batch
+                 * real_flops) / 1e12
     print(f"| per generated face | per real face (LR term) | recipe: {args.kimg:g} kimg, real term for the last "
           f"{args.real_kimg:g} ({args.real_batch} real per {args.batch} generated) |")
     print("|---:|---:|---:|")
-    print(f"| {1000 * generated:.1f} ms | {1000 * real:.1f} ms | {hours:.2f} h |")
+    print(f"| {1000 * generated:.1f} ms, {generated_flops / 1e9:.1f} GFLOP | {1000 * real:.1f} ms, "
+          f"{real_flops / 1e9:.1f} GFLOP | {hours:.2f} h, {teraflops:.0f} TFLOP |")
 
 
 if __name__ == "__main__":

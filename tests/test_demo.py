@@ -60,15 +60,19 @@ def assert_good(demo, path=ASTRONAUT_LR, **settings):
 
 
 def test_the_page_searches_with_the_generators_recommended_steps_unless_told(tmp_path):
+    from pulse.models.encoder import load_encoder
     from pulse.models.generator_file import read_generator_file
-    from pulse.weights.resolve import resolve_generator
+    from pulse.weights.resolve import resolve_file, resolve_generator
 
     payload = read_generator_file(resolve_generator("pulse-faces-128"))
     payload["metadata"]["search_defaults"] = {"steps": 3}
     torch.save(payload, tmp_path / "three.pt")
     made = Demo(str(tmp_path / "three.pt"), device="cpu")
     try:
-        assert made.recommended_steps() == 3 and made.recommended_steps("pulse-faces-128") == 100
+        bundled_encoder = load_encoder(resolve_file("pulse-encoder-x8"))  # starts the bundled generator's searches
+        assert made.recommended_steps() == 3  # no encoder belongs to this file: the generator's own
+        assert made.recommended_steps("pulse-faces-128") == bundled_encoder.search_defaults["steps"] < 100
+        assert made.recommended_steps("pulse-faces-128", scale=4) == 100  # no encoder at x4
         line = made.enhance(ASTRONAUT_LR, Settings()).report["outputs"][0]
         assert line["steps"] == 3 and line["made_with"]["search"]["steps"] == 3
         assert made.enhance(ASTRONAUT_LR, Settings(steps=2)).report["outputs"][0]["steps"] == 2
