@@ -107,6 +107,22 @@ def scale_option(help: str, whole: bool = False, minimum: float = 0):
     return click.option("--scale", default=8, show_default=True, type=Scale(whole, minimum), help=help)
 
 
+def widths_callback(first: str):
+    """A click callback for network widths given as "64,128,128": one positive whole number per level, ``first``'s
+    first."""
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            widths = [int(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a comma-separated list of integers")
+        if not widths or min(widths) < 1:
+            raise click.BadParameter(f"{value!r}: give one positive width per level, {first} first")
+        return widths
+    return parse
+
+
 def device_option(default: str | None = "auto", help: str = "Where the work runs: auto = CUDA if present, else CPU."):
     return click.option("--device", type=click.Choice(DEVICES), default=default, show_default=default is not None,
                         help=help)

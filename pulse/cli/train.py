@@ -15,22 +15,12 @@ from ..search import parse_search_defaults
 from ..training.config import TrainConfig
 from ..training.export import export_checkpoint
 from ..training.loop import train
-from .common import PulseGroup, device_option, output_option, say
+from .common import PulseGroup, device_option, output_option, say, widths_callback
 
 DEFAULTS = TrainConfig(data=["-"], out="-")
 
 
-def _channels(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        widths = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers")
-    if not widths or min(widths) < 1:
-        raise click.BadParameter(f"{value!r}: give one positive width per level, 4 px first")
-    return widths
-
+_channels = widths_callback("4 px")
 
 
 def _default(name: str) -> str:

@@ -13,7 +13,7 @@ import click
 
 from ..search import parse_search_defaults
 from ..training.encoder_loop import EncoderTrainConfig, export_encoder_checkpoint, train_encoder
-from .common import PulseGroup, device_option, output_option, say
+from .common import PulseGroup, device_option, output_option, say, widths_callback
 
 DEFAULTS = EncoderTrainConfig(generator="-", out="-")
 
@@ -32,16 +32,6 @@ def _search_defaults(ctx, param, items):
         raise click.BadParameter(str(err))
 
 
-def _widths(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        widths = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers")
-    if not widths or min(widths) < 1:
-        raise click.BadParameter(f"{value!r}: give positive widths, the LR size's first")
-    return widths
 
 
 SEARCH_DEFAULT_HELP = ("Search setting recommended from this encoder's start (repeatable), e.g. steps=20; they apply "
@@ -53,7 +43,8 @@ SEARCH_DEFAULT_HELP = ("Search setting recommended from this encoder's start (re
 @click.option("--generator", help="The generator (registry name or file) the encoder starts searches of.")
 @output_option(None, "Run folder: checkpoint, log, encoder.pt.")
 @click.option("--scale", type=int, help=f"The enlargement: LR size = generator resolution / scale {_default('scale')}")
-@click.option("--channels", callback=_widths, help=f"Widths at the LR size, then per halving {_default('channels')}")
+@click.option("--channels", callback=widths_callback("the LR size's"),
+              help=f"Widths at the LR size, then per halving {_default('channels')}")
 @click.option("--hidden", type=int, help=f"Width of the head's hidden layer {_default('hidden')}")
 @click.option("--batch", type=int, help=f"Generated faces per step {_default('batch')}")
 @click.option("--lr", type=float, help=f"Adam learning rate {_default('lr')}")

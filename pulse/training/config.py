@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from ..errors import PulseError
 from ..models import ARCHITECTURES, generator_config
@@ -11,6 +11,7 @@ from ..models.stylegan2 import stylegan2_channels
 from .augment import parse_policy
 from .discriminators import Discriminator, DiscriminatorConfig, ResidualDiscriminator
 from .projected import HybridDiscriminator, ProjectedDiscriminator
+from .run_folder import resumed_config
 
 DISCRIMINATORS = {"residual": ResidualDiscriminator, "dcgan": Discriminator, "projected": ProjectedDiscriminator,
                   "hybrid": HybridDiscriminator}
@@ -120,17 +121,7 @@ def resolve_config(given: dict, checkpoint: dict | None = None, init_config: dic
         base = {"architecture": "stylegan1", **checkpoint["config"]}  # runs from before the choice existed
     else:
         base = {k: init_config[k] for k in ARCHITECTURE} if init_config else {}
-    for key in ARCHITECTURE:
-        if key in given and key in base and given[key] != base[key]:
-            raise PulseError(f"{origin}: made with {key}={_show(base[key])}, but this run asks for {_show(given[key])}")
-    merged = {**base, **given}
-    unknown = set(merged) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        raise PulseError(f"{origin or 'config'}: unknown training options {', '.join(sorted(unknown))}")
-    for required in ("data", "out"):
-        if not merged.get(required):
-            raise PulseError(f"--{required} is required")
-    return TrainConfig(**merged)
+    return resumed_config(TrainConfig, given, base, ARCHITECTURE, origin, "training", show=_show)
 
 
 def _show(value) -> str:

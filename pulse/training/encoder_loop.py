@@ -17,14 +17,14 @@ latent and the LR-PSNR of the encoder's own face on fixed held-out draws) and at
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..devices import select_device
-from ..errors import Interrupted, PulseError
+from ..errors import PulseError
 from ..imageio import psnr_from_mse, quantize
 from ..models.encoder import EncoderConfig, LatentEncoder, on_sphere, save_encoder
 from ..models.generator_file import MAPPING_SLOPE, LoadedGenerator
@@ -32,7 +32,7 @@ from ..resample import resize
 from ..search import latent_to_w, parse_search_defaults
 from .checkpoint import load_checkpoint, save_checkpoint
 from .dataset import DataOrder, FaceData
-from .run_folder import LATEST, Progress, crossed, stop_requests
+from .run_folder import LATEST, Progress, crossed, refuse_second_run, resumed_config, stop_requests, stopped
 
 KIND = "encoder"  # a checkpoint's "kind": tells these checkpoints from `pulse train`'s and `pulse train-sr`'s
 ENCODER_FILE = "encoder.pt"
@@ -85,17 +85,8 @@ def resolve_encoder_config(given: dict, checkpoint: dict | None = None, origin: 
     """Options given explicitly over a resumed checkpoint's; contradicting its architecture is an error."""
     given = {k: v for k, v in given.items() if v not in (None, (), [])}
     base = dict(checkpoint["config"]) if checkpoint else {}
-    for key in ARCHITECTURE:
-        if key in given and key in base and given[key] != base[key]:
-            raise PulseError(f"{origin}: made with {key}={base[key]}, but this run asks for {given[key]}")
-    merged = {**base, **given}
-    unknown = set(merged) - {f.name for f in fields(EncoderTrainConfig)}
-    if unknown:
-        raise PulseError(f"{origin or 'config'}: unknown encoder training options {', '.join(sorted(unknown))}")
-    for required in ("generator", "out"):
-        if not merged.get(required):
-            raise PulseError(f"--{required} is required")
-    return EncoderTrainConfig(**merged)
+    return resumed_config(EncoderTrainConfig, given, base, ARCHITECTURE, origin, "encoder training",
+                          required=("generator", "out"))
 
 
 def search_latent(model: LoadedGenerator, w: torch.Tensor) -> torch.Tensor:
@@ -246,8 +237,7 @@ class EncoderTrainer:
         if stop and self.nimg < total:
             self.wall_before = progress.wall()
             self.save(out / LATEST)
-            raise Interrupted(f"at {self.nimg / 1000:.3f} kimg; the state is saved: continue with "
-                              f"--resume {out / LATEST}")
+            raise stopped(out, self.nimg)
         return self.export(out / ENCODER_FILE)
 
 
@@ -286,9 +276,7 @@ def train_encoder(given: dict, resume=None, command: str = "", report=lambda lin
     checkpoint = load_encoder_checkpoint(resume) if resume else None
     config = resolve_encoder_config(given, checkpoint, origin=str(resume or ""))
     out = Path(config.out)
-    if checkpoint is None and (out / LATEST).exists():
-        raise PulseError(f"{out}: already holds a training run; continue it with --resume {out / LATEST} "
-                         f"or choose another --output")
+    refuse_second_run(out, checkpoint is not None)
     path = resolve_generator(config.generator)
     model = load_generator(path, select_device(config.device))
     try:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..devices import select_device
-from ..errors import Interrupted, PulseError
+from ..errors import PulseError
 from ..imageio import save_image
 from ..models import build_generator, generator_config
 from ..models.generator_file import LoadedGenerator, load_generator, write_generator_file
@@ -46,7 +46,7 @@ from .distributed import Processes
 from .ema import ema_keep, update_ema
 from .export import generator_metadata
 from .losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
-from .run_folder import LATEST, Progress, crossed, stop_requests
+from .run_folder import LATEST, Progress, crossed, refuse_second_run, stop_requests, stopped
 
 R1_INTERVAL = 16  # lazy regularisation: the R1 penalty every 16th D step, weighted 16x
 
@@ -335,8 +335,7 @@ class Trainer:
         if stop and self.nimg < total:
             self.wall_before = progress.wall()
             self.save(out / LATEST)
-            raise Interrupted(f"at {self.nimg / 1000:.3f} kimg; the state is saved: continue with "
-                              f"--resume {out / LATEST}")
+            raise stopped(out, self.nimg)
         path = None
         if main:
             path = write_generator_file(self.G_ema, out / GENERATOR_FILE, generator_metadata(self.run_info, self.nimg),
@@ -387,9 +386,7 @@ def train(given: dict, resume=None, init=None, command: str = "", report=lambda 
     config = resolve_config(given, checkpoint, asdict(loaded.generator.config) if loaded else None,
                             origin=str(resume or init or ""))
     out = Path(config.out)
-    if checkpoint is None and (out / LATEST).exists():
-        raise PulseError(f"{out}: already holds a training run; continue it with --resume {out / LATEST} "
-                         f"or choose another --out")
+    refuse_second_run(out, checkpoint is not None)
     processes = distributed.start(select_device(config.device).type)
     try:
         if processes.is_main:

@@ -13,8 +13,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
+from ..errors import Interrupted, PulseError
 from ..imageio import write_text_atomic
 
 LATEST, LOG_FILE = "latest.ckpt", "log.jsonl"
@@ -41,6 +43,36 @@ def stop_requests(enabled: bool):
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def resumed_config(config_class, given: dict, base: dict, architecture, origin: str, what: str,
+                   required=("data", "out"), show=str):
+    """A trainer's config from the options given on this command line over ``base`` (a resumed checkpoint's
+    config, or an init file's shape): an architecture option that contradicts the base is an error, not an
+    override; an option the trainer does not know is named (a checkpoint of another trainer or version)."""
+    for key in architecture:
+        if key in given and key in base and given[key] != base[key]:
+            raise PulseError(f"{origin}: made with {key}={show(base[key])}, but this run asks for {show(given[key])}")
+    merged = {**base, **given}
+    unknown = set(merged) - {f.name for f in fields(config_class)}
+    if unknown:
+        raise PulseError(f"{origin or 'config'}: unknown {what} options {', '.join(sorted(unknown))}")
+    for name in required:
+        if not merged.get(name):
+            raise PulseError(f"--{name} is required")
+    return config_class(**merged)
+
+
+def refuse_second_run(out: Path, resumed: bool) -> None:
+    """A new run never starts over a run folder's checkpoint: the user continues it or chooses another folder."""
+    if not resumed and (out / LATEST).exists():
+        raise PulseError(f"{out}: already holds a training run; continue it with --resume {out / LATEST} "
+                         f"or choose another --output")
+
+
+def stopped(out: Path, nimg: int) -> Interrupted:
+    """What a run stopped by Ctrl-C/SIGTERM says, once its checkpoint is saved."""
+    return Interrupted(f"at {nimg / 1000:.3f} kimg; the state is saved: continue with --resume {out / LATEST}")
 
 
 def crossed(before: int, after: int, every: int) -> bool:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..devices import select_device
-from ..errors import Interrupted, PulseError
+from ..errors import PulseError
 from ..imageio import psnr_from_mse, quantize, save_image, tensor_to_pil
 from ..models.srresnet import UPSAMPLE_MODES, SRResNet, SRResNetConfig, save_sr_model
 from ..resample import resize
@@ -48,7 +48,7 @@ from .discriminators import UNetDiscriminator, VGGDiscriminator
 from .ema import ema_keep, update_ema
 from .losses import SR_GAN_LOSSES, lr_consistency_loss
 from .perceptual import DEFAULT_LAYERS, PerceptualLoss, parse_layers
-from .run_folder import LATEST, Progress, crossed, stop_requests
+from .run_folder import LATEST, Progress, crossed, refuse_second_run, resumed_config, stop_requests, stopped
 
 KIND = "srgan"  # a checkpoint's "kind": tells these checkpoints from `pulse train`'s
 SR_FILE = "sr.pt"
@@ -143,17 +143,7 @@ def resolve_sr_config(given: dict, checkpoint: dict | None = None, origin: str =
     """Options given explicitly over a resumed checkpoint's; contradicting its architecture is an error."""
     given = {k: v for k, v in given.items() if v is not None}
     base = dict(checkpoint["config"]) if checkpoint else {}
-    for key in ARCHITECTURE:
-        if key in given and key in base and given[key] != base[key]:
-            raise PulseError(f"{origin}: made with {key}={base[key]}, but this run asks for {given[key]}")
-    merged = {**base, **given}
-    unknown = set(merged) - {f.name for f in fields(SRTrainConfig)}
-    if unknown:
-        raise PulseError(f"{origin or 'config'}: unknown SR training options {', '.join(sorted(unknown))}")
-    for required in ("data", "out"):
-        if not merged.get(required):
-            raise PulseError(f"--{required} is required")
-    return SRTrainConfig(**merged)
+    return resumed_config(SRTrainConfig, given, base, ARCHITECTURE, origin, "SR training")
 
 
 def make_lr(hr: torch.Tensor, size: int) -> torch.Tensor:
@@ -361,8 +351,7 @@ class SRTrainer:
         if stop and self.nimg < total:
             self.wall_before = progress.wall()
             self.save(out / LATEST)
-            raise Interrupted(f"at {self.nimg / 1000:.3f} kimg; the state is saved: continue with "
-                              f"--resume {out / LATEST}")
+            raise stopped(out, self.nimg)
         return save_sr_model(out / SR_FILE, self.exported,
                              sr_metadata(self.config, self.run_info, self.nimg, self.stage))
 
@@ -437,9 +426,7 @@ def train_sr(given: dict, resume=None, command: str = "", report=lambda line: No
     checkpoint = load_sr_checkpoint(resume) if resume else None
     config = resolve_sr_config(given, checkpoint, origin=str(resume or ""))
     out = Path(config.out)
-    if checkpoint is None and (out / LATEST).exists():
-        raise PulseError(f"{out}: already holds a training run; continue it with --resume {out / LATEST} "
-                         f"or choose another --output")
+    refuse_second_run(out, checkpoint is not None)
     try:
         out.mkdir(parents=True, exist_ok=True)
         trainer = SRTrainer(config, checkpoint, command, report)
