@@ -55,9 +55,9 @@ def _default(name: str) -> str:
               help=f"Both stages: L1 between the output downscaled and the LR input {_default('lr_consistency')}")
 @click.option("--perceptual-layers",
               help=f"VGG16 layers of the perceptual loss, from relu1_2 ... relu5_3 {_default('perceptual_layers')}")
-@click.option("--discriminator", type=click.Choice(["vgg", "unet"]),
-              help="GAN stage: SRGAN's VGG-style D (a logit per face) or Real-ESRGAN's spectrally normalised U-Net "
-                   f"(a logit per pixel) {_default('discriminator')}")
+@click.option("--discriminator", type=click.Choice(["vgg", "vgg-sn", "unet"]),
+              help="GAN stage: SRGAN's VGG-style D (a logit per face; vgg-sn: spectrally normalised, no BatchNorm) "
+                   f"or Real-ESRGAN's spectrally normalised U-Net (a logit per pixel) {_default('discriminator')}")
 @click.option("--d-width", type=int, help=f"Discriminator's first width (doubles per level) {_default('d_width')}")
 @click.option("--d-lr", type=float, help="Adam learning rate of D, 0 for the same as --lr [default: 0]")
 @click.option("--gan-loss", type=click.Choice(["relativistic", "lsgan"]),

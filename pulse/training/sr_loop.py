@@ -61,7 +61,7 @@ FIXED_FACES, GRID_FACES = 64, 8  # training faces for the PSNR line and the grid
 SCALES = (2, 4, 8)
 ARCHITECTURE = ("scale", "hr_size", "channels", "blocks", "batch_norm", "upsample")
 NETWORK_OPTIONS = ("scale", "channels", "blocks", "batch_norm")  # what --init's file fixes (upsample may differ)
-SR_DISCRIMINATORS = ("vgg", "unet")
+SR_DISCRIMINATORS = ("vgg", "vgg-sn", "unet")
 GAN_LOSS_NAMES = {"relativistic": "RaGAN", "lsgan": "LSGAN"}
 
 
@@ -88,7 +88,8 @@ class SRTrainConfig:
     pixel_weight: float = 1e-2  # stage "gan"'s L1 term (stage "pixel" is L1 at weight 1)
     lr_consistency: float = 0.0
     perceptual_layers: str = ",".join(DEFAULT_LAYERS)
-    discriminator: str = "vgg"  # "vgg": SRGAN's VGG-style D, one logit a face; "unet": Real-ESRGAN's, one a pixel
+    discriminator: str = "vgg"  # "vgg": SRGAN's VGG-style D, one logit a face ("vgg-sn": spectrally normalised, no
+    # BatchNorm); "unet": Real-ESRGAN's, one logit a pixel
     d_width: int = 32  # the discriminator's first width
     d_lr: float = 0.0  # Adam learning rate of D; 0: the same as G's (lr)
     gan_loss: str = "relativistic"  # or "lsgan" (SRGAN-on-CelebA's least squares)
@@ -266,7 +267,8 @@ class SRTrainer:
         with torch.random.fork_rng(devices=[]):  # D's weights depend on the seed only, not on when it is built
             torch.manual_seed(cfg.seed + D_SEED)
             self.D = (UNetDiscriminator(cfg.d_width) if cfg.discriminator == "unet"
-                      else VGGDiscriminator(cfg.hr_size, cfg.d_width)).to(self.device).train()
+                      else VGGDiscriminator(cfg.hr_size, cfg.d_width, spectral_norm=cfg.discriminator == "vgg-sn")
+                      ).to(self.device).train()
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.discriminator_lr, betas=ADAM_BETAS)
 
     # --- the step -------------------------------------------------------------------------------------

@@ -248,6 +248,11 @@ def test_vgg_discriminator_gives_one_logit_per_image(resolution):
     assert D(torch.rand(3, 3, resolution, resolution) * 2 - 1).shape == (3,)
     with pytest.raises(ValueError):
         VGGDiscriminator(48)
+    sn = VGGDiscriminator(resolution, width=8, spectral_norm=True)  # SN-GAN's form: every layer normalised, no BN
+    assert sn(torch.rand(3, 3, resolution, resolution) * 2 - 1).shape == (3,)
+    layers = [m for m in sn.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in sn.modules())
 
 
 def test_unet_discriminator_gives_a_logit_per_pixel_and_is_spectrally_normalised():
@@ -316,3 +321,10 @@ def test_init_starts_from_an_sr_files_network_and_takes_its_architecture(straigh
     assert _tensors(tuned.model.state_dict()) != _tensors(start.model.state_dict())  # one GAN step moved it
     with pytest.raises(PulseError, match="its network has channels=8, but this run asks for 16"):
         train_sr(dict(given, out=str(tmp_path / "other"), channels=16))
+    notes = []  # another upsampling: the head, body and output conv come from the file, the x2 stage starts fresh
+    nearest = SRTrainer(sr_loop.resolve_sr_config(sr_loop.init_options(dict(given, upsample="nearest"))),
+                        report=notes.append)
+    theirs, ours = start.model.state_dict(), nearest.G.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours if k.startswith(("head", "body", "tail")))
+    assert "upsample.0.1.weight" in ours and "upsample.0.1.weight" not in theirs
+    assert any("of the" in note and "start fresh" in note for note in notes)
