@@ -39,8 +39,15 @@ from ..devices import select_device
 from ..errors import Interrupted, PulseError
 from ..files import load_payload
 from ..imageio import psnr_from_mse, quantize, save_image, tensor_to_pil
-from ..models.srresnet import (SR_FILE_FORMAT, SR_FILE_VERSION, UPSAMPLE_MODES, SRResNet, SRResNetConfig,
-                               load_sr_model, save_sr_model)
+from ..models.srresnet import (
+    SR_FILE_FORMAT,
+    SR_FILE_VERSION,
+    UPSAMPLE_MODES,
+    SRResNet,
+    SRResNetConfig,
+    load_sr_model,
+    save_sr_model,
+)
 from ..resample import resize
 from ..sampling import labelled_grid
 from .checkpoint import keep_copy, load_checkpoint, save_checkpoint
