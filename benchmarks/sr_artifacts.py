@@ -79,7 +79,7 @@ def main():
     lr = torch.stack([face.lr for face in faces])
     rows = [("HR (the faces themselves)", hr), ("bicubic", quantize(resize(lr, args.resolution)))]
     for spec in args.model or [None]:
-        model = open_sr_model(spec, args.scale, "cpu")
+        model = open_sr_model(spec, args.scale, "cpu", method=None)
         with torch.no_grad():
             rows.append((model.source, torch.cat([quantize(model.super_resolve(chunk)) for chunk in lr.split(32)])))
     print(f"{len(faces)} faces from {args.data}, x{args.scale}; grid: power standing out at the LR-grid "

@@ -58,7 +58,7 @@ def main():
     parser.add_argument("--degraded", action="store_true", help="also measure on degraded inputs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the degraded inputs")
     args = parser.parse_args()
-    models = [open_sr_model(spec, args.scale, "cpu") for spec in args.model or [None]]
+    models = [open_sr_model(spec, args.scale, "cpu", method=None) for spec in args.model or [None]]
     print("| data | inputs | method | PSNR (dB) | same person | detected | grid | sharpness | rule |\n"
           "|---|---|---|---:|---:|---:|---:|---:|---|")
     for folder in args.data:

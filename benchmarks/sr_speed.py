@@ -21,7 +21,7 @@ from pulse.weights.resolve import open_sr_model
 
 def model_for(spec: str | None, scale: int, device) -> tuple[LoadedSRModel, str]:
     try:
-        model = open_sr_model(spec, scale, device)
+        model = open_sr_model(spec, scale, device, method=None)
         return model, model.source
     except PulseError:
         if spec:

@@ -175,6 +175,9 @@ def test_the_method_names_say_which_network_it_is(sr_file, lr_faces, tmp_path):
     assert FeedForwardUpsampler(adversarial, scale=4, device="cpu", method="srgan").method == "srgan"
     with pytest.raises(PulseError, match="an adversarially trained \\(srgan\\) network; use --method srgan"):
         FeedForwardUpsampler(adversarial, scale=4, device="cpu")
+    from pulse.weights.resolve import open_sr_model  # the benchmarks compare networks of both kinds side by side
+
+    assert [open_sr_model(f, 4, method=None).method for f in (sr_file, adversarial)] == ["srresnet", "srgan"]
     base = ["run", "--input", str(lr_faces), "--output", str(tmp_path / "out"), "--scale", "4", "--device", "cpu"]
     wrong = CliRunner().invoke(main, [*base, "--method", "srresnet", "--generator", str(sr_file)])
     assert wrong.exit_code == EXIT_USAGE and "give the srresnet network with --sr-model" in wrong.stderr

@@ -50,6 +50,10 @@ from .common import (
                    "otherwise.")
 @click.option("--jpeg", "jpeg_quality", default=None, type=click.IntRange(1, 100),
               help="Also JPEG-compress the LR at this quality, as a thumbnail or a screenshot is.")
+@click.option("--degraded", is_flag=True,
+              help="Make each LR as photos are instead: Real-ESRGAN's blur -> random resize -> noise -> JPEG (pulse "
+                   "train-sr --degradation realesrgan's), one fixed draw per face from --seed and its position: a "
+                   "deterministic degraded copy of the faces. LR consistency is still judged with --lr-kernel.")
 @search_options
 @click.option("--seed", default=0, show_default=True, type=int, help="pulse sample k uses seed + k.")
 @device_option()
@@ -61,7 +65,7 @@ from .common import (
               help="Faces in grid.png (0: no grid).")
 @verbose_option
 def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr_model, resolution, lr_kernel,
-                 jpeg_quality, seed, device, batch_size, compile_generator, grid_faces, verbose, **search):
+                 jpeg_quality, degraded, seed, device, batch_size, compile_generator, grid_faces, verbose, **search):
     """Evaluate pulse and the SR networks against bicubic on faces whose truth is known.
 
     \b
@@ -71,6 +75,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
       pulse eval --data faces/ --samples 4 --grid-faces 4 --device cuda
       pulse eval --data faces/ --methods bicubic,srresnet,srgan,pulse --scale 8
       pulse eval --data faces/ --lr-kernel box --jpeg 40 --eps 6e-3
+      pulse eval --data faces/ --methods bicubic,srresnet --degraded
 
     Each HR face is brought to the generator's resolution, downscaled by SCALE with pulse's own operator,
     and super-resolved by each method. Prints a markdown table (mean ± std (median) per metric and method)
@@ -81,6 +86,8 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
 
     say = lambda message: click.echo(message, err=True)  # noqa: E731
     encoder = search.pop("encoder")
+    if degraded and (lr_kernel != "bicubic" or jpeg_quality is not None):
+        raise PulseError("--degraded makes the LR its own way: leave out --lr-kernel and --jpeg")
     options = given_search_options(search)
     options.setdefault("degradation", lr_kernel)  # the search explains the LR the way it was made
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
@@ -131,7 +138,7 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
         evaluation = evaluate(files, resolution, scale, chosen, upsampler, samples=samples, seed=seed, eps=eps,
                               feedforward=feedforward,
                               grid_faces=grid_faces, on_error=errors.append, lr_kernel=lr_kernel,
-                              jpeg_quality=jpeg_quality, **options,
+                              jpeg_quality=jpeg_quality, degraded_seed=seed if degraded else None, **options,
                               on_face=lambda name: bar.update(1, name))
     for message in dict.fromkeys(str(w.message) for w in caught):
         say(f"warning: {message}")
@@ -141,7 +148,8 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
         say("error: no face could be evaluated")
         sys.exit(EXIT_INPUT_ERRORS)
 
-    made = lr_kernel + (f" + JPEG q{jpeg_quality}" if jpeg_quality else "")
+    made = (f"degraded as Real-ESRGAN's, draws of seed {seed}" if degraded
+            else lr_kernel + (f" + JPEG q{jpeg_quality}" if jpeg_quality else ""))
     caption = (f"{evaluation.faces} faces from {data_dir}, {resolution} px, x{scale} (LR {resolution // scale} px, "
                f"made {made}; consistency judged with {lr_kernel})"
                + (f", pulse: {options['steps']} steps from {options['init']} starts, {samples} sample(s), seed {seed}, "

@@ -36,6 +36,10 @@ def _default(name: str) -> str:
               help=f"x2 stages: sub-pixel conv + PixelShuffle, or nearest-neighbour + conv {_default('upsample')}")
 @click.option("--icnr/--no-icnr", default=None,
               help="Initialise the sub-pixel convs by ICNR (no checkerboard at the start) [default: no]")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True),
+              help="Start from an SR file's network (e.g. weights/pulse-sr-x8.pt with --pixel-kimg 0: the GAN stage "
+                   "on the bundled network); the network options are the file's, but --upsample may differ (then "
+                   "the x2 stages start fresh) [default: fresh weights]")
 @click.option("--batch", type=int, help=f"HR faces per step {_default('batch')}")
 @click.option("--lr", type=float, help=f"Adam learning rate of the network and D {_default('lr')}")
 @click.option("--kimg", type=float, help=f"Training length in thousands of HR faces {_default('kimg')}")
@@ -51,9 +55,9 @@ def _default(name: str) -> str:
               help=f"Both stages: L1 between the output downscaled and the LR input {_default('lr_consistency')}")
 @click.option("--perceptual-layers",
               help=f"VGG16 layers of the perceptual loss, from relu1_2 ... relu5_3 {_default('perceptual_layers')}")
-@click.option("--discriminator", type=click.Choice(["vgg", "unet"]),
-              help="GAN stage: SRGAN's VGG-style D (a logit per face) or Real-ESRGAN's spectrally normalised U-Net "
-                   f"(a logit per pixel) {_default('discriminator')}")
+@click.option("--discriminator", type=click.Choice(["vgg", "vgg-sn", "unet"]),
+              help="GAN stage: SRGAN's VGG-style D (a logit per face; vgg-sn: spectrally normalised, no BatchNorm) "
+                   f"or Real-ESRGAN's spectrally normalised U-Net (a logit per pixel) {_default('discriminator')}")
 @click.option("--d-width", type=int, help=f"Discriminator's first width (doubles per level) {_default('d_width')}")
 @click.option("--d-lr", type=float, help="Adam learning rate of D, 0 for the same as --lr [default: 0]")
 @click.option("--gan-loss", type=click.Choice(["relativistic", "lsgan"]),
@@ -84,6 +88,7 @@ def train_sr_command(ctx, resume, **options):
     Examples:
       pulse train-sr --data ../shared/data/faces128 --scale 8 --output runs/sr8
       pulse train-sr --resume runs/sr8/latest.ckpt
+      pulse train-sr --data faces/ --init weights/pulse-sr-x8.pt --pixel-kimg 0 --output runs/gan8
       pulse train-sr export runs/sr8/latest.ckpt --output sr8.pt --half
 
     The run folder gets latest.ckpt (always complete), snapshot-*kimg.ckpt (kept for good), log.jsonl (losses;

@@ -27,6 +27,7 @@ from ..errors import PulseError
 from ..imageio import load_image, pil_to_tensor, psnr_from_mse, quantize, tensor_to_pil
 from ..resample import DEFAULT_KERNEL, resize
 from ..sampling import labelled_grid
+from ..training.degrade import degradation_generator, degrade
 from . import metrics
 
 METHODS = ("bicubic", "srresnet", "srgan", "pulse")
@@ -65,7 +66,7 @@ class Evaluation:
 
 
 def load_face(path, resolution: int, scale: int, lr_kernel: str = DEFAULT_KERNEL,
-              jpeg_quality: int | None = None) -> Face:
+              jpeg_quality: int | None = None, degradation: torch.Generator | None = None) -> Face:
     """An aligned HR face file -> HR at ``resolution`` and its LR, both 8-bit; PulseError naming the file."""
     hr = pil_to_tensor(load_image(path))
     h, w = hr.shape[-2:]
@@ -73,14 +74,17 @@ def load_face(path, resolution: int, scale: int, lr_kernel: str = DEFAULT_KERNEL
         raise PulseError(f"{path}: {w}x{h} is not square; eval needs aligned faces (see `pulse align`)")
     if h < resolution:
         raise PulseError(f"{path}: {w}x{h} is smaller than the {resolution} px evaluation size")
-    return make_face(Path(path).name, hr, resolution, scale, lr_kernel, jpeg_quality)
+    return make_face(Path(path).name, hr, resolution, scale, lr_kernel, jpeg_quality, degradation)
 
 
 def make_face(name: str, hr: torch.Tensor, resolution: int, scale: int, lr_kernel: str = DEFAULT_KERNEL,
-              jpeg_quality: int | None = None) -> Face:
+              jpeg_quality: int | None = None, degradation: torch.Generator | None = None) -> Face:
     """A square HR face (3, H, W) in [0, 1] -> HR at ``resolution`` and its LR (downscaled with ``lr_kernel``,
-    then JPEG-compressed at ``jpeg_quality`` if given), both 8-bit."""
+    then JPEG-compressed at ``jpeg_quality`` if given), both 8-bit. With ``degradation`` (a generator of
+    ``training.degrade``'s draws) the LR is instead the HR blurred, resized, noisy and JPEG'd as photos are."""
     hr = quantize(resize(hr, resolution))
+    if degradation is not None:
+        return Face(name, hr, degrade(hr[None], resolution // scale, degradation)[0])
     lr = quantize(resize(hr, resolution // scale, lr_kernel))
     if jpeg_quality is not None:
         buffer = io.BytesIO()
@@ -193,12 +197,16 @@ def score_output(face: Face, out: Output, ctx: Context, skip: set[str]) -> dict:
 def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, upsampler=None, samples: int = 1,
              seed: int = 0, eps: float = 2e-3, grid_faces: int = 8, on_face: Callable[[str], None] | None = None,
              on_error: Callable[[str], None] | None = None, feedforward: dict | None = None,
-             lr_kernel: str = DEFAULT_KERNEL, jpeg_quality: int | None = None, **search_options) -> Evaluation:
+             lr_kernel: str = DEFAULT_KERNEL, jpeg_quality: int | None = None, degraded_seed: int | None = None,
+             **search_options) -> Evaluation:
     """Score ``methods`` on every face file. ``upsampler`` (a ``pulse.Upsampler``) is needed for "pulse",
     ``feedforward`` ({method: ``FeedForwardUpsampler``}) for "srresnet" and "srgan"; faces that cannot be read are
     reported through ``on_error`` and left out. The LR is made with ``lr_kernel`` (then JPEG at ``jpeg_quality``
     if given); the search explains it with ``search_options``' ``degradation`` (default: the same operator), and
-    every output's LR consistency is judged with ``lr_kernel``, however the method explained it."""
+    every output's LR consistency is judged with ``lr_kernel``, however the method explained it. With
+    ``degraded_seed`` the LR is instead Real-ESRGAN's degradation of the face (``training.degrade``), one fixed
+    draw per face from the seed and the file's position in ``files``: the same draws as
+    ``benchmarks/sr_rule.py --degraded``, so every method meets the same degraded copy of the faces."""
     feedforward = feedforward or {}
     if resolution % scale:
         raise PulseError(f"scale {scale} does not divide the {resolution} px evaluation size")
@@ -234,7 +242,7 @@ def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, up
             on_face(face.name)
 
     search_options.setdefault("degradation", lr_kernel)
-    faces = _readable_faces(files, resolution, scale, on_error, lr_kernel, jpeg_quality)
+    faces = _readable_faces(files, resolution, scale, on_error, lr_kernel, jpeg_quality, degraded_seed)
     if "pulse" not in methods:
         for face in faces:
             score(face, [])
@@ -256,12 +264,13 @@ def evaluate(files: list[Path], resolution: int, scale: int, methods=METHODS, up
     return result
 
 
-def _readable_faces(files, resolution: int, scale: int, on_error, lr_kernel: str,
-                    jpeg_quality: int | None) -> Iterator[Face]:
+def _readable_faces(files, resolution: int, scale: int, on_error, lr_kernel: str, jpeg_quality: int | None,
+                    degraded_seed: int | None = None) -> Iterator[Face]:
     """Each file's face, read as needed; one that cannot be read goes to ``on_error`` and is left out."""
-    for path in files:
+    for index, path in enumerate(files):
+        draws = None if degraded_seed is None else degradation_generator(degraded_seed, index)
         try:
-            yield load_face(path, resolution, scale, lr_kernel, jpeg_quality)
+            yield load_face(path, resolution, scale, lr_kernel, jpeg_quality, draws)
         except PulseError as err:
             if on_error:
                 on_error(str(err))

@@ -181,25 +181,30 @@ class ResidualDiscriminator(nn.Module):
 class VGGDiscriminator(nn.Module):
     """SRGAN's D, narrowed for CPUs: per level a 3×3 conv and a 3×3 stride-2 conv, each BatchNorm (none on the
     first) and LeakyReLU(0.2), width doubling from ``width`` up to ``max_width``, down to 4×4; then dense 100,
-    LeakyReLU and the logit. Image in [-1, 1] (B, 3, res, res) -> realness logit (B,)."""
+    LeakyReLU and the logit. Image in [-1, 1] (B, 3, res, res) -> realness logit (B,).
 
-    def __init__(self, resolution: int, width: int = 32, max_width: int = 256):
+    ``spectral_norm``: SN-GAN's form of the same D (Miyato et al. 2018): no BatchNorm, every conv and dense layer
+    spectrally normalised, so D stays 1-Lipschitz and cannot hand G the ever-larger gradients of a D that has
+    won (what the plain one did here within a kimg or two)."""
+
+    def __init__(self, resolution: int, width: int = 32, max_width: int = 256, spectral_norm: bool = False):
         super().__init__()
         levels = int(math.log2(resolution)) - 2
         if resolution < 8 or 4 * 2**levels != resolution or width < 1:
             raise ValueError(f"resolution {resolution}, width {width}: needs a power of two >= 8 and a width >= 1")
+        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda layer: layer)
         layers, in_ch = [], 3
         for level in range(levels):
             out_ch = min(width << level, max_width)
             for stride in (1, 2):
                 first = not layers
-                layers.append(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=first))
-                if not first:
+                layers.append(sn(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=first or spectral_norm)))
+                if not (first or spectral_norm):
                     layers.append(nn.BatchNorm2d(out_ch))
                 layers.append(nn.LeakyReLU(LRELU_SLOPE))
                 in_ch = out_ch
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Linear(in_ch * 16, 100), nn.LeakyReLU(LRELU_SLOPE), nn.Linear(100, 1))
+        self.head = nn.Sequential(sn(nn.Linear(in_ch * 16, 100)), nn.LeakyReLU(LRELU_SLOPE), sn(nn.Linear(100, 1)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images).flatten(1)).squeeze(1)

@@ -37,8 +37,17 @@ from PIL import Image
 
 from ..devices import select_device
 from ..errors import PulseError
+from ..files import load_payload
 from ..imageio import psnr_from_mse, quantize, save_image, tensor_to_pil
-from ..models.srresnet import UPSAMPLE_MODES, SRResNet, SRResNetConfig, save_sr_model
+from ..models.srresnet import (
+    SR_FILE_FORMAT,
+    SR_FILE_VERSION,
+    UPSAMPLE_MODES,
+    SRResNet,
+    SRResNetConfig,
+    load_sr_model,
+    save_sr_model,
+)
 from ..resample import resize
 from ..sampling import labelled_grid
 from .checkpoint import keep_copy, load_checkpoint, save_checkpoint
@@ -58,7 +67,8 @@ D_SEED = 1  # D's initial weights come from seed + D_SEED, whatever the run did 
 FIXED_FACES, GRID_FACES = 64, 8  # training faces for the PSNR line and the grid (the grid's are the first)
 SCALES = (2, 4, 8)
 ARCHITECTURE = ("scale", "hr_size", "channels", "blocks", "batch_norm", "upsample")
-SR_DISCRIMINATORS = ("vgg", "unet")
+NETWORK_OPTIONS = ("scale", "channels", "blocks", "batch_norm")  # what --init's file fixes (upsample may differ)
+SR_DISCRIMINATORS = ("vgg", "vgg-sn", "unet")
 GAN_LOSS_NAMES = {"relativistic": "RaGAN", "lsgan": "LSGAN"}
 
 
@@ -75,6 +85,7 @@ class SRTrainConfig:
     batch_norm: bool = False
     upsample: str = SRResNetConfig.upsample
     icnr: bool = False
+    init: str = ""  # an SR file whose network starts the run (fine-tuning it); "": fresh weights
     batch: int = 16
     lr: float = 2e-4  # Adam, G and D
     kimg: float = 330.0  # training length in thousands of HR faces
@@ -84,7 +95,8 @@ class SRTrainConfig:
     pixel_weight: float = 1e-2  # stage "gan"'s L1 term (stage "pixel" is L1 at weight 1)
     lr_consistency: float = 0.0
     perceptual_layers: str = ",".join(DEFAULT_LAYERS)
-    discriminator: str = "vgg"  # "vgg": SRGAN's VGG-style D, one logit a face; "unet": Real-ESRGAN's, one a pixel
+    discriminator: str = "vgg"  # "vgg": SRGAN's VGG-style D, one logit a face ("vgg-sn": spectrally normalised, no
+    # BatchNorm); "unet": Real-ESRGAN's, one logit a pixel
     d_width: int = 32  # the discriminator's first width
     d_lr: float = 0.0  # Adam learning rate of D; 0: the same as G's (lr)
     gan_loss: str = "relativistic"  # or "lsgan" (SRGAN-on-CelebA's least squares)
@@ -146,6 +158,28 @@ def resolve_sr_config(given: dict, checkpoint: dict | None = None, origin: str =
     return resumed_config(SRTrainConfig, given, base, ARCHITECTURE, origin, "SR training")
 
 
+def init_options(given: dict) -> dict:
+    """``--init SR_FILE``: the network options come from the file, one given that contradicts it is an error;
+    only ``--upsample`` may differ (then the ×2 stages start fresh) and ``--icnr`` applies to those."""
+    path = given.get("init")
+    if not path:
+        return given
+    try:
+        network = SRResNetConfig(**load_payload(path, SR_FILE_FORMAT, SR_FILE_VERSION, "SR model file")["config"])
+    except (TypeError, ValueError) as err:
+        raise PulseError(f"--init {path}: unknown SR model config ({err})")
+    merged = dict(given)
+    merged.setdefault("upsample", network.upsample)
+    if merged["upsample"] is None:
+        merged["upsample"] = network.upsample
+    for key in NETWORK_OPTIONS:
+        value = getattr(network, key)
+        if given.get(key) is not None and given[key] != value:
+            raise PulseError(f"--init {path}: its network has {key}={value}, but this run asks for {given[key]}")
+        merged[key] = value
+    return merged
+
+
 def make_lr(hr: torch.Tensor, size: int) -> torch.Tensor:
     """HR in [0, 1] -> the LR input `pulse run` would read: pulse's bicubic downscale, 8-bit levels."""
     return quantize(resize(hr, size))
@@ -191,9 +225,26 @@ class SRTrainer:
         self.run_info = {"name": Path(config.out).name, "data": self.data.description, "commands": []}
         if checkpoint is not None:
             self._restore(checkpoint)
+        elif config.init:
+            self._init_from(config.init)
+            if self.G_ema is not None:
+                self.G_ema.load_state_dict(self.G.state_dict())
         self.run_info["commands"].append({"from_kimg": self.nimg / 1000, "command": command})
         self._sums: dict[str, list] = {}
         report(self.data.summary())
+
+    def _init_from(self, path):
+        """G's weights from an SR file: all of them, or with another ``upsample`` mode the tensors that fit (the
+        head, the residual body and the output conv), the ×2 stages starting fresh."""
+        theirs, ours = load_sr_model(path).model.state_dict(), self.G.state_dict()
+        fits = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+        self.G.load_state_dict({**ours, **fits})
+        self.run_info["init"] = str(path)
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(self.G.state_dict())
+        if len(fits) < len(ours):
+            self.report(f"note: {len(fits)} of the {len(ours)} weight tensors from {path} (its upsampling is "
+                        f"{load_sr_model(path).model.config.upsample}); the rest start fresh")
 
     @property
     def stage(self) -> str:
@@ -213,7 +264,8 @@ class SRTrainer:
         with torch.random.fork_rng(devices=[]):  # D's weights depend on the seed only, not on when it is built
             torch.manual_seed(cfg.seed + D_SEED)
             self.D = (UNetDiscriminator(cfg.d_width) if cfg.discriminator == "unet"
-                      else VGGDiscriminator(cfg.hr_size, cfg.d_width)).to(self.device).train()
+                      else VGGDiscriminator(cfg.hr_size, cfg.d_width, spectral_norm=cfg.discriminator == "vgg-sn")
+                      ).to(self.device).train()
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.discriminator_lr, betas=ADAM_BETAS)
 
     # --- the step -------------------------------------------------------------------------------------
@@ -401,7 +453,8 @@ def sr_metadata(config: SRTrainConfig, run_info: dict, nimg: int, stage: str) ->
                     f"against the {config.discriminator} D (width {config.d_width}, lr {config.discriminator_lr:g}) "
                     f"+ L1 x{config.pixel_weight:g}; LR consistency x{config.lr_consistency:g}"
                     + (f"; EMA of G, half-life {config.ema_kimg:g} kimg" if config.ema_kimg > 0 else "")
-                    + ("; inputs degraded as Real-ESRGAN's" if config.degradation == "realesrgan" else "")),
+                    + ("; inputs degraded as Real-ESRGAN's" if config.degradation == "realesrgan" else "")
+                    + (f"; started from {Path(run_info['init']).name}" if run_info.get("init") else "")),
     }
 
 
@@ -424,6 +477,8 @@ def export_sr_checkpoint(checkpoint_path, out, half: bool = False) -> Path:
 def train_sr(given: dict, resume=None, command: str = "", report=lambda line: None) -> Path:
     """Run (or continue) an SR training run from explicitly given options; returns the SR file."""
     checkpoint = load_sr_checkpoint(resume) if resume else None
+    if checkpoint is None:
+        given = init_options(given)
     config = resolve_sr_config(given, checkpoint, origin=str(resume or ""))
     out = Path(config.out)
     refuse_second_run(out, checkpoint is not None)

@@ -72,14 +72,16 @@ def resolve_generator(spec: str | os.PathLike, *, cache_dir=None) -> Path:
 
 
 def open_sr_model(spec: str | os.PathLike | None = None, scale: float = 8, device="cpu", *,
-                  method: str = "srresnet", cache_dir=None) -> LoadedSRModel:
+                  method: str | None = "srresnet", cache_dir=None) -> LoadedSRModel:
     """The feed-forward super-resolver a user means: a file or a registry name; by default the registry's
     sr-model of ``method`` ("srresnet" or "srgan") for ``scale``. What the registry lacks is a one-line error
-    listing what it has; a network of the other method is refused in one line (the names must not mislead)."""
+    listing what it has; a network of the other method is refused in one line (the names must not mislead).
+    ``method=None`` (benchmarks comparing networks of both kinds) takes a named network of either method and,
+    by default, the srresnet one."""
     models = load_registry()
     if spec is None:
         sr_models = [m for m in models.values() if m.kind == "sr-model"]
-        by_scale = {m.scale: m for m in sr_models if m.method == method}
+        by_scale = {m.scale: m for m in sr_models if m.method == (method or "srresnet")}
         if scale not in by_scale:
             have = ", ".join(f"{m.method} x{m.scale} ({m.name})" for m in sr_models) or "none"
             raise PulseError(f"no {method} network for scale {scale:g}; the registry has: {have} "
@@ -95,7 +97,8 @@ def open_sr_model(spec: str | os.PathLike | None = None, scale: float = 8, devic
     loaded = load_sr_model(path, device)
     if loaded.scale != scale:
         raise PulseError(f"{path}: enlarges x{loaded.scale} only, not x{scale:g}")
-    check_sr_method(loaded, method, path)
+    if method is not None:
+        check_sr_method(loaded, method, path)
     return loaded
 
 

@@ -146,3 +146,32 @@ def test_eval_makes_box_and_jpeg_lr_and_judges_consistency_with_the_operator_tha
     bicubic = quantize(resize(compressed.lr, 32))
     assert float(row["lr_mse"]) == pytest.approx(float((resize(bicubic, 8, kernel="box") - compressed.lr).pow(2).mean()),
                                                  rel=1e-4)
+
+
+def test_eval_degraded_is_a_fixed_copy_of_the_faces_as_sr_rule_degrades_them(hr_faces, tmp_path):
+    """--degraded: each face's LR is Real-ESRGAN's degradation drawn from the seed and the face's position (the
+    draws of benchmarks/sr_rule.py --degraded), the same on every run, another for another seed; it makes the
+    LR its own way, so --lr-kernel and --jpeg are refused beside it."""
+    from pulse.evaluation.evaluate import load_face
+    from pulse.training.degrade import degradation_generator, degrade
+
+    clean = load_face(hr_faces / "face2.png", 32, 4)
+    degraded = load_face(hr_faces / "face2.png", 32, 4, degradation=degradation_generator(0, 2))
+    assert torch.equal(degraded.hr, clean.hr) and degraded.lr.shape == clean.lr.shape
+    assert torch.equal(degraded.lr, degrade(clean.hr[None], 8, degradation_generator(0, 2))[0])
+    assert not torch.equal(degraded.lr, clean.lr)
+
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        result = eval_cli("--data", hr_faces, "--scale", 4, "--out", tmp_path / name, "--methods", "bicubic",
+                          "--resolution", 32, "--degraded", "--seed", seed, "--grid-faces", 0)
+        assert result.exit_code == EXIT_OK, result.output
+        assert f"made degraded as Real-ESRGAN's, draws of seed {seed}" in result.stdout
+        runs[name] = [r["psnr"] for r in read_csv(tmp_path / name / "metrics.csv")]
+    assert runs["a"] == runs["b"] != runs["c"]
+    face2 = next(r for r in read_csv(tmp_path / "a" / "metrics.csv") if r["image"] == "face2.png")
+    expected = quantize(resize(degraded.lr, 32))
+    assert float(face2["psnr"]) == pytest.approx(float(metrics.psnr(expected, clean.hr)), abs=1e-3)
+    refused = eval_cli("--data", hr_faces, "--scale", 4, "--out", tmp_path / "d", "--methods", "bicubic",
+                       "--resolution", 32, "--degraded", "--jpeg", 40)
+    assert refused.exit_code == EXIT_USAGE and "--degraded makes the LR its own way" in refused.stderr

@@ -248,6 +248,11 @@ def test_vgg_discriminator_gives_one_logit_per_image(resolution):
     assert D(torch.rand(3, 3, resolution, resolution) * 2 - 1).shape == (3,)
     with pytest.raises(ValueError):
         VGGDiscriminator(48)
+    sn = VGGDiscriminator(resolution, width=8, spectral_norm=True)  # SN-GAN's form: every layer normalised, no BN
+    assert sn(torch.rand(3, 3, resolution, resolution) * 2 - 1).shape == (3,)
+    layers = [m for m in sn.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in sn.modules())
 
 
 def test_unet_discriminator_gives_a_logit_per_pixel_and_is_spectrally_normalised():
@@ -298,3 +303,28 @@ def test_a_missing_vgg_trunk_names_the_package(monkeypatch):
     monkeypatch.setattr(perceptual, "installed_package_file", lambda package, relative: None)
     with pytest.raises(PulseError, match=r'stlpips-pytorch: pip install "pulse\[eval\]"'):
         perceptual.load_vgg_trunk()
+
+
+def test_init_starts_from_an_sr_files_network_and_takes_its_architecture(straight, sr_options, tmp_path):
+    """--init: the run's network starts as the file's (the GAN stage at once with pixel_kimg 0), its network
+    options come from the file, and one that contradicts it is refused before any work."""
+    start = load_sr_model(export_sr_checkpoint(straight / "latest.ckpt", tmp_path / "start.pt"))
+    options = {k: v for k, v in sr_options.items() if k not in ("channels", "blocks")}
+    given = dict(options, out=str(tmp_path / "tuned"), init=str(tmp_path / "start.pt"), pixel_kimg=0, kimg=0.004,
+                 perceptual_weight=0)
+    config = sr_loop.resolve_sr_config(sr_loop.init_options(given))
+    assert (config.channels, config.blocks, config.scale) == (8, 1, 4)
+    trainer = SRTrainer(config)
+    assert _tensors(trainer.G.state_dict()) == _tensors(start.model.state_dict())
+    tuned = load_sr_model(train_sr(given))
+    assert tuned.method == "srgan" and "started from start.pt" in tuned.metadata["trainer"]
+    assert _tensors(tuned.model.state_dict()) != _tensors(start.model.state_dict())  # one GAN step moved it
+    with pytest.raises(PulseError, match="its network has channels=8, but this run asks for 16"):
+        train_sr(dict(given, out=str(tmp_path / "other"), channels=16))
+    notes = []  # another upsampling: the head, body and output conv come from the file, the x2 stage starts fresh
+    nearest = SRTrainer(sr_loop.resolve_sr_config(sr_loop.init_options(dict(given, upsample="nearest"))),
+                        report=notes.append)
+    theirs, ours = start.model.state_dict(), nearest.G.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours if k.startswith(("head", "body", "tail")))
+    assert "upsample.0.1.weight" in ours and "upsample.0.1.weight" not in theirs
+    assert any("of the" in note and "start fresh" in note for note in notes)
