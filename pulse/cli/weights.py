@@ -60,9 +60,8 @@ def list_command(cache_dir):
         resolution = f"{model.resolution} px" if model.resolution else ""
         state = "installed" if installed else "not installed"
         click.echo(f"{model.name:<24} {model.kind:<20} {resolution:>8}  {state}")
-        click.echo(f"    {model.description}; licence: {model.licence}")
-        if model.kind == "encoder":
-            click.echo(f"    starts the searches of {model.generator} at x{model.scale} (used when installed)")
+        starts = f"; starts the searches of {model.generator} at x{model.scale}" if model.kind == "encoder" else ""
+        click.echo(f"    {model.description}; licence: {model.licence}{starts}")
         click.echo(f"    {_cost(model, cache, installed, costs)}")
     click.echo("CPU: seconds per face for the search (100 steps, batch 8) on a 2-core CPU, as measured for the "
                "network's layout ([cpu_seconds_per_face] in weights/registry.toml)")
