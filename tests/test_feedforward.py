@@ -188,7 +188,7 @@ def test_the_method_names_say_which_network_it_is(sr_file, lr_faces, tmp_path):
 def test_registry_sr_model_needs_its_scale(sr_file, tmp_path):
     path = write_registry(tmp_path, sr_file)
     path.write_text(path.read_text().replace("scale = 4\n", ""))
-    with pytest.raises(PulseError, match="scale is given for sr-model entries, and only for them"):
+    with pytest.raises(PulseError, match="scale is given for sr-model and encoder entries, and only for them"):
         load_registry(path)
     path = write_registry(tmp_path, sr_file)
     path.write_text(path.read_text().replace('method = "srresnet"\n', 'method = "esrgan"\n'))
