@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, replace
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Callable
 
@@ -91,13 +91,11 @@ class Upsampler(BatchUpsampler):
                     self._rows[key] = 1
         return key
 
-    @property
+    @cached_property
     def generator_sha256(self) -> str:
         """The generator file's sha256 ("" for a network that is not a file): what encoders and reports name."""
-        if not hasattr(self, "_generator_sha256"):
-            source = Path(self.model.source)
-            self._generator_sha256 = sha256_file(source) if source.is_file() else ""
-        return self._generator_sha256
+        source = Path(self.model.source)
+        return sha256_file(source) if source.is_file() else ""
 
     def encoder_for(self, scale: float) -> LoadedEncoder | None:
         """The encoder searches at ``scale`` start from: the one given to the upsampler (refused in one line if it

@@ -30,6 +30,22 @@ def atomic_path(path):
         tmp.unlink(missing_ok=True)
 
 
+def file_state(module, half: bool = False) -> dict:
+    """A module's state dict as pulse's files store it: detached CPU tensors, floats in float16 if ``half``."""
+    return {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+            for k, v in module.state_dict().items()}
+
+
+def save_payload(path, payload: dict, what: str) -> Path:
+    """Write one of pulse's torch files atomically; an OSError (disk full, permissions) is one PulseError line."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except OSError as err:
+        raise PulseError(f"{path}: could not write the {what} ({err.strerror or err})")
+    return Path(path)
+
+
 def load_payload(path, file_format: str, version: int, what: str, wrong_format_hint: str = "") -> dict:
     """Read a pulse torch file (a dict with 'format' and 'version') or raise one PulseError line naming it."""
     path = Path(path)

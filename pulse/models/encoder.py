@@ -18,19 +18,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import PulseError
-from ..files import atomic_path, load_payload
+from ..files import file_state, load_payload, save_payload
 from ..resample import resize
 from .generator_file import metadata_lines
 
 ENCODER_FILE_FORMAT = "pulse-encoder"
 ENCODER_FILE_VERSION = 1
+DEFAULT_CHANNELS = (64, 128, 128)  # widths at the LR size, then at each halving
 
 
 @dataclass
 class EncoderConfig:
     lr_size: int  # the LR face's side: generator resolution / scale
     style_dim: int
-    channels: list[int] = field(default_factory=lambda: [64, 128, 128])  # widths at lr_size, then each halving
+    channels: list[int] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
     hidden: int = 384
 
     def __post_init__(self):
@@ -112,17 +113,10 @@ class LoadedEncoder:
 def save_encoder(path, model: LatentEncoder, generator_sha256: str, scale: int, search_defaults: dict,
                  metadata: dict | None = None, half: bool = False) -> Path:
     """Write an encoder file atomically."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
     payload = {"format": ENCODER_FILE_FORMAT, "version": ENCODER_FILE_VERSION, "config": asdict(model.config),
-               "state_dict": state, "generator_sha256": generator_sha256, "scale": int(scale),
+               "state_dict": file_state(model, half), "generator_sha256": generator_sha256, "scale": int(scale),
                "search_defaults": dict(search_defaults), "metadata": dict(metadata or {})}
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-    except OSError as err:
-        raise PulseError(f"{path}: could not write the encoder file ({err.strerror or err})")
-    return Path(path)
+    return save_payload(path, payload, "encoder file")
 
 
 def read_encoder_file(path) -> dict:

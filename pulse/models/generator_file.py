@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import PulseError
-from ..files import atomic_path, load_payload
+from ..files import atomic_path, file_state, load_payload
 from ..progress import progress_bar
 from . import build_generator, generator_config
 
@@ -83,8 +83,7 @@ def write_generator_file(generator: nn.Module, out, metadata: dict, half: bool =
 
 def save_generator(path, generator: nn.Module, fit: dict, metadata: dict | None = None, half: bool = False):
     """Write a generator file atomically (temp file + rename)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in generator.state_dict().items()}
+    state = file_state(generator, half)
     payload = {
         "format": FILE_FORMAT,
         "version": FILE_VERSION,

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import PulseError
-from ..files import atomic_path, load_payload
+from ..files import file_state, load_payload, save_payload
 from ..resample import resize
 from .generator_file import metadata_lines
 
@@ -152,16 +152,10 @@ class LoadedSRModel:
 
 def save_sr_model(path, model: SRResNet, metadata: dict | None = None, half: bool = False) -> Path:
     """Write an SR file atomically (temp file + rename)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
     payload = {"format": SR_FILE_FORMAT, "version": SR_FILE_VERSION, "architecture": "srresnet",
-               "config": asdict(model.config), "state_dict": state, "metadata": dict(metadata or {})}
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-    except OSError as err:
-        raise PulseError(f"{path}: could not write the SR model file ({err.strerror or err})")
-    return Path(path)
+               "config": asdict(model.config), "state_dict": file_state(model, half),
+               "metadata": dict(metadata or {})}
+    return save_payload(path, payload, "SR model file")
 
 
 def load_sr_model(path, device="cpu") -> LoadedSRModel:

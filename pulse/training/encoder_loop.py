@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..devices import select_device
 from ..errors import PulseError
 from ..imageio import psnr_from_mse, quantize
-from ..models.encoder import EncoderConfig, LatentEncoder, on_sphere, save_encoder
+from ..models.encoder import DEFAULT_CHANNELS, EncoderConfig, LatentEncoder, on_sphere, save_encoder
 from ..models.generator_file import MAPPING_SLOPE, LoadedGenerator
 from ..resample import resize
 from ..search import latent_to_w, parse_search_defaults
@@ -48,7 +48,7 @@ class EncoderTrainConfig:
     generator: str
     out: str
     scale: int = 8
-    channels: list[int] = field(default_factory=lambda: list(EncoderConfig(16, 1).channels))
+    channels: list[int] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
     hidden: int = EncoderConfig.hidden
     batch: int = 32
     lr: float = 3e-4

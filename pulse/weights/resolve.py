@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import PulseError
-from ..models.encoder import LoadedEncoder, load_encoder, read_encoder_file
+from ..models.encoder import LoadedEncoder, load_encoder
 from ..models.generator_file import FIT_SAMPLES, LoadedGenerator, load_generator, read_generator_file
 from ..models.srresnet import LoadedSRModel, load_sr_model
 from ..progress import notice
@@ -112,9 +112,9 @@ def open_encoder(spec: str | os.PathLike | None, generator_sha256: str, generato
     if spec is None:
         for model in models.values():
             if model.kind == "encoder" and model.scale == scale and is_installed(model, cache):
-                path = locate(model, cache, download_missing=False)
-                if read_encoder_file(path)["generator_sha256"] == generator_sha256:
-                    return load_encoder(path, device)
+                encoder = load_encoder(locate(model, cache, download_missing=False), device)
+                if encoder.generator_sha256 == generator_sha256:
+                    return encoder
         return None
     if Path(spec).is_file():
         path = Path(spec)
