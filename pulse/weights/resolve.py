@@ -112,9 +112,9 @@ def open_encoder(spec: str | os.PathLike | None, generator_sha256: str, generato
     if spec is None:
         for model in models.values():
             if model.kind == "encoder" and model.scale == scale and is_installed(model, cache):
-                encoder = load_encoder(locate(model, cache, download_missing=False), device)
+                encoder = load_encoder(locate(model, cache, download_missing=False))  # on the CPU until it matches
                 if encoder.generator_sha256 == generator_sha256:
-                    return encoder
+                    return encoder.to(device)
         return None
     if Path(spec).is_file():
         path = Path(spec)
