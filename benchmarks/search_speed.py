@@ -1,12 +1,14 @@
 """Search speed: seconds per face and faces/s for 16 -> 128 px at several batch sizes, from random starts (100
-steps) and, with ``--init random,encoder``, from the installed encoder's starts (its recommended steps, the
+steps) and, with ``--init random,encoder``, from the installed encoder's starts (its recommended settings, the
 encoder's own time included), side by side in one run.
 
-Uses the bundled generator when installed, else a random one of the same (default compact) architecture:
-speed does not depend on the weights. Prints a markdown table; run it once per device.
+Uses the bundled generator when installed, else a random one of the same (default compact) architecture. The
+inputs are real faces (``--faces`` of ``--data``, made as `pulse eval` makes them), each batch size working
+through all of them: with early stop a face's cost depends on the face, so random inputs would not do.
+Prints a markdown table; run it once per device.
 
     python benchmarks/search_speed.py [--device cpu|cuda] [--batches 1,4,8,16] [--steps 100] [--compile]
-    python benchmarks/search_speed.py --batches 1,8 --init random,encoder
+    python benchmarks/search_speed.py --batches 1,8 --init random,encoder [--data DIR] [--faces 16]
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from pathlib import Path
 from dataclasses import replace
 
 import torch
 
 from pulse.devices import select_device
 from pulse.errors import PulseError
+from pulse.evaluation.evaluate import load_face
+from pulse.imageio import find_images
 from pulse.models.generator_file import LoadedGenerator, gaussian_fit
 from pulse.models.stylegan1 import StyleGAN1Config, StyleGAN1Generator
 from pulse.search import SearchOptions, search
@@ -37,6 +42,9 @@ def model_for(device) -> tuple[LoadedGenerator, str]:
         return LoadedGenerator(g, fit["mean"], fit["std"], {}, "random").to(device), "random compact 128 px"
 
 
+EVAL_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "celebahq256"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -45,6 +53,8 @@ def main():
                                                                   "recommended from its starts]")
     parser.add_argument("--init", default="random", help="random, encoder, or both: random,encoder")
     parser.add_argument("--compile", action="store_true", help="torch.compile the generator, as pulse run --compile")
+    parser.add_argument("--data", type=Path, default=EVAL_FACES, help="aligned HR faces: the inputs are their LR")
+    parser.add_argument("--faces", type=int, default=16, help="how many of them (the first, by name)")
     args = parser.parse_args()
     device = select_device(args.device)
     model, name = model_for(device)
@@ -62,37 +72,40 @@ def main():
     cpu = open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip() if (
         device.type == "cpu") else ""
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {torch.get_num_threads()} threads"
-    print(f"generator: {name}, {params:.2f} M parameters, {model.generator.resolution} px; device: {where}; "
-          f"16 -> {model.generator.resolution} px{', compiled' if args.compile else ''}")
-    print("| start | steps | batch | warm-up s | s / face | faces / s | ms / step | peak memory |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    res = model.generator.resolution
+    faces = torch.stack([load_face(path, res, res // 16).lr for path in find_images(args.data).images[: args.faces]])
+    print(f"generator: {name}, {params:.2f} M parameters, {res} px; device: {where}; 16 -> {res} px"
+          f"{', compiled' if args.compile else ''}; {len(faces)} faces of {args.data.name}")
+    print("| start | steps | early stop | batch | warm-up s | s / face | faces / s | steps / face | within eps | "
+          "peak memory |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for batch in map(int, args.batches.split(",")):
         for init in inits:
             given = {} if args.steps is None else {"steps": args.steps}
             defaults = {**model.metadata.get("search_defaults", {}), **(encoder.search_defaults if init == "encoder"
                                                                          else {"steps": 100}), **given}
             options = SearchOptions(**{**defaults, "init": init})
-            lr = torch.rand(batch, 3, 16, 16)
-            run = lambda opts: search(model, lr, list(range(batch)), opts,  # noqa: E731
-                                      start=encoder.encode(lr) if init == "encoder" else None)
+            run = lambda lr, opts: search(model, lr, list(range(len(lr))), opts,  # noqa: E731
+                                          start=encoder.encode(lr) if init == "encoder" else None)
             t0 = time.perf_counter()
-            run(replace(options, steps=2))  # warm-up (compile)
+            run(faces[:batch], replace(options, steps=2))  # warm-up (compile)
             warm_up = time.perf_counter() - t0
             if device.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats(device)
-            t0 = time.perf_counter()
-            run(options)
+            t0, results = time.perf_counter(), []
+            for i in range(0, len(faces), batch):
+                results += run(faces[i : i + batch], options)
             if device.type == "cuda":
                 torch.cuda.synchronize()
                 peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB GPU"
             else:
                 peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
             seconds = time.perf_counter() - t0
-            print(f"| {init} | {options.steps} | {batch} | {warm_up:.1f} | {seconds / batch:.2f} | "
-                  f"{batch / seconds:.2f} | "
-                  f"{1000 * seconds / options.steps:.0f} | {peak} |", flush=True)
-
+            print(f"| {init} | {options.steps} | {'yes' if options.early_stop else 'no'} | {batch} | {warm_up:.1f} | "
+                  f"{seconds / len(faces):.2f} | {len(faces) / seconds:.2f} | "
+                  f"{sum(r.steps for r in results) / len(results):.1f} | "
+                  f"{sum(r.success for r in results)}/{len(results)} | {peak} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -41,7 +41,7 @@ class SearchOptions:
     noise: str = "trainable"
     trainable_noise_layers: int = 5
     tile_latent: bool = False
-    early_stop: bool = False
+    early_stop: bool = False  # each row stops once a step's 8-bit result is within the aim, (1 - eps_margin) * eps
     frame_every: int = 0  # keep an intermediate frame every N steps (0: none)
     precision: str = "fp32"  # "bf16": the generator runs under autocast; losses and latents stay fp32
     # how the LR input was made, i.e. the downscale of the consistency loss and of the eps check (resample.KERNELS):
@@ -131,18 +131,42 @@ def _norms(t: torch.Tensor) -> torch.Tensor:
     return (t.pow(2).sum(dims, keepdim=True) + 1e-9).sqrt()
 
 
-class Sphere:
-    """Keeps each latent vector and each optimised noise map on the sphere of its starting radius, as PULSE's
-    SphericalOptimizer does after every step: the search moves in direction only, where the prior lives."""
+class _Rows:
+    """The rows still searching, with everything the optimiser keeps per row: their latents and noise maps, Adam's
+    moments and the sphere each vector or map lives on (PULSE's SphericalOptimizer: after every step each is put
+    back to its starting radius, so the search moves in direction only, where the prior lives). ``keep`` drops
+    the rows that stopped, so the next steps cost only what is left."""
 
-    def __init__(self, params: list[torch.Tensor]):
-        self.params = params
-        self.radii = [_norms(p).detach() for p in params]
+    def __init__(self, latent, noise, trainable, index, learning_rate):
+        self.latent, self.noise, self.index = latent, noise, index
+        self.trainable = [i for i, maps in enumerate(noise) if maps.requires_grad]
+        self.radii = [_norms(p).detach() for p in self.params]
+        self.optimizer = torch.optim.Adam(self.params, lr=learning_rate)
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [self.latent] + [self.noise[i] for i in self.trainable]
 
     @torch.no_grad()
-    def project(self):
+    def step(self, learning_rate: float):
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        self.optimizer.step()
         for p, radius in zip(self.params, self.radii):
             p.mul_(radius / _norms(p))
+
+    @torch.no_grad()
+    def keep(self, going: torch.Tensor):
+        old_params, old_state = self.params, self.optimizer.state
+        self.index = self.index[going]
+        self.latent = self.latent[going].requires_grad_(True)
+        self.noise = [maps[going].requires_grad_(i in self.trainable) for i, maps in enumerate(self.noise)]
+        self.radii = [radius[going] for radius in self.radii]
+        self.optimizer = torch.optim.Adam(self.params, lr=self.optimizer.param_groups[0]["lr"])
+        for old, new in zip(old_params, self.params):
+            state = old_state[old]
+            self.optimizer.state[new] = {"step": state["step"], "exp_avg": state["exp_avg"][going],
+                                         "exp_avg_sq": state["exp_avg_sq"][going]}
 
 
 def initial_state(model: LoadedGenerator, seeds, options: SearchOptions, device, start: torch.Tensor | None = None):
@@ -206,10 +230,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     terms = losses.parse_loss(options.loss)
 
     latent, noise, trainable = initial_state(model, seeds, options, device, start)
-    params = [latent] + trainable
-    sphere = Sphere(params)
-    optimizer = torch.optim.Adam(params, lr=options.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, options.steps, options.schedule))
+    rows = _Rows(latent, noise, trainable, torch.arange(batch, device=device), options.learning_rate)
 
     res = model.generator.resolution
     best_image = torch.zeros(batch, 3, res, res, device=device)
@@ -217,37 +238,43 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     best_mse = torch.full((batch,), float("inf"), device=device)
     best_total = torch.full((batch,), float("inf"), device=device)
     best_step = torch.zeros(batch, dtype=torch.long, device=device)
+    steps_run = torch.zeros(batch, dtype=torch.long)
     frames: list[list[torch.Tensor]] = [[] for _ in range(batch)]
-    steps_run = 0
     for step in range(options.steps):
-        optimizer.zero_grad(set_to_none=True)
-        ws = latent_to_w(model, latent)
+        active = rows.index
+        rows.optimizer.zero_grad(set_to_none=True)
+        ws = latent_to_w(model, rows.latent)
         with torch.autocast(device.type, torch.bfloat16, enabled=options.precision == "bf16"):
-            image = (model.synthesize(ws, noise).float() + 1) / 2
-        parts = losses.total_loss(terms, resize(image, lr_size, options.degradation), target, ws, aim_rows)
+            image = (model.synthesize(ws, rows.noise).float() + 1) / 2
+        parts = losses.total_loss(terms, resize(image, lr_size, options.degradation), target[active], ws,
+                                  aim_rows[active])
         parts["total"].sum().backward()
         with torch.no_grad():
             shown = quantize(image)  # what the user gets (8 bits); its downscale is what we promise
-            mse = (resize(shown, lr_size, options.degradation) - target).pow(2).mean((1, 2, 3))
+            mse = (resize(shown, lr_size, options.degradation) - target[active]).pow(2).mean((1, 2, 3))
             # lower LR error first (anything within eps counts as equal), then lower total loss
-            key, best_key = torch.maximum(mse, eps_rows), torch.maximum(best_mse, eps_rows)
-            better = (key < best_key) | ((key == best_key) & (parts["total"] < best_total))
-            best_image = torch.where(better.view(-1, 1, 1, 1), shown, best_image)
-            best_latent = torch.where(better.view(-1, 1, 1), latent, best_latent)
-            best_mse = torch.where(better, mse, best_mse)
-            best_total = torch.where(better, parts["total"].detach(), best_total)
-            best_step = torch.where(better, torch.full_like(best_step, step), best_step)
+            eps_here = eps_rows[active]
+            key, best_key = torch.maximum(mse, eps_here), torch.maximum(best_mse[active], eps_here)
+            better = (key < best_key) | ((key == best_key) & (parts["total"] < best_total[active]))
+            won = active[better]
+            best_image[won] = shown[better]
+            best_latent[won] = rows.latent[better]
+            best_mse[won] = mse[better]
+            best_total[won] = parts["total"].detach()[better]
+            best_step[won] = step
             if options.frame_every and step % options.frame_every == 0:
-                for row in range(batch):
-                    frames[row].append(shown[row].cpu())
-        optimizer.step()
-        scheduler.step()
-        sphere.project()
-        steps_run = step + 1
+                for i, row in enumerate(active.tolist()):
+                    frames[row].append(shown[i].cpu())
+        rows.step(options.learning_rate * lr_factor(step, options.steps, options.schedule))
+        steps_run[active.cpu()] = step + 1
         if progress:
-            progress(steps_run, options.steps)
-        if options.early_stop and bool((best_mse <= eps_rows).all()):
-            break
+            progress(step + 1, options.steps)
+        if options.early_stop:  # a face whose 8-bit result reached the aim stops; the batch goes on without it
+            going = mse > aim_rows[active]
+            if not bool(going.any()):
+                break
+            if not bool(going.all()):
+                rows.keep(going)
 
     best_mse_list = best_mse.tolist()
     return [
@@ -256,7 +283,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
             lr_mse=best_mse_list[row],
             success=best_mse_list[row] <= float(eps_rows[row]),
             seed=int(seeds[row]),
-            steps=steps_run,
+            steps=int(steps_run[row]),
             best_step=int(best_step[row]),
             latent=best_latent[row].cpu(),
             frames=frames[row],

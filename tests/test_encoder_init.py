@@ -135,6 +135,11 @@ def test_an_installed_encoder_is_used_by_default_and_said(tiny_generator_file, t
     line = json.loads((tmp_path / "random" / "report.jsonl").read_text().splitlines()[-1])
     assert line["made_with"]["search"]["init"] == "random" and "encoder_sha256" not in line["made_with"]
 
+    result = CliRunner().invoke(main, [*args, "--output", str(tmp_path / "early"), "--early-stop", "--eps", "1"])
+    assert "(up to 3 steps, each face stopping once within eps from encoder encoder.pt)" in result.stderr.splitlines()[0]
+    lines = [json.loads(text) for text in (tmp_path / "early" / "report.jsonl").read_text().splitlines()]
+    assert [line["steps"] for line in lines if "steps" in line] == [1, 1]  # eps 1: every face is done at once
+
     listing = CliRunner().invoke(main, ["weights", "list"])
     assert "tiny-encoder-x4" in listing.output and "starts the searches of tiny at x4" in listing.output
     info = CliRunner().invoke(main, ["weights", "info", "tiny-encoder-x4"])

@@ -116,6 +116,18 @@ def test_early_stop_and_frames(model):
     assert len(results[0].frames) == 1 and results[0].frames[0].shape == (3, 32, 32)
 
 
+def test_early_stop_is_per_face_and_the_others_go_on_as_before(model):
+    lr = targets(model, 2, seed=3)
+    options = SearchOptions(steps=30, eps=(1.0, 1e-9), early_stop=True)  # face 0 is within eps at once, face 1 never
+    both = search(model, lr, [0, 1], options)
+    assert [r.steps for r in both] == [1, 30] and both[0].success and not both[1].success
+    alone = search(model, lr[1:], [1], SearchOptions(steps=30, eps=1e-9))
+    # after face 0 left, face 1 went on with its own Adam moments and sphere: the same search as alone, but for
+    # the rounding of a batch of 2 against a batch of 1
+    assert (both[1].image - alone[0].image).abs().mean() < 1 / 255
+    assert both[1].best_step == alone[0].best_step
+
+
 def test_noise_modes(model):
     for mode, n_trainable in (("trainable", 5), ("fixed", 0), ("zero", 0)):
         _, noise, trainable = initial_state(model, [1], SearchOptions(noise=mode), "cpu")

@@ -158,7 +158,9 @@ def method_line(upsampler, scale: float, options: dict) -> str:
     opts = upsampler.search_options(scale, **options)
     start = (f"from encoder {Path(upsampler.encoder_for(scale).source).name}" if opts.init == "encoder"
              else "from random starts")
-    return f"searching {name} ({opts.steps} steps {start})"
+    steps = (f"up to {opts.steps} steps, each face stopping once within eps" if opts.early_stop
+             else f"{opts.steps} steps")
+    return f"searching {name} ({steps} {start})"
 
 
 def network_for(method: str, generator, sr_model):
@@ -195,7 +197,7 @@ def _search_option_table():
         ("trainable_noise_layers", ("--noise-layers",), dict(type=click.IntRange(0)),
          "How many noise maps (coarsest first) the search may change"),
         ("tile_latent", ("--tile-latent/--no-tile-latent",), dict(), "One latent vector for every style layer"),
-        ("early_stop", ("--early-stop/--no-early-stop",), dict(), "Stop a batch once every face in it is within eps"),
+        ("early_stop", ("--early-stop/--no-early-stop",), dict(), "Stop each face once a step's result is within (1 - eps margin) x eps; the rest of the batch goes on"),
         ("precision", ("--precision",), dict(type=click.Choice(PRECISIONS)),
          "bf16: the generator runs under autocast (faster on recent GPUs); losses stay fp32"),
         ("degradation", ("--degradation",), dict(type=click.Choice(KERNELS)),

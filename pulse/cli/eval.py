@@ -152,9 +152,10 @@ def eval_command(data_dir, output, scale, methods, samples, limit, generator, sr
             else lr_kernel + (f" + JPEG q{jpeg_quality}" if jpeg_quality else ""))
     caption = (f"{evaluation.faces} faces from {data_dir}, {resolution} px, x{scale} (LR {resolution // scale} px, "
                f"made {made}; consistency judged with {lr_kernel})"
-               + (f", pulse: {options['steps']} steps from {options['init']} starts, {samples} sample(s), seed {seed}, "
-                  f"operator "
-                  f"{options['degradation']}, loss {options['loss']}" if upsampler else "")
+               + (f", pulse: {'up to ' if options['early_stop'] else ''}{options['steps']} steps"
+                  f"{' (early stop)' if options['early_stop'] else ''} from {options['init']} starts, {samples} "
+                  f"sample(s), seed {seed}, operator {options['degradation']}, loss {options['loss']}" if upsampler
+                  else "")
                + f". Cells: mean ± std (median) over outputs. dlib detects a face in "
                f"{evaluation.hr_detected}/{evaluation.faces} HR faces.\n\n")
     table = summary_table(evaluation, chosen, eps)
