@@ -463,8 +463,8 @@ def build_page(demo: Demo, limits: Limits, gr):
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples (aligned faces)")
                 steps = gr.Slider(1, MAX_STEPS, value=demo.recommended_steps(), step=1, elem_id="pulse-steps",
                                   label="Search steps",
-                                  info="default: what the generator recommends (fewer where an encoder starts "
-                                       "the search)")
+                                  info="default: what the generator recommends; where an encoder starts the "
+                                       "search, the most a face may take (each stops once within eps)")
                 seed = gr.Number(0, precision=0, label="Seed")
                 degradation = gr.Dropdown(list(KERNELS), value="bicubic", label="LR made by",
                                           info="the downscale the search explains the upload with: bicubic (PULSE's), "
