@@ -125,17 +125,25 @@ def test_an_aligned_face_gives_captioned_results_a_summary_and_a_zip_with_the_re
             assert entry["input"] == "astronaut.png" and entry["made_with"]["generator"] == "pulse-faces-128"
 
 
-def test_srresnet_is_offered_with_its_own_network_and_gives_one_result(demo):
-    assert demo.methods() == ["pulse", "srresnet"] and demo.generators("srresnet") == ["pulse-sr-x8"]
-    outcome = assert_good(demo, method="srresnet")
-    assert [caption.split(":")[0] for _, caption in outcome.tiles] == ["LR 16 px", "bicubic ×8", "srresnet"]
+@pytest.mark.parametrize("method, network", [("srresnet", "pulse-sr-x8"), ("srgan", "pulse-srgan-x8")])
+def test_each_feedforward_method_is_offered_with_its_own_network_and_gives_one_result(demo, method, network):
+    assert demo.methods() == ["pulse", "srresnet", "srgan"] and demo.generators(method) == [network]
+    outcome = assert_good(demo, method=method)
+    assert [caption.split(":")[0] for _, caption in outcome.tiles] == ["LR 16 px", "bicubic ×8", method]
     assert [image.size for image, _ in outcome.tiles] == [(128, 128)] * 3
     (entry,) = outcome.report["outputs"]
-    assert outcome.report["method"] == "srresnet" and entry["steps"] == 0 and RUN_REPORT_FIELDS <= set(entry)
-    assert outcome.download.name == "astronaut_srresnet.zip"  # named by the method that made it
-    assert entry["made_with"]["method"] == "srresnet" and entry["made_with"]["generator"] == "pulse-sr-x8"
-    again = assert_good(demo, method="srresnet", seed=5)  # deterministic: the seed changes nothing
+    assert outcome.report["method"] == method and entry["steps"] == 0 and RUN_REPORT_FIELDS <= set(entry)
+    assert outcome.download.name == f"astronaut_{method}.zip"  # named by the method that made it
+    assert entry["made_with"]["method"] == method and entry["made_with"]["generator"] == network
+    again = assert_good(demo, method=method, seed=5)  # deterministic: the seed changes nothing
     assert again.tiles[2][0].tobytes() == outcome.tiles[2][0].tobytes()
+
+
+def test_the_two_bundled_networks_differ():
+    import pulse
+
+    srresnet, srgan = (pulse.upsample(ASTRONAUT_LR, method=m, device="cpu") for m in ("srresnet", "srgan"))
+    assert srresnet.size == srgan.size == (128, 128) and srresnet.tobytes() != srgan.tobytes()
 
 
 def bad_upload(tmp_path, kind, astronaut):

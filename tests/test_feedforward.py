@@ -2,7 +2,9 @@
 sr-model entries. The network here is untrained (its output is exactly pulse's bicubic upscale), which makes
 every number checkable against bicubic."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,6 +117,24 @@ def test_cli_run_method_srresnet_writes_marked_outputs_and_resumes(sr_file, lr_f
     assert Image.open(out / "grid" / "a.png").width == 3 * 32  # LR | bicubic | srresnet
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "0 processed, 2 skipped" in again.stderr
+
+
+def test_the_bundled_srgan_network_runs_at_x8_and_is_refused_at_x4(tmp_path):
+    examples = Path(__file__).resolve().parents[1] / "examples" / "lr_faces"
+    out = tmp_path / "gan"
+    result = CliRunner().invoke(main, ["run", "--input", str(examples), "--output", str(out), "--scale", "8",
+                                       "--method", "srgan", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "srgan (pulse-srgan-x8.pt)" in result.stderr.splitlines()[0]
+    (line,) = [json.loads(text) for text in (out / "report.jsonl").read_text().splitlines()]
+    shipped = Path(__file__).resolve().parents[1] / "weights" / "pulse-srgan-x8.pt"
+    assert line["method"] == "srgan" and line["success"]
+    assert line["made_with"]["model_sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
+    assert Image.open(out / "astronaut.png").size == (128, 128)
+    refused = CliRunner().invoke(main, ["run", "--input", str(examples), "--output", str(tmp_path / "x4"), "--scale",
+                                        "4", "--method", "srgan", "--device", "cpu"])
+    assert refused.exit_code == EXIT_USAGE and "no srgan network for scale 4" in refused.stderr
+    assert not (tmp_path / "x4" / "astronaut.png").exists()
 
 
 @pytest.mark.parametrize("extra, message", [
