@@ -82,7 +82,7 @@ def main():
             for name, s in rows:
                 rule = verdict(s, bicubic, hr_grid) if kind == "clean" and name != "bicubic" else ""
                 print(f"| {folder.name} ({len(faces)}) | {kind} | {name} | {s['psnr']:.2f} | {s['same']:.0%} | "
-                      f"{s['detected']:.0%} | {s['grid']:.0%} | {s['sharpness']:.3f} | {rule} |", flush=True)
+                      f"{s['detected']:.1%} | {s['grid']:.0%} | {s['sharpness']:.3f} | {rule} |", flush=True)
 
 
 if __name__ == "__main__":
