@@ -137,7 +137,7 @@ class _Rows:
     back to its starting radius, so the search moves in direction only, where the prior lives). ``keep`` drops
     the rows that stopped, so the next steps cost only what is left."""
 
-    def __init__(self, latent, noise, trainable, index, learning_rate):
+    def __init__(self, latent, noise, index, learning_rate):
         self.latent, self.noise, self.index = latent, noise, index
         self.trainable = [i for i, maps in enumerate(noise) if maps.requires_grad]
         self.radii = [_norms(p).detach() for p in self.params]
@@ -229,8 +229,8 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     aim_rows = eps_rows * (1 - options.eps_margin)  # where the consistency terms stop pulling
     terms = losses.parse_loss(options.loss)
 
-    latent, noise, trainable = initial_state(model, seeds, options, device, start)
-    rows = _Rows(latent, noise, trainable, torch.arange(batch, device=device), options.learning_rate)
+    latent, noise, _ = initial_state(model, seeds, options, device, start)  # trainable maps: requires_grad
+    rows = _Rows(latent, noise, torch.arange(batch, device=device), options.learning_rate)
 
     res = model.generator.resolution
     best_image = torch.zeros(batch, 3, res, res, device=device)
