@@ -227,8 +227,6 @@ class SRTrainer:
             self._restore(checkpoint)
         elif config.init:
             self._init_from(config.init)
-            if self.G_ema is not None:
-                self.G_ema.load_state_dict(self.G.state_dict())
         self.run_info["commands"].append({"from_kimg": self.nimg / 1000, "command": command})
         self._sums: dict[str, list] = {}
         report(self.data.summary())
@@ -236,15 +234,15 @@ class SRTrainer:
     def _init_from(self, path):
         """G's weights from an SR file: all of them, or with another ``upsample`` mode the tensors that fit (the
         head, the residual body and the output conv), the ×2 stages starting fresh."""
-        theirs, ours = load_sr_model(path).model.state_dict(), self.G.state_dict()
-        fits = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+        theirs, ours = load_sr_model(path).model, self.G.state_dict()
+        fits = {k: v for k, v in theirs.state_dict().items() if k in ours and ours[k].shape == v.shape}
         self.G.load_state_dict({**ours, **fits})
         self.run_info["init"] = str(path)
         if self.G_ema is not None:
             self.G_ema.load_state_dict(self.G.state_dict())
         if len(fits) < len(ours):
             self.report(f"note: {len(fits)} of the {len(ours)} weight tensors from {path} (its upsampling is "
-                        f"{load_sr_model(path).model.config.upsample}); the rest start fresh")
+                        f"{theirs.config.upsample}); the rest start fresh")
 
     @property
     def stage(self) -> str:
