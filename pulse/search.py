@@ -238,7 +238,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     best_mse = torch.full((batch,), float("inf"), device=device)
     best_total = torch.full((batch,), float("inf"), device=device)
     best_step = torch.zeros(batch, dtype=torch.long, device=device)
-    steps_run = torch.zeros(batch, dtype=torch.long)
+    steps_run = torch.zeros(batch, dtype=torch.long, device=device)
     frames: list[list[torch.Tensor]] = [[] for _ in range(batch)]
     for step in range(options.steps):
         active = rows.index
@@ -256,17 +256,17 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
             eps_here = eps_rows[active]
             key, best_key = torch.maximum(mse, eps_here), torch.maximum(best_mse[active], eps_here)
             better = (key < best_key) | ((key == best_key) & (parts["total"] < best_total[active]))
-            won = active[better]
-            best_image[won] = shown[better]
-            best_latent[won] = rows.latent[better]
-            best_mse[won] = mse[better]
-            best_total[won] = parts["total"].detach()[better]
-            best_step[won] = step
+            # gathered and scattered back by index, not by mask: no host sync on a GPU
+            best_image[active] = torch.where(better.view(-1, 1, 1, 1), shown, best_image[active])
+            best_latent[active] = torch.where(better.view(-1, 1, 1), rows.latent, best_latent[active])
+            best_mse[active] = torch.where(better, mse, best_mse[active])
+            best_total[active] = torch.where(better, parts["total"].detach(), best_total[active])
+            best_step[active] = torch.where(better, step, best_step[active])
             if options.frame_every and step % options.frame_every == 0:
                 for i, row in enumerate(active.tolist()):
                     frames[row].append(shown[i].cpu())
         rows.step(options.learning_rate * lr_factor(step, options.steps, options.schedule))
-        steps_run[active.cpu()] = step + 1
+        steps_run[active] = step + 1
         if progress:
             progress(step + 1, options.steps)
         if options.early_stop:  # a face whose 8-bit result reached the aim stops; the batch goes on without it
@@ -276,14 +276,14 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
             if not bool(going.all()):
                 rows.keep(going)
 
-    best_mse_list = best_mse.tolist()
+    best_mse_list, steps_list = best_mse.tolist(), steps_run.tolist()
     return [
         SearchResult(
             image=best_image[row].cpu(),
             lr_mse=best_mse_list[row],
             success=best_mse_list[row] <= float(eps_rows[row]),
             seed=int(seeds[row]),
-            steps=int(steps_run[row]),
+            steps=steps_list[row],
             best_step=int(best_step[row]),
             latent=best_latent[row].cpu(),
             frames=frames[row],
