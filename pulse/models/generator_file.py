@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import PulseError
-from ..files import atomic_path, file_state, load_payload
+from ..files import file_state, load_payload, save_payload
 from ..progress import progress_bar
 from . import build_generator, generator_config
 
@@ -74,15 +74,11 @@ def write_generator_file(generator: nn.Module, out, metadata: dict, half: bool =
         fit = gaussian_fit(generator.mapping.to(device) if device else generator.mapping, generator.style_dim,
                            samples=fit_samples, device=device, on_chunk=bar.update)
     generator.cpu()
-    try:
-        save_generator(out, generator, fit, {**metadata, "resolution": generator.resolution}, half=half)
-    except OSError as err:
-        raise PulseError(f"{out}: could not write the generator file ({err.strerror or err})")
-    return Path(out)
+    return save_generator(out, generator, fit, {**metadata, "resolution": generator.resolution}, half=half)
 
 
-def save_generator(path, generator: nn.Module, fit: dict, metadata: dict | None = None, half: bool = False):
-    """Write a generator file atomically (temp file + rename)."""
+def save_generator(path, generator: nn.Module, fit: dict, metadata: dict | None = None, half: bool = False) -> Path:
+    """Write a generator file atomically (temp file + rename); a failed write is one PulseError line."""
     state = file_state(generator, half)
     payload = {
         "format": FILE_FORMAT,
@@ -92,8 +88,7 @@ def save_generator(path, generator: nn.Module, fit: dict, metadata: dict | None 
         "gaussian_fit": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in fit.items()},
         "metadata": dict(metadata or {}),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    return save_payload(path, payload, "generator file")
 
 
 def stored_config(config) -> dict:

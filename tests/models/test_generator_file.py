@@ -21,6 +21,23 @@ def test_file_roundtrip_renders_identically(tmp_path, tiny_generator):
     assert torch.load(path, weights_only=True)["format"] == "pulse-generator"
 
 
+
+def test_a_failed_write_is_one_line_and_leaves_the_old_file(tmp_path, tiny_generator, monkeypatch):
+    g = tiny_generator(3)
+    fit = gaussian_fit(g.mapping, g.style_dim, samples=1000)
+    path = tmp_path / "g.pt"
+    save_generator(path, g, fit, {"licence": "first"})
+
+    def disk_full(obj, target):
+        open(target, "wb").write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(PulseError, match=r"g\.pt: could not write the generator file \(No space left on device\)"):
+        save_generator(path, g, fit, {"licence": "second"})
+    monkeypatch.undo()
+    assert load_generator(path).metadata["licence"] == "first" and [p.name for p in tmp_path.iterdir()] == ["g.pt"]
+
 def test_half_file_is_smaller_and_close(tmp_path, tiny_generator):
     g = tiny_generator(4)
     fit = gaussian_fit(g.mapping, g.style_dim, samples=2000)
