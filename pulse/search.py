@@ -40,6 +40,7 @@ class SearchOptions:
     schedule: str = "linear1cycledrop"
     noise: str = "trainable"
     trainable_noise_layers: int = 5
+    noise_lr_scale: float = 1.0  # the trainable noise maps' learning rate as a multiple of the latent's (1: PULSE's)
     tile_latent: bool = False
     early_stop: bool = False  # each row stops once a step's 8-bit result is within the aim, (1 - eps_margin) * eps
     frame_every: int = 0  # keep an intermediate frame every N steps (0: none)
@@ -55,6 +56,8 @@ class SearchOptions:
         check_kernel(self.degradation)
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.noise_lr_scale <= 0:
+            raise ValueError(f"noise_lr_scale must be > 0, got {self.noise_lr_scale}")
         if self.spread < 0:
             raise ValueError(f"spread must be >= 0, got {self.spread}")
         if self.steps < 1:
@@ -135,22 +138,30 @@ class _Rows:
     """The rows still searching, with everything the optimiser keeps per row: their latents and noise maps, Adam's
     moments and the sphere each vector or map lives on (PULSE's SphericalOptimizer: after every step each is put
     back to its starting radius, so the search moves in direction only, where the prior lives). ``keep`` drops
-    the rows that stopped, so the next steps cost only what is left."""
+    the rows that stopped, so the next steps cost only what is left. The noise maps are Adam's second group, so
+    they can move at their own rate (``noise_lr_scale``)."""
 
-    def __init__(self, latent, noise, index, learning_rate):
+    def __init__(self, latent, noise, index, learning_rate, noise_lr_scale=1.0):
         self.latent, self.noise, self.index = latent, noise, index
         self.trainable = [i for i, maps in enumerate(noise) if maps.requires_grad]
+        self.noise_lr_scale = noise_lr_scale
         self.radii = [_norms(p).detach() for p in self.params]
-        self.optimizer = torch.optim.Adam(self.params, lr=learning_rate)
+        self.optimizer = self._adam(learning_rate)
 
     @property
     def params(self) -> list[torch.Tensor]:
         return [self.latent] + [self.noise[i] for i in self.trainable]
 
+    def _adam(self, learning_rate: float) -> torch.optim.Adam:
+        groups = [{"params": [self.latent], "lr_scale": 1.0}]
+        if self.trainable:
+            groups.append({"params": [self.noise[i] for i in self.trainable], "lr_scale": self.noise_lr_scale})
+        return torch.optim.Adam(groups, lr=learning_rate)
+
     @torch.no_grad()
     def step(self, learning_rate: float):
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate
+            group["lr"] = learning_rate * group["lr_scale"]
         self.optimizer.step()
         for p, radius in zip(self.params, self.radii):
             p.mul_(radius / _norms(p))
@@ -162,7 +173,7 @@ class _Rows:
         self.latent = self.latent[going].requires_grad_(True)
         self.noise = [maps[going].requires_grad_(i in self.trainable) for i, maps in enumerate(self.noise)]
         self.radii = [radius[going] for radius in self.radii]
-        self.optimizer = torch.optim.Adam(self.params, lr=self.optimizer.param_groups[0]["lr"])
+        self.optimizer = self._adam(self.optimizer.param_groups[0]["lr"])
         for old, new in zip(old_params, self.params):
             state = old_state[old]
             self.optimizer.state[new] = {"step": state["step"], "exp_avg": state["exp_avg"][going],
@@ -230,7 +241,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     terms = losses.parse_loss(options.loss)
 
     latent, noise, _ = initial_state(model, seeds, options, device, start)  # trainable maps: requires_grad
-    rows = _Rows(latent, noise, torch.arange(batch, device=device), options.learning_rate)
+    rows = _Rows(latent, noise, torch.arange(batch, device=device), options.learning_rate, options.noise_lr_scale)
 
     res = model.generator.resolution
     best_image = torch.zeros(batch, 3, res, res, device=device)

@@ -6,7 +6,7 @@ import torch
 from pulse.imageio import quantize
 from pulse.models.generator_file import LoadedGenerator, gaussian_fit
 from pulse.resample import resize
-from pulse.search import SearchOptions, initial_state, latent_to_w, options_for, parse_search_defaults, search
+from pulse.search import SearchOptions, _Rows, initial_state, latent_to_w, options_for, parse_search_defaults, search
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,32 @@ def test_noise_modes(model):
         assert torch.count_nonzero(noise[-1]) == 0  # finest layer zeroed, as the reference does
         if mode == "zero":
             assert all(torch.count_nonzero(n) == 0 for n in noise)
+
+
+
+def test_noise_maps_move_at_their_own_learning_rate():
+    """Each step moves the noise maps noise_lr_scale times as far as it would at the latent's rate, and the
+    latent as before. The rate stays theirs after some rows stop and the optimiser is rebuilt for the others."""
+    def first_step(scale):
+        gen = torch.Generator().manual_seed(0)
+        latent = torch.randn(2, 1, 64, generator=gen).requires_grad_()
+        noise = [torch.randn(2, 1, 8, 8, generator=gen).requires_grad_(), torch.randn(2, 1, 16, 16, generator=gen)]
+        rows = _Rows(latent, noise, torch.arange(2), 0.4, noise_lr_scale=scale)
+        before = [p.detach().clone() for p in rows.params]
+        for p in rows.params:
+            p.grad = torch.randn(p.shape, generator=gen)
+        rows.step(1e-4)
+        return rows, [float((p - b).abs().mean()) for p, b in zip(rows.params, before)]
+
+    _, one = first_step(1.0)
+    rows, three = first_step(3.0)
+    assert three[0] == pytest.approx(one[0], rel=1e-3) and three[1] == pytest.approx(3 * one[1], rel=1e-3)
+    rows.keep(torch.tensor([False, True]))
+    assert [g["lr_scale"] for g in rows.optimizer.param_groups] == [1.0, 3.0]
+    assert rows.index.tolist() == [1] and rows.noise[0].shape == (1, 1, 8, 8)
+    with pytest.raises(ValueError, match="noise_lr_scale"):
+        SearchOptions(noise_lr_scale=0)
+    assert parse_search_defaults(["noise_lr_scale=4"]) == {"noise_lr_scale": 4.0}
 
 
 @pytest.mark.slow

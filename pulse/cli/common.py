@@ -196,6 +196,8 @@ def _search_option_table():
          "seed (fixed), or all zero"),
         ("trainable_noise_layers", ("--noise-layers",), dict(type=click.IntRange(0)),
          "How many noise maps (coarsest first) the search may change"),
+        ("noise_lr_scale", ("--noise-lr-scale",), dict(type=click.FloatRange(0, min_open=True)),
+         "Learning rate of the trainable noise maps as a multiple of the latent's; 1 = PULSE's one rate"),
         ("tile_latent", ("--tile-latent/--no-tile-latent",), dict(), "One latent vector for every style layer"),
         ("early_stop", ("--early-stop/--no-early-stop",), dict(), "Stop each face once a step's result is within (1 - eps margin) x eps; the rest of the batch goes on"),
         ("precision", ("--precision",), dict(type=click.Choice(PRECISIONS)),
