@@ -8,7 +8,7 @@ through all of them: with early stop a face's cost depends on the face, so rando
 Prints a markdown table; run it once per device.
 
     python benchmarks/search_speed.py [--device cpu|cuda] [--batches 1,4,8,16] [--steps 100] [--compile]
-    python benchmarks/search_speed.py --batches 1,8 --init random,encoder [--data DIR] [--faces 16]
+    python benchmarks/search_speed.py --batches 1,8 --init random,encoder [--data DIR] [--faces 16] [--encoder FILE]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def main():
     parser.add_argument("--steps", type=int, default=None, help="[default: 100 from random starts, the encoder's "
                                                                   "recommended from its starts]")
     parser.add_argument("--init", default="random", help="random, encoder, or both: random,encoder")
+    parser.add_argument("--encoder", default=None, help="encoder file or registry name [default: the installed one]")
     parser.add_argument("--compile", action="store_true", help="torch.compile the generator, as pulse run --compile")
     parser.add_argument("--data", type=Path, default=EVAL_FACES, help="aligned HR faces: the inputs are their LR")
     parser.add_argument("--faces", type=int, default=16, help="how many of them (the first, by name)")
@@ -66,7 +67,7 @@ def main():
     if "encoder" in inits:
         from pulse.api import Upsampler
 
-        encoder = Upsampler(model, device).encoder_for(8)
+        encoder = Upsampler(model, device, encoder=args.encoder).encoder_for(8)
         if encoder is None:
             raise SystemExit(f"no encoder is installed for {name} at x8")
     cpu = open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip() if (
@@ -75,7 +76,8 @@ def main():
     res = model.generator.resolution
     faces = torch.stack([load_face(path, res, res // 16).lr for path in find_images(args.data).images[: args.faces]])
     print(f"generator: {name}, {params:.2f} M parameters, {res} px; device: {where}; 16 -> {res} px"
-          f"{', compiled' if args.compile else ''}; {len(faces)} faces of {args.data.name}")
+          f"{', compiled' if args.compile else ''}; {len(faces)} faces of {args.data.name}"
+          f"{f'; encoder: {Path(encoder.source).name}' if encoder else ''}")
     print("| start | steps | early stop | batch | warm-up s | s / face | faces / s | steps / face | within eps | "
           "peak memory |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
