@@ -153,13 +153,14 @@ class Demo:
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def generators(self, method: str = "pulse") -> list[str]:
+    def generators(self, method: str = "pulse", scale: int | None = None) -> list[str]:
         """The method's installed networks (nothing is downloaded from the page): for pulse the default generator,
-        then the registry's other installed ones; for srresnet and srgan the installed SR models of that kind."""
+        then the registry's other installed ones (any scale); for srresnet and srgan the installed SR models of
+        that kind, of ``scale`` when given (a feed-forward network enlarges by its own scale only)."""
         cache = resolve_cache_dir()
         kinds = GENERATOR_KINDS if method == "pulse" else ("sr-model",)
         installed = [m.name for m in load_registry().values() if m.kind in kinds and is_installed(m, cache)
-                     and (method == "pulse" or m.method == method)]
+                     and (method == "pulse" or m.method == method and scale in (None, m.scale))]
         if method != "pulse":
             return installed
         return [self.default_generator] + [name for name in installed if name != self.default_generator]
@@ -217,7 +218,13 @@ class Demo:
     def _enhance(self, path: Path, s: Settings, started: float, on_progress) -> Outcome:
         _check(s)
         offered = self.generators(s.method)
-        generator = s.generator or (self.default_generator if s.method == "pulse" else offered[0] if offered else "")
+        if s.generator is None and s.method != "pulse":  # the network made for the scale
+            for_scale = self.generators(s.method, s.scale)
+            if not for_scale:
+                scales = sorted({m.scale for m in load_registry().values() if m.name in offered})
+                raise PulseError(f"no {s.method} network for ×{s.scale} is installed here (installed: "
+                                 f"{', '.join(f'×{k}' for k in scales) or 'none'})")
+        generator = s.generator or (self.default_generator if s.method == "pulse" else for_scale[0])
         if generator not in offered:
             raise PulseError(f"{s.method} network {generator!r} is not installed here (offered: "
                              f"{', '.join(offered) or 'none'})")
@@ -486,24 +493,32 @@ def build_page(demo: Demo, limits: Limits, gr):
                 with gr.Accordion("Report (JSON)", open=False):
                     report = gr.JSON()
 
-        def offer_networks(chosen, reset_samples: bool):  # a feed-forward one: its networks, one sample, no steps
-            names = demo.generators(chosen)
+        def offer_networks(chosen, times, reset_samples: bool):  # feed-forward: its networks, one sample, no steps
             searched = chosen == "pulse"
+            names = demo.generators(chosen, None if searched else int(times))
             return (gr.Dropdown(choices=names, value=names[0] if names else None),
                     gr.Slider(value=1, visible=searched) if reset_samples else gr.Slider(visible=searched),
-                    gr.Slider(value=demo.recommended_steps(names[0]) if searched and names else None,
+                    gr.Slider(value=demo.recommended_steps(names[0], int(times)) if searched and names else None,
                               visible=searched))
 
         inputs = [upload, mode, method, generator, scale, samples, steps, seed, degradation]
         outputs = [status, gallery, photo, download, report]
         # `input`, not `change`: an example sets the method and its samples itself, then runs, in one chain
-        method.input(lambda chosen: offer_networks(chosen, True), method, [generator, samples, steps])
+        method.input(lambda chosen, times: offer_networks(chosen, times, True), [method, scale],
+                     [generator, samples, steps])
         recommend = lambda chosen, name, times: (gr.Slider(value=demo.recommended_steps(name, int(times)))  # noqa: E731
                                                  if chosen == "pulse" else gr.Slider())
         generator.input(recommend, [method, generator, scale], steps)
-        scale.input(recommend, [method, generator, scale], steps)
+
+        def follow_scale(chosen, name, times):  # a search's steps follow the scale; a network is made for one scale
+            if chosen == "pulse":
+                return gr.Dropdown(), recommend(chosen, name, times)
+            networks, _, steps_slider = offer_networks(chosen, times, False)
+            return networks, steps_slider
+
+        scale.input(follow_scale, [method, generator, scale], [generator, steps])
         button.click(run, inputs, outputs, concurrency_limit=1, concurrency_id="search")
-        examples.load_input_event.then(lambda chosen: offer_networks(chosen, False), method,
+        examples.load_input_event.then(lambda chosen, times: offer_networks(chosen, times, False), [method, scale],
                                        [generator, samples, steps], queue=False).then(
             run, inputs, outputs, concurrency_limit=1, concurrency_id="search")
     return page

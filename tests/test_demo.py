@@ -127,7 +127,7 @@ def test_an_aligned_face_gives_captioned_results_a_summary_and_a_zip_with_the_re
 
 @pytest.mark.parametrize("method, network", [("srresnet", "pulse-sr-x8"), ("srgan", "pulse-srgan-x8")])
 def test_each_feedforward_method_is_offered_with_its_own_network_and_gives_one_result(demo, method, network):
-    assert demo.methods() == ["pulse", "srresnet", "srgan"] and demo.generators(method) == [network]
+    assert demo.methods() == ["pulse", "srresnet", "srgan"] and demo.generators(method, 8) == [network]
     outcome = assert_good(demo, method=method)
     assert [caption.split(":")[0] for _, caption in outcome.tiles] == ["LR 16 px", "bicubic ×8", method]
     assert [image.size for image, _ in outcome.tiles] == [(128, 128)] * 3
@@ -137,6 +137,18 @@ def test_each_feedforward_method_is_offered_with_its_own_network_and_gives_one_r
     assert entry["made_with"]["method"] == method and entry["made_with"]["generator"] == network
     again = assert_good(demo, method=method, seed=5)  # deterministic: the seed changes nothing
     assert again.tiles[2][0].tobytes() == outcome.tiles[2][0].tobytes()
+
+
+@pytest.mark.parametrize("method", ["srresnet", "srgan"])
+def test_a_feedforward_method_takes_the_network_made_for_the_scale(demo, method, tmp_path):
+    assert demo.generators(method) == [f"pulse-{'sr' if method == 'srresnet' else 'srgan'}-x{k}" for k in (8, 4)]
+    face32 = tmp_path / "face32.png"
+    Image.open(ASTRONAUT_LR).resize((32, 32), Image.BICUBIC).save(face32)
+    outcome = assert_good(demo, face32, method=method, scale=4)  # no network named: the scale's
+    (entry,) = outcome.report["outputs"]
+    assert entry["made_with"]["generator"] == demo.generators(method, 4)[0] and outcome.tiles[2][0].size == (128, 128)
+    refused = demo.enhance(face32, Settings(method=method, scale=3))
+    assert refused.error == f"no {method} network for ×3 is installed here (installed: ×4, ×8)"
 
 
 def test_the_two_bundled_networks_differ():
@@ -190,7 +202,7 @@ def test_a_bad_upload_is_one_line_naming_the_file_and_the_next_request_works(dem
     (dict(mode="video"), "input kind must be one of auto, face, photo"),
     (dict(generator="ffhq-1024"), "pulse network 'ffhq-1024' is not installed here"),
     (dict(method="srresnet", samples=2), "samples 2: srresnet is deterministic"),
-    (dict(method="srresnet", scale=4), "enlarges x8 only, not x4"),
+    (dict(method="srresnet", generator="pulse-sr-x8", scale=4), "enlarges x8 only, not x4"),
     (dict(method="srresnet", generator="pulse-faces-128"), "srresnet network 'pulse-faces-128' is not installed here"),
 ])
 def test_settings_outside_the_pages_bounds_are_refused(demo, settings, message):
