@@ -68,6 +68,9 @@ def _default(name: str) -> str:
 @click.option("--degradation", type=click.Choice(["bicubic", "realesrgan"]),
               help="Training inputs: pulse's clean bicubic downscale, or Real-ESRGAN's blur -> random resize -> "
                    f"noise -> JPEG {_default('degradation')}")
+@click.option("--clean-share", type=click.FloatRange(0, 1),
+              help="With --degradation realesrgan: the share of each batch trained on the clean bicubic input, so "
+                   f"clean inputs are not over-sharpened {_default('clean_share')}")
 @click.option("--seed", type=int, help=f"Random seed {_default('seed')}")
 @click.option("--checkpoint-every", type=float, help=f"kimg between checkpoints {_default('checkpoint_every')}")
 @click.option("--snapshot-every", type=float,

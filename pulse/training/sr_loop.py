@@ -102,6 +102,7 @@ class SRTrainConfig:
     gan_loss: str = "relativistic"  # or "lsgan" (SRGAN-on-CelebA's least squares)
     ema_kimg: float = 0.0  # half-life of an EMA of G in kimg, exported instead of G; 0: no EMA
     degradation: str = "bicubic"  # the training inputs: "bicubic" (clean) or "realesrgan" (blur, resize, noise, JPEG)
+    clean_share: float = 0.0  # with "realesrgan": the share of each batch given the clean bicubic input instead
     seed: int = 0
     checkpoint_every: float = 10.0  # kimg
     snapshot_every: float = 50.0  # kimg between checkpoints kept for good; 0: none
@@ -124,12 +125,15 @@ class SRTrainConfig:
                   ("d_lr", self.d_lr >= 0), ("ema_kimg", self.ema_kimg >= 0),
                   ("discriminator", self.discriminator in SR_DISCRIMINATORS),
                   ("gan_loss", self.gan_loss in SR_GAN_LOSSES), ("degradation", self.degradation in DEGRADATIONS),
+                  ("clean_share", 0 <= self.clean_share <= 1),
                   ("checkpoint_every", self.checkpoint_every > 0), ("snapshot_every", self.snapshot_every >= 0),
                   ("log_every", self.log_every > 0), ("cache_gb", self.cache_gb >= 0),
                   ("device", self.device in ("auto", "cpu", "cuda")), ("upsample", self.upsample in UPSAMPLE_MODES)]
         for name, ok in checks:
             if not ok:
                 raise PulseError(f"--{name.replace('_', '-')} {getattr(self, name)}: out of range")
+        if self.clean_share > 0 and self.degradation == "bicubic":
+            raise PulseError("--clean-share: every input is clean already; it goes with --degradation realesrgan")
         try:
             parse_layers(self.perceptual_layers)
         except ValueError as err:
@@ -268,6 +272,18 @@ class SRTrainer:
 
     # --- the step -------------------------------------------------------------------------------------
 
+    def inputs(self, hr: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """What the network sees of a batch: pulse's clean downscale ``low``, or Real-ESRGAN's degradations of the
+        HR faces but for the batch's first ``clean_share`` (the data order is random, so those faces are too),
+        which keep the clean bicubic input a degradation-trained network must not over-sharpen."""
+        cfg = self.config
+        if cfg.degradation == "bicubic":
+            return low
+        clean = round(cfg.clean_share * len(hr))
+        if clean == len(hr):
+            return low
+        return torch.cat([low[:clean], degrade(hr[clean:], cfg.lr_size, degradation_generator(cfg.seed, self.nimg))])
+
     def train_step(self):
         """One G step (stage "gan": then one D step on the same SR outputs)."""
         cfg = self.config
@@ -275,9 +291,7 @@ class SRTrainer:
             self._start_gan_stage()
         hr = self.data.take(self.order, cfg.batch, self.device).float() / 255
         low = make_lr(hr, cfg.lr_size)
-        given = low if cfg.degradation == "bicubic" else degrade(hr, cfg.lr_size,
-                                                                  degradation_generator(cfg.seed, self.nimg))
-        sr = self.G(given)
+        sr = self.G(self.inputs(hr, low))
         stats = {"pixel": F.l1_loss(sr, hr), "lr_l1": lr_consistency_loss(sr, low)}
         if self.D is None:
             loss = stats["pixel"] + cfg.lr_consistency * stats["lr_l1"]
@@ -452,6 +466,8 @@ def sr_metadata(config: SRTrainConfig, run_info: dict, nimg: int, stage: str) ->
                     f"+ L1 x{config.pixel_weight:g}; LR consistency x{config.lr_consistency:g}"
                     + (f"; EMA of G, half-life {config.ema_kimg:g} kimg" if config.ema_kimg > 0 else "")
                     + ("; inputs degraded as Real-ESRGAN's" if config.degradation == "realesrgan" else "")
+                    + (f" but {config.clean_share:.0%} of each batch clean" if config.degradation == "realesrgan"
+                       and config.clean_share > 0 else "")
                     + (f"; started from {Path(run_info['init']).name}" if run_info.get("init") else "")),
     }
 

@@ -81,6 +81,20 @@ def remedied(sr_options, tmp_path_factory, needs_vgg):
     return out
 
 
+def test_a_clean_share_of_each_degraded_batch_keeps_the_clean_input(sr_options, tmp_path):
+    from pulse.training.degrade import degradation_generator, degrade
+
+    trainer = SRTrainer(SRTrainConfig(**dict(sr_options, out=str(tmp_path), degradation="realesrgan", clean_share=0.5)))
+    hr = resize(torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1)), 32)
+    low = sr_loop.make_lr(hr, 8)
+    given = trainer.inputs(hr, low)
+    assert torch.equal(given[:2], low[:2])  # half the batch clean...
+    assert torch.equal(given[2:], degrade(hr[2:], 8, degradation_generator(3, trainer.nimg)))  # ...the rest degraded
+    assert not torch.equal(given[2:], low[2:])
+    with pytest.raises(PulseError, match="--clean-share: every input is clean already"):
+        SRTrainConfig(**dict(sr_options, out=str(tmp_path), clean_share=0.5))
+
+
 def _losses(run, read_log):
     """The log's loss lines without the timings, and its metric lines."""
     lines = read_log(run)
