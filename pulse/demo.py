@@ -156,13 +156,15 @@ class Demo:
     def generators(self, method: str = "pulse", scale: int | None = None) -> list[str]:
         """The method's installed networks (nothing is downloaded from the page): for pulse the default generator,
         then the registry's other installed ones (any scale); for srresnet and srgan the installed SR models of
-        that kind, of ``scale`` when given (a feed-forward network enlarges by its own scale only)."""
+        that kind, of ``scale`` when given (a feed-forward network enlarges by its own scale only), those for clean
+        inputs first: the first is the one a request gets unless it names another."""
         cache = resolve_cache_dir()
         kinds = GENERATOR_KINDS if method == "pulse" else ("sr-model",)
-        installed = [m.name for m in load_registry().values() if m.kind in kinds and is_installed(m, cache)
+        installed = [m for m in load_registry().values() if m.kind in kinds and is_installed(m, cache)
                      and (method == "pulse" or m.method == method and scale in (None, m.scale))]
         if method != "pulse":
-            return installed
+            return [m.name for m in sorted(installed, key=lambda m: m.inputs == "degraded")]
+        installed = [m.name for m in installed]
         return [self.default_generator] + [name for name in installed if name != self.default_generator]
 
     def recommended_steps(self, generator: str | None = None, scale: int = 8) -> int:

@@ -125,9 +125,12 @@ def test_an_aligned_face_gives_captioned_results_a_summary_and_a_zip_with_the_re
             assert entry["input"] == "astronaut.png" and entry["made_with"]["generator"] == "pulse-faces-128"
 
 
-@pytest.mark.parametrize("method, network", [("srresnet", "pulse-sr-x8"), ("srgan", "pulse-srgan-x8")])
-def test_each_feedforward_method_is_offered_with_its_own_network_and_gives_one_result(demo, method, network):
-    assert demo.methods() == ["pulse", "srresnet", "srgan"] and demo.generators(method, 8) == [network]
+@pytest.mark.parametrize("method, networks", [("srresnet", ["pulse-sr-x8", "pulse-sr-x8-degraded"]),
+                                               ("srgan", ["pulse-srgan-x8"])])
+def test_each_feedforward_method_is_offered_with_its_own_network_and_gives_one_result(demo, method, networks):
+    """The method's networks for the scale, the one for clean inputs first: what a request gets by default."""
+    assert demo.methods() == ["pulse", "srresnet", "srgan"] and demo.generators(method, 8) == networks
+    network = networks[0]
     outcome = assert_good(demo, method=method)
     assert [caption.split(":")[0] for _, caption in outcome.tiles] == ["LR 16 px", "bicubic ×8", method]
     assert [image.size for image, _ in outcome.tiles] == [(128, 128)] * 3
@@ -141,7 +144,9 @@ def test_each_feedforward_method_is_offered_with_its_own_network_and_gives_one_r
 
 @pytest.mark.parametrize("method", ["srresnet", "srgan"])
 def test_a_feedforward_method_takes_the_network_made_for_the_scale(demo, method, tmp_path):
-    assert demo.generators(method) == [f"pulse-{'sr' if method == 'srresnet' else 'srgan'}-x{k}" for k in (8, 4)]
+    kind = "sr" if method == "srresnet" else "srgan"
+    degraded = ["pulse-sr-x8-degraded"] if method == "srresnet" else []
+    assert demo.generators(method) == [f"pulse-{kind}-x{k}" for k in (8, 4)] + degraded
     face32 = tmp_path / "face32.png"
     Image.open(ASTRONAUT_LR).resize((32, 32), Image.BICUBIC).save(face32)
     outcome = assert_good(demo, face32, method=method, scale=4)  # no network named: the scale's
@@ -149,6 +154,14 @@ def test_a_feedforward_method_takes_the_network_made_for_the_scale(demo, method,
     assert entry["made_with"]["generator"] == demo.generators(method, 4)[0] and outcome.tiles[2][0].size == (128, 128)
     refused = demo.enhance(face32, Settings(method=method, scale=3))
     assert refused.error == f"no {method} network for ×3 is installed here (installed: ×4, ×8)"
+
+
+def test_the_network_for_degraded_inputs_is_offered_and_runs_when_named(demo):
+    outcome = assert_good(demo, method="srresnet", generator="pulse-sr-x8-degraded")
+    (entry,) = outcome.report["outputs"]
+    assert entry["made_with"]["generator"] == "pulse-sr-x8-degraded" and outcome.tiles[2][0].size == (128, 128)
+    default = assert_good(demo, method="srresnet")
+    assert default.tiles[2][0].tobytes() != outcome.tiles[2][0].tobytes()
 
 
 def test_the_two_bundled_networks_differ():

@@ -48,6 +48,9 @@ KINDS = (*GENERATOR_KINDS, "sr-model", "encoder", "landmarks")
 SR_METHODS = ("srresnet", "srgan")  # the feed-forward methods: the pixel-loss network, the adversarial one
 
 
+SR_INPUTS = ("clean", "degraded")  # what an sr-model was trained on: pulse's bicubic LR, or photo-like degraded LR
+
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -75,6 +78,7 @@ class Model:
     method: str | None = None  # sr-model: "srresnet" (pixel loss) or "srgan" (adversarially trained)
     layout: str | None = None  # generators: the network layout, a key of the registry's [cpu_seconds_per_face]
     generator: str | None = None  # encoder: the registry name of the generator whose searches it starts
+    inputs: str | None = None  # sr-model: "clean" (the method's default network) or "degraded" (chosen by name)
 
     @property
     def import_command(self) -> str:
@@ -135,6 +139,8 @@ def _parse_model(path: Path, name: str, table: dict) -> Model:
     if (model.kind == "sr-model") != (model.method in SR_METHODS):
         raise PulseError(f"{where}: method ({' or '.join(SR_METHODS)}) is given for sr-model entries, and only for "
                          "them")
+    if model.inputs is not None and (model.kind != "sr-model" or model.inputs not in SR_INPUTS):
+        raise PulseError(f"{where}: inputs ({' or '.join(SR_INPUTS)}) is given for sr-model entries only")
     if model.layout is not None and model.kind not in GENERATOR_KINDS:
         raise PulseError(f"{where}: layout is given for generator entries only")
     return model

@@ -74,14 +74,15 @@ def resolve_generator(spec: str | os.PathLike, *, cache_dir=None) -> Path:
 def open_sr_model(spec: str | os.PathLike | None = None, scale: float = 8, device="cpu", *,
                   method: str | None = "srresnet", cache_dir=None) -> LoadedSRModel:
     """The feed-forward super-resolver a user means: a file or a registry name; by default the registry's
-    sr-model of ``method`` ("srresnet" or "srgan") for ``scale``. What the registry lacks is a one-line error
+    sr-model of ``method`` ("srresnet" or "srgan") for ``scale`` trained on clean inputs (one trained on degraded
+    inputs is a choice a user makes by name). What the registry lacks is a one-line error
     listing what it has; a network of the other method is refused in one line (the names must not mislead).
     ``method=None`` (benchmarks comparing networks of both kinds) takes a named network of either method and,
     by default, the srresnet one."""
     models = load_registry()
     if spec is None:
         sr_models = [m for m in models.values() if m.kind == "sr-model"]
-        by_scale = {m.scale: m for m in sr_models if m.method == (method or "srresnet")}
+        by_scale = {m.scale: m for m in sr_models if m.method == (method or "srresnet") and m.inputs != "degraded"}
         if scale not in by_scale:
             have = ", ".join(f"{m.method} x{m.scale} ({m.name})" for m in sr_models) or "none"
             raise PulseError(f"no {method} network for scale {scale:g}; the registry has: {have} "
