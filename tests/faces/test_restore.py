@@ -161,18 +161,28 @@ def small_photo_and_sr4(photos, tmp_path):
 
 
 @pytest.mark.usefixtures("landmark_model")
-def test_cli_restore_method_srresnet_pastes_the_networks_faces(small_photo_and_sr4, tmp_path):
+@pytest.mark.parametrize("method", ["srresnet", "srgan"])
+def test_cli_restore_with_a_feedforward_method_pastes_the_networks_faces(small_photo_and_sr4, tmp_path, method):
     sr_file, folder = small_photo_and_sr4
+    if method == "srgan":  # the same untrained network, marked as the adversarial stage's
+        from pulse.models.srresnet import load_sr_model, save_sr_model
+
+        loaded = load_sr_model(sr_file)
+        sr_file = save_sr_model(tmp_path / "gan4.pt", loaded.model, {**loaded.metadata, "stage": "gan"})
     out = tmp_path / "restored"
     result = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--scale", "4",
-                                       "--method", "srresnet", "--sr-model", str(sr_file), "--device", "cpu"])
+                                       "--method", method, "--sr-model", str(sr_file), "--device", "cpu"])
     assert result.exit_code in (0, 3), result.output  # 3: the face's LR consistency above eps
     report = json.loads((out / "a_small.json").read_text())
-    assert report["method"] == "srresnet" and report["lr_size"] == 8 and len(report["faces"]) == 1
+    assert report["method"] == method and report["lr_size"] == 8 and len(report["faces"]) == 1
     assert Image.open(out / "a_small.png").size == (512, 512)
-    refused = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--method", "srresnet",
+    refused = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(out), "--method", method,
                                         "--sr-model", str(sr_file), "--scale", "4", "--steps", "9"])
     assert refused.exit_code == EXIT_USAGE and "--steps: search option(s)" in refused.stderr
+    other = "srgan" if method == "srresnet" else "srresnet"
+    wrong = CliRunner().invoke(main, ["restore", "--input", str(folder), "--output", str(tmp_path / "wrong"),
+                                      "--method", other, "--sr-model", str(sr_file), "--scale", "4"])
+    assert wrong.exit_code == EXIT_USAGE and f"use --method {method}" in wrong.stderr
 
 
 @pytest.mark.usefixtures("landmark_model")
