@@ -1,4 +1,4 @@
-"""Search speed: seconds per face and faces/s for 16 -> 128 px at several batch sizes, from random starts (100
+"""Search speed: seconds per face and faces/s for 16 -> 128 px (``--scale 4``: 32 -> 128) at several batch sizes, from random starts (100
 steps) and, with ``--init random,encoder``, from the installed encoder's starts (its recommended settings, the
 encoder's own time included), side by side in one run.
 
@@ -9,6 +9,7 @@ Prints a markdown table; run it once per device.
 
     python benchmarks/search_speed.py [--device cpu|cuda] [--batches 1,4,8,16] [--steps 100] [--compile]
     python benchmarks/search_speed.py --batches 1,8 --init random,encoder [--data DIR] [--faces 16] [--encoder FILE]
+    python benchmarks/search_speed.py --batches 1,8 --init random,encoder --scale 4
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", default="1,4,8,16")
+    parser.add_argument("--scale", type=int, default=8, help="the LR is the generator's resolution / scale")
     parser.add_argument("--steps", type=int, default=None, help="[default: 100 from random starts, the encoder's "
                                                                   "recommended from its starts]")
     parser.add_argument("--init", default="random", help="random, encoder, or both: random,encoder")
@@ -67,15 +69,15 @@ def main():
     if "encoder" in inits:
         from pulse.api import Upsampler
 
-        encoder = Upsampler(model, device, encoder=args.encoder).encoder_for(8)
+        encoder = Upsampler(model, device, encoder=args.encoder).encoder_for(args.scale)
         if encoder is None:
-            raise SystemExit(f"no encoder is installed for {name} at x8")
+            raise SystemExit(f"no encoder is installed for {name} at x{args.scale}")
     cpu = open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip() if (
         device.type == "cpu") else ""
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {torch.get_num_threads()} threads"
     res = model.generator.resolution
-    faces = torch.stack([load_face(path, res, res // 16).lr for path in find_images(args.data).images[: args.faces]])
-    print(f"generator: {name}, {params:.2f} M parameters, {res} px; device: {where}; 16 -> {res} px"
+    faces = torch.stack([load_face(path, res, args.scale).lr for path in find_images(args.data).images[: args.faces]])
+    print(f"generator: {name}, {params:.2f} M parameters, {res} px; device: {where}; {res // args.scale} -> {res} px"
           f"{', compiled' if args.compile else ''}; {len(faces)} faces of {args.data.name}"
           f"{f'; encoder: {Path(encoder.source).name}' if encoder else ''}")
     print("| start | steps | early stop | batch | warm-up s | s / face | faces / s | steps / face | within eps | "

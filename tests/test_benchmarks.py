@@ -122,6 +122,21 @@ def test_sr_rule_names_what_fails(tmp_path, import_test_extra):
     assert "detected" in rows[1][-1] and rows[0][-1].strip() == rows[3][-1].strip() == ""  # noise is no face
 
 
+def test_sr_degraded_figure_draws_each_face_clean_then_degraded(tmp_path):
+    import torch
+    from PIL import Image
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    noise = torch.rand(128, 128, 3, generator=torch.Generator().manual_seed(0))
+    Image.fromarray((noise * 255).round().byte().numpy()).save(faces / "a.png")
+    out = run_script("sr_degraded_figure.py", "--data", faces, "--faces", 1, "--out", tmp_path / "grid.png")
+    rows = re.findall(r"a\.png (clean|degraded) (pulse-sr-x8(?:-degraded)?)\.pt: PSNR [0-9.]+ dB", out)
+    assert rows == [("clean", "pulse-sr-x8"), ("clean", "pulse-sr-x8-degraded"),
+                    ("degraded", "pulse-sr-x8"), ("degraded", "pulse-sr-x8-degraded")]
+    assert Image.open(tmp_path / "grid.png").size == (5 * 128, 16 + 2 * 128)
+
+
 def test_encoder_train_speed_prints_costs_and_the_recipes_hours():
     out = run_script("encoder_train_speed.py", "--layout", "pulse-compact-128", "--steps", 1, "--batch", 2,
                      "--real-batch", 1, "--device", "cpu")
