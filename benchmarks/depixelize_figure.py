@@ -15,24 +15,16 @@ import argparse
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from pulse.api import Upsampler
 from pulse.depixelize import detect_grid, reduce_mosaic
 from pulse.evaluation.evaluate import load_face
 from pulse.imageio import find_images, pil_to_tensor, psnr_from_mse, tensor_to_pil
 from pulse.resample import resize
-from pulse.sampling import labelled_grid
+from pulse.sampling import captioned, labelled_grid
 
 BLOCK = 8
-
-
-def caption(tile: Image.Image, text: str) -> Image.Image:
-    tile = tile.copy()
-    draw = ImageDraw.Draw(tile)
-    draw.rectangle((0, tile.height - 12, tile.width, tile.height), fill="black")
-    draw.text((3, tile.height - 12), text, fill="white")
-    return tile
 
 
 def main() -> None:
@@ -61,7 +53,7 @@ def main() -> None:
         for kernel in ("bicubic", "box"):
             result = searched[kernel][i][0]
             mse = float((resize(pil_to_tensor(result.image), lr.shape[-1], "box") - lr).pow(2).mean())
-            row.append(caption(result.image, f"LR-PSNR (box) {psnr_from_mse(mse):.1f} dB"))
+            row.append(captioned(result.image, f"LR-PSNR (box) {psnr_from_mse(mse):.1f} dB"))
             print(f"face {i}, {kernel} operator: LR-PSNR judged with box {psnr_from_mse(mse):.2f} dB")
         rows.append(row)
     labels = [f"mosaic ({BLOCK} px blocks)", "bicubic of its LR", "pulse, bicubic op.", "pulse, box op."]

@@ -10,23 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from pulse.evaluation.evaluate import load_face
 from pulse.evaluation.metrics import psnr
 from pulse.imageio import find_images, pil_to_tensor, tensor_to_pil
 from pulse.resample import resize
-from pulse.sampling import labelled_grid
+from pulse.sampling import captioned, labelled_grid
 from pulse.training.degrade import degradation_generator
 from pulse.weights.resolve import open_sr_model
-
-
-def caption(tile: Image.Image, text: str) -> Image.Image:
-    tile = tile.copy()
-    draw = ImageDraw.Draw(tile)
-    draw.rectangle((0, tile.height - 12, tile.width, tile.height), fill="black")
-    draw.text((3, tile.height - 12), text, fill="white")
-    return tile
 
 
 def main() -> None:
@@ -51,7 +43,7 @@ def main() -> None:
                    tensor_to_pil(resize(face.lr[None], size)[0].clamp(0, 1))]
             for network in networks:
                 out = network.super_resolve(face.lr[None])[0]
-                row.append(caption(tensor_to_pil(out), f"{psnr(out, face.hr):.2f} dB"))
+                row.append(captioned(tensor_to_pil(out), f"{psnr(out, face.hr):.2f} dB"))
                 print(f"{path.name} {kind} {Path(network.source).name}: PSNR {psnr(out, face.hr):.2f} dB")
             rows.append(row + [tensor_to_pil(face.hr)])
     labels = [f"LR {size // args.scale} px", "bicubic", args.clean, args.degraded, "HR"]

@@ -49,6 +49,16 @@ def image_grid(images: torch.Tensor, columns: int | None = None, gap: int = 2) -
 GRID_HEADER = 16  # px of label above each column
 
 
+def captioned(tile: Image.Image, text: str) -> Image.Image:
+    """A copy of a grid tile with one line of white text on a black band along its bottom (a number worth reading
+    beside the face, e.g. its PSNR)."""
+    tile = tile.copy()
+    draw = ImageDraw.Draw(tile)
+    draw.rectangle((0, tile.height - 12, tile.width, tile.height), fill="black")
+    draw.text((3, tile.height - 12), text, fill="white")
+    return tile
+
+
 def labelled_grid(labels: list[str], rows: list[list[Image.Image]], cell: int) -> Image.Image:
     """Rows of ``cell`` x ``cell`` pictures under one label per column (callers resize their tiles, each the
     way that suits it: nearest for LR pixels, antialiased for faces)."""
