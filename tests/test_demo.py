@@ -145,13 +145,14 @@ def test_each_feedforward_method_is_offered_with_its_own_network_and_gives_one_r
 @pytest.mark.parametrize("method", ["srresnet", "srgan"])
 def test_a_feedforward_method_takes_the_network_made_for_the_scale(demo, method, tmp_path):
     kind = "sr" if method == "srresnet" else "srgan"
-    degraded = ["pulse-sr-x8-degraded"] if method == "srresnet" else []
+    degraded = ["pulse-sr-x8-degraded", "pulse-sr-x4-degraded"] if method == "srresnet" else []
     assert demo.generators(method) == [f"pulse-{kind}-x{k}" for k in (8, 4)] + degraded
     face32 = tmp_path / "face32.png"
     Image.open(ASTRONAUT_LR).resize((32, 32), Image.BICUBIC).save(face32)
     outcome = assert_good(demo, face32, method=method, scale=4)  # no network named: the scale's
     (entry,) = outcome.report["outputs"]
-    assert entry["made_with"]["generator"] == demo.generators(method, 4)[0] and outcome.tiles[2][0].size == (128, 128)
+    assert entry["made_with"]["generator"] == demo.generators(method, 4)[0] == f"pulse-{kind}-x4"
+    assert outcome.tiles[2][0].size == (128, 128)
     refused = demo.enhance(face32, Settings(method=method, scale=3))
     assert refused.error == f"no {method} network for ×3 is installed here (installed: ×4, ×8)"
 

@@ -148,26 +148,28 @@ def test_the_bundled_networks_run_at_x8_and_x4_and_beat_bicubic(astronaut, tmp_p
     assert not (tmp_path / "x2" / "face.png").exists()
 
 
-def test_the_bundled_network_for_degraded_inputs_wins_on_them(astronaut):
-    """pulse-sr-x8-degraded against pulse-sr-x8 on one real face degraded as `pulse eval --degraded` does it (four
+@pytest.mark.parametrize("scale", [8, 4])
+def test_the_bundled_network_for_degraded_inputs_wins_on_them(astronaut, scale):
+    """pulse-sr-xS-degraded against pulse-sr-xS on one real face degraded as `pulse eval --degraded` does it (four
     fixed draws of blur, resize, noise, JPEG): closer to the true face on average; on the clean input it still
-    beats bicubic, and the default srresnet network is still pulse-sr-x8."""
+    beats bicubic, and the default srresnet network is still pulse-sr-xS."""
     from pulse.training.degrade import degradation_generator, degrade
 
     hr = resize(pil_to_tensor(astronaut.crop((150, 30, 330, 210))).unsqueeze(0), 128)
     hr = pil_to_tensor(tensor_to_pil(hr[0]))  # 8-bit, as eval's faces
+    names = (f"pulse-sr-x{scale}-degraded", f"pulse-sr-x{scale}")
     gains = []
     for draw in range(4):
-        lr = degrade(hr[None], 16, degradation_generator(0, draw))[0]
-        scores = [psnr(pil_to_tensor(pulse.upsample(lr, method="srresnet", generator=name, device="cpu")), hr)
-                  for name in ("pulse-sr-x8-degraded", "pulse-sr-x8")]
+        lr = degrade(hr[None], 128 // scale, degradation_generator(0, draw))[0]
+        scores = [psnr(pil_to_tensor(pulse.upsample(lr, scale, method="srresnet", generator=name, device="cpu")), hr)
+                  for name in names]
         gains.append(scores[0] - scores[1])
     assert np.mean(gains) > 0.3, gains
-    clean = pil_to_tensor(tensor_to_pil(resize(hr[None], 16)[0].clamp(0, 1)))
+    clean = pil_to_tensor(tensor_to_pil(resize(hr[None], 128 // scale)[0].clamp(0, 1)))
     bicubic_psnr = psnr(resize(clean[None], 128).clamp(0, 1)[0], hr)
-    out = pulse.upsample(clean, method="srresnet", generator="pulse-sr-x8-degraded", device="cpu")
+    out = pulse.upsample(clean, scale, method="srresnet", generator=names[0], device="cpu")
     assert psnr(pil_to_tensor(out), hr) > bicubic_psnr + 1
-    assert Path(pulse.api._upsampler_for("srresnet", None, "cpu", 8).model.source).name == "pulse-sr-x8.pt"
+    assert Path(pulse.api._upsampler_for("srresnet", None, "cpu", scale).model.source).name == f"{names[1]}.pt"
 
 
 @pytest.mark.parametrize("extra, message", [
