@@ -72,7 +72,9 @@ def test_the_page_searches_with_the_generators_recommended_steps_unless_told(tmp
         bundled_encoder = load_encoder(resolve_file("pulse-encoder-x8"))  # starts the bundled generator's searches
         assert made.recommended_steps() == 3  # no encoder belongs to this file: the generator's own
         assert made.recommended_steps("pulse-faces-128") == bundled_encoder.search_defaults["steps"] < 100
-        assert made.recommended_steps("pulse-faces-128", scale=4) == 100  # no encoder at x4
+        x4_encoder = load_encoder(resolve_file("pulse-encoder-x4"))
+        assert made.recommended_steps("pulse-faces-128", scale=4) == x4_encoder.search_defaults["steps"]
+        assert made.recommended_steps("pulse-faces-128", scale=2) == 100  # no encoder at x2: the generator's own
         line = made.enhance(ASTRONAUT_LR, Settings()).report["outputs"][0]
         assert line["steps"] == 3 and line["made_with"]["search"]["steps"] == 3
         assert made.enhance(ASTRONAUT_LR, Settings(steps=2)).report["outputs"][0]["steps"] == 2

@@ -174,3 +174,28 @@ def test_restore_and_eval_start_from_the_encoder(tiny_generator_file, tiny_encod
                                        "--methods", "bicubic,pulse", "--device", "cpu", "--grid-faces", "0"])
     assert result.exit_code == 0, result.output
     assert "pulse: 30 steps from encoder starts" in result.stdout
+
+
+@pytest.mark.parametrize("scale", [8, 4])
+def test_the_bundled_generator_starts_from_its_bundled_encoder_at_x8_and_x4(tmp_path, scale):
+    """`pulse run` on the bundled generator picks the registry's encoder for the scale by itself, says so, takes
+    its settings, and records the file's sha256; the encoder's face is nearer the input than random starts'."""
+    from pathlib import Path
+
+    from pulse.weights.resolve import resolve_file
+
+    bundled = resolve_file(f"pulse-encoder-x{scale}")
+    face = Image.open(Path(__file__).resolve().parents[1] / "examples" / "lr_faces" / "astronaut.png").convert("RGB")
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    face.resize((128 // scale,) * 2, Image.Resampling.BICUBIC).save(folder / "face.png")
+    args = ["run", "--input", str(folder), "--scale", str(scale), "--device", "cpu", "--steps", "1", "--no-early-stop"]
+    result = CliRunner().invoke(main, [*args, "--output", str(tmp_path / "enc")])
+    assert result.exit_code in (0, 3), result.output
+    assert f"(1 steps from encoder pulse-encoder-x{scale}.pt)" in result.stderr.splitlines()[0]
+    line = json.loads((tmp_path / "enc" / "report.jsonl").read_text())
+    assert line["made_with"]["encoder_sha256"] == sha256_file(bundled)
+    assert line["made_with"]["search"]["noise_lr_scale"] == load_encoder(bundled).search_defaults["noise_lr_scale"]
+    CliRunner().invoke(main, [*args, "--output", str(tmp_path / "random"), "--init", "random"])
+    started = json.loads((tmp_path / "random" / "report.jsonl").read_text())
+    assert line["lr_psnr"] > started["lr_psnr"] + 2, (line["lr_psnr"], started["lr_psnr"])

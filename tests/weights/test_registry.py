@@ -64,8 +64,9 @@ def test_registry_cost_table_and_layouts_are_checked(tmp_path, write_registry, r
 
 def test_the_registry_pins_every_file_it_ships():
     shipped_files = [f for m in weights_registry.load_registry().values() for f in m.files if f.path]
-    assert {f.name for f in shipped_files} >= {"pulse-faces-128.pt", "pulse-sr-x8.pt", "pulse-srgan-x8.pt",
-                                               "pulse-encoder-x8.pt"}
+    assert {f.name for f in shipped_files} >= {
+        "pulse-faces-128.pt", "pulse-encoder-x8.pt", "pulse-encoder-x4.pt", *(f"pulse-{kind}-x{scale}.pt"
+        for kind in ("sr", "srgan") for scale in (8, 4)), "pulse-sr-x8-degraded.pt", "pulse-sr-x4-degraded.pt"}
     for wfile in shipped_files:
         shipped = wfile.folder / wfile.path
         assert wfile.sha256 == hashlib.sha256(shipped.read_bytes()).hexdigest(), f"update {wfile.name}'s sha256"
