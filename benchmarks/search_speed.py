@@ -1,6 +1,6 @@
-"""Search speed: seconds per face and faces/s for 16 -> 128 px (``--scale 4``: 32 -> 128) at several batch sizes, from random starts (100
-steps) and, with ``--init random,encoder``, from the installed encoder's starts (its recommended settings, the
-encoder's own time included), side by side in one run.
+"""Search speed: seconds per face and faces/s for 16 -> 128 px (``--scale 4``: 32 -> 128) at several batch sizes,
+from random starts (100 steps) and, with ``--init random,encoder``, from the installed encoder's starts (its
+recommended settings, the encoder's own time included), side by side in one run.
 
 Uses the bundled generator when installed, else a random one of the same (default compact) architecture. The
 inputs are real faces (``--faces`` of ``--data``, made as `pulse eval` makes them), each batch size working

@@ -43,8 +43,9 @@ def main() -> None:
                    tensor_to_pil(resize(face.lr[None], size)[0].clamp(0, 1))]
             for network in networks:
                 out = network.super_resolve(face.lr[None])[0]
-                row.append(captioned(tensor_to_pil(out), f"{psnr(out, face.hr):.2f} dB"))
-                print(f"{path.name} {kind} {Path(network.source).name}: PSNR {psnr(out, face.hr):.2f} dB")
+                score = psnr(out, face.hr)
+                row.append(captioned(tensor_to_pil(out), f"{score:.2f} dB"))
+                print(f"{path.name} {kind} {Path(network.source).name}: PSNR {score:.2f} dB")
             rows.append(row + [tensor_to_pil(face.hr)])
     labels = [f"LR {size // args.scale} px", "bicubic", args.clean, args.degraded, "HR"]
     grid = labelled_grid(labels, rows, size)

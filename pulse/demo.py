@@ -163,9 +163,8 @@ class Demo:
         installed = [m for m in load_registry().values() if m.kind in kinds and is_installed(m, cache)
                      and (method == "pulse" or m.method == method and scale in (None, m.scale))]
         if method != "pulse":
-            return [m.name for m in sorted(installed, key=lambda m: m.inputs == "degraded")]
-        installed = [m.name for m in installed]
-        return [self.default_generator] + [name for name in installed if name != self.default_generator]
+            return [m.name for m in sorted(installed, key=lambda m: m.chosen_by_name_only)]
+        return [self.default_generator] + [m.name for m in installed if m.name != self.default_generator]
 
     def recommended_steps(self, generator: str | None = None, scale: int = 8) -> int:
         """The search steps recommended for a generator at ``scale``: its installed encoder's (searches start from

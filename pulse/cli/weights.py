@@ -61,7 +61,7 @@ def list_command(cache_dir):
         state = "installed" if installed else "not installed"
         click.echo(f"{model.name:<24} {model.kind:<20} {resolution:>8}  {state}")
         starts = f"; starts the searches of {model.generator} at x{model.scale}" if model.kind == "encoder" else ""
-        if model.inputs == "degraded":  # never a method's default: say how it is chosen
+        if model.chosen_by_name_only:
             starts = f"; for degraded inputs, chosen by name: --method {model.method} --sr-model {model.name}"
         click.echo(f"    {model.description}; licence: {model.licence}{starts}")
         click.echo(f"    {_cost(model, cache, installed, costs)}")

@@ -81,6 +81,11 @@ class Model:
     inputs: str | None = None  # sr-model: "clean" (the method's default network) or "degraded" (chosen by name)
 
     @property
+    def chosen_by_name_only(self) -> bool:
+        """An sr-model for degraded inputs: never a method's default network, only taken when named."""
+        return self.inputs == "degraded"
+
+    @property
     def import_command(self) -> str:
         files = " ".join(f.name for f in self.files) if self.kind == "stylegan1-official" else "FILE"
         return f"`pulse weights import {self.name} {files}`"

@@ -82,7 +82,7 @@ def open_sr_model(spec: str | os.PathLike | None = None, scale: float = 8, devic
     models = load_registry()
     if spec is None:
         sr_models = [m for m in models.values() if m.kind == "sr-model"]
-        by_scale = {m.scale: m for m in sr_models if m.method == (method or "srresnet") and m.inputs != "degraded"}
+        by_scale = {m.scale: m for m in sr_models if m.method == (method or "srresnet") and not m.chosen_by_name_only}
         if scale not in by_scale:
             have = ", ".join(f"{m.method} x{m.scale} ({m.name})" for m in sr_models) or "none"
             raise PulseError(f"no {method} network for scale {scale:g}; the registry has: {have} "
