@@ -10,6 +10,10 @@ Prints a markdown table; run it once per device.
     python benchmarks/search_speed.py [--device cpu|cuda] [--batches 1,4,8,16] [--steps 100] [--compile]
     python benchmarks/search_speed.py --batches 1,8 --init random,encoder [--data DIR] [--faces 16] [--encoder FILE]
     python benchmarks/search_speed.py --batches 1,8 --init random,encoder --scale 4
+    python benchmarks/search_speed.py --batches 8 --init random,encoder --samples 3
+
+``--samples K`` searches each face K times, as `pulse run --samples K` (from an encoder, samples after the first
+start from their own finer style rows: ``SearchOptions.guided_rows``); the seconds and steps are then per sample.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def main():
     parser.add_argument("--compile", action="store_true", help="torch.compile the generator, as pulse run --compile")
     parser.add_argument("--data", type=Path, default=EVAL_FACES, help="aligned HR faces: the inputs are their LR")
     parser.add_argument("--faces", type=int, default=16, help="how many of them (the first, by name)")
+    parser.add_argument("--samples", type=int, default=1, help="outputs per face, as pulse run --samples")
     args = parser.parse_args()
     device = select_device(args.device)
     model, name = model_for(device)
@@ -77,10 +82,14 @@ def main():
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {torch.get_num_threads()} threads"
     res = model.generator.resolution
     faces = torch.stack([load_face(path, res, args.scale).lr for path in find_images(args.data).images[: args.faces]])
+    faces = faces.repeat_interleave(args.samples, 0)  # each face's samples side by side, as pulse run batches them
+    sample_of = [k for _ in range(len(faces) // args.samples) for k in range(args.samples)]
+    unit = "face" if args.samples == 1 else "sample"
     print(f"generator: {name}, {params:.2f} M parameters, {res} px; device: {where}; {res // args.scale} -> {res} px"
-          f"{', compiled' if args.compile else ''}; {len(faces)} faces of {args.data.name}"
+          f"{', compiled' if args.compile else ''}; {len(faces) // args.samples} faces of {args.data.name}"
+          f"{f' x {args.samples} samples' if args.samples > 1 else ''}"
           f"{f'; encoder: {Path(encoder.source).name}' if encoder else ''}")
-    print("| start | steps | early stop | batch | warm-up s | s / face | faces / s | steps / face | within eps | "
+    print(f"| start | steps | early stop | batch | warm-up s | s / {unit} | {unit}s / s | steps / {unit} | within eps | "
           "peak memory |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for batch in map(int, args.batches.split(",")):
@@ -89,17 +98,18 @@ def main():
             defaults = {**model.metadata.get("search_defaults", {}), **(encoder.search_defaults if init == "encoder"
                                                                          else {"steps": 100}), **given}
             options = SearchOptions(**{**defaults, "init": init})
-            run = lambda lr, opts: search(model, lr, list(range(len(lr))), opts,  # noqa: E731
-                                          start=encoder.encode(lr) if init == "encoder" else None)
+            run = lambda i, lr, opts: search(model, lr, list(range(len(lr))), opts,  # noqa: E731
+                                             start=encoder.encode(lr) if init == "encoder" else None,
+                                             samples=sample_of[i : i + len(lr)])
             t0 = time.perf_counter()
-            run(faces[:batch], replace(options, steps=2))  # warm-up (compile)
+            run(0, faces[:batch], replace(options, steps=2))  # warm-up (compile)
             warm_up = time.perf_counter() - t0
             if device.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats(device)
             t0, results = time.perf_counter(), []
             for i in range(0, len(faces), batch):
-                results += run(faces[i : i + batch], options)
+                results += run(i, faces[i : i + batch], options)
             if device.type == "cuda":
                 torch.cuda.synchronize()
                 peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB GPU"

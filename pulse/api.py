@@ -142,15 +142,15 @@ class Upsampler(BatchUpsampler):
     def _lr_operator(self, request: _SearchRequest) -> str:
         return request.options.degradation
 
-    def _make(self, lrs: torch.Tensor, seeds: list[int], eps: tuple[float, ...], request: _SearchRequest,
-              on_step: Callable[[int, int], None] | None) -> list[Made]:
+    def _make(self, lrs: torch.Tensor, seeds: list[int], samples: list[int], eps: tuple[float, ...],
+              request: _SearchRequest, on_step: Callable[[int, int], None] | None) -> list[Made]:
         opts = request.options
         n = len(seeds)
         fill = self._rows_to_run(_memory_key(opts), n) - n
         lrs = torch.cat([lrs, lrs[-1:].expand(fill, -1, -1, -1)]) if fill else lrs
-        seeds, eps = seeds + seeds[-1:] * fill, eps + eps[-1:] * fill
+        seeds, samples, eps = seeds + seeds[-1:] * fill, samples + samples[-1:] * fill, eps + eps[-1:] * fill
         start = None if request.encoder is None else request.encoder.encode(lrs)
-        found = self._search(lrs, seeds, replace(opts, eps=eps), on_step, start)[:n]
+        found = self._search(lrs, seeds, samples, replace(opts, eps=eps), on_step, start)[:n]
         return [Made(r.image, r.steps, r.best_step, r.frames) for r in found]
 
     def _rows_to_run(self, key, rows: int) -> int:
@@ -162,10 +162,10 @@ class Upsampler(BatchUpsampler):
         self._compiled_rows = max(self._compiled_rows, rows)
         return rows
 
-    def _search(self, lr, seeds, opts, on_step, start=None):
+    def _search(self, lr, seeds, samples, opts, on_step, start=None):
         """One batch of the search; out of GPU memory, it halves the batch (for good) and carries on."""
         try:
-            return search(self.model, lr, seeds, opts, progress=on_step, start=start)
+            return search(self.model, lr, seeds, opts, progress=on_step, start=start, samples=samples)
         except torch._dynamo.exc.BackendCompilerFailed as err:  # e.g. no C++ compiler for CPU kernels
             reason = str(err).strip().splitlines()[0]
             raise PulseError(f"torch.compile failed on {self.device}: {reason}; run without --compile") from None
@@ -178,8 +178,10 @@ class Upsampler(BatchUpsampler):
             self._rows[key] = min(self._rows[key], half)
             warnings.warn(f"CUDA out of memory with {len(seeds)} faces at once: batch size lowered to {half}")
             starts = (None, None) if start is None else (start[:half], start[half:])
-            return (self._search(lr[:half], seeds[:half], replace(opts, eps=opts.eps[:half]), on_step, starts[0])
-                    + self._search(lr[half:], seeds[half:], replace(opts, eps=opts.eps[half:]), on_step, starts[1]))
+            return (self._search(lr[:half], seeds[:half], samples[:half], replace(opts, eps=opts.eps[:half]), on_step,
+                                 starts[0])
+                    + self._search(lr[half:], seeds[half:], samples[half:], replace(opts, eps=opts.eps[half:]), on_step,
+                                   starts[1]))
 
 
 @dataclass

@@ -73,7 +73,7 @@ class FeedForwardUpsampler(BatchUpsampler):
     def _batch_rows(self, request: _Request) -> int:
         return self.batch_size
 
-    def _make(self, lrs: torch.Tensor, seeds: list[int], eps: tuple[float, ...], request: _Request,
+    def _make(self, lrs: torch.Tensor, seeds: list[int], samples: list[int], eps: tuple[float, ...], request: _Request,
               on_step: Callable[[int, int], None] | None) -> list[Made]:
         hr = self.model.super_resolve(lrs).cpu()
         if on_step:

@@ -50,6 +50,7 @@ class SearchOptions:
     degradation: str = DEFAULT_KERNEL
     init: str = "random"  # where each search starts: a random point, or "encoder": an encoder's guess (``start``)
     spread: float = 0.3  # started from an encoder's guess: how far each sample's own draw moves it (initial_state)
+    guided_rows: int = 4  # from an encoder's guess: the coarsest W+ rows samples after the first keep (initial_state)
 
     def __post_init__(self):
         losses.parse_loss(self.loss)
@@ -60,6 +61,8 @@ class SearchOptions:
             raise ValueError(f"noise_lr_scale must be > 0, got {self.noise_lr_scale}")
         if self.spread < 0:
             raise ValueError(f"spread must be >= 0, got {self.spread}")
+        if self.guided_rows < 0:
+            raise ValueError(f"guided_rows must be >= 0, got {self.guided_rows}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if not all(e > 0 for e in (self.eps if isinstance(self.eps, tuple) else (self.eps,))):
@@ -180,22 +183,30 @@ class _Rows:
                                          "exp_avg_sq": state["exp_avg_sq"][going]}
 
 
-def initial_state(model: LoadedGenerator, seeds, options: SearchOptions, device, start: torch.Tensor | None = None):
+def initial_state(model: LoadedGenerator, seeds, options: SearchOptions, device, start: torch.Tensor | None = None,
+                  samples=None):
     """Each row's starting latent and noise maps, drawn from its own seed (batch-composition independent).
 
     ``start`` (B, 1 or n_styles, dim), an encoder's guess in the Gaussianised space: each row starts there plus
     ``options.spread`` times its seed's draw, put back on the sphere of radius sqrt(dim) where random starts
-    lie; so samples of one input still differ, and start near the answer."""
+    lie; so samples of one input still differ, and start near the answer. ``samples`` gives each row's sample
+    number (default: all 0). A sample after the first keeps only the ``options.guided_rows`` coarsest rows (pose,
+    face shape) near the guess and takes the finer ones from its seed's draw alone, as a random start does: the
+    small LR input constrains them least (features, texture, colour), so that is where samples of one input can
+    differ. The first sample stays the encoder's face."""
     g = model.generator
     n_latents = 1 if options.tile_latent else g.n_styles
+    samples = [0] * len(seeds) if samples is None else samples
     latents, noises = [], []
-    for row, seed in enumerate(seeds):
+    for row, (seed, sample) in enumerate(zip(seeds, samples)):
         rng = torch.Generator().manual_seed(int(seed))
         drawn = torch.randn(n_latents, g.style_dim, generator=rng)
         if start is not None:
             guess = start[row].float().cpu()
             guess = guess.mean(0, keepdim=True) if n_latents == 1 else guess.expand(n_latents, -1)
             guess = guess + options.spread * drawn
+            if sample > 0:
+                guess[options.guided_rows:] = drawn[options.guided_rows:]
             drawn = guess * g.style_dim ** 0.5 / _norms(guess)
         latents.append(drawn)
         noises.append([torch.randn(1, h, w, generator=rng) for h, w in g.noise_shapes()])
@@ -219,12 +230,14 @@ def latent_to_w(model: LoadedGenerator, latent: torch.Tensor) -> torch.Tensor:
 
 
 def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: SearchOptions | None = None,
-           progress: Callable[[int, int], None] | None = None, start: torch.Tensor | None = None) -> list[SearchResult]:
+           progress: Callable[[int, int], None] | None = None, start: torch.Tensor | None = None,
+           samples=None) -> list[SearchResult]:
     """Search for each LR image (B, 3, h, w) in [0, 1]; ``seeds`` gives one seed per row.
 
     ``options`` default to ``options_for(model)``: the generator file's recommended settings.
     ``options.eps`` is one value for all rows or one per row. ``start``: each row's starting latent (an encoder's,
-    ``initial_state``), else a random point. Returns one result per row.
+    ``initial_state``), else a random point; ``samples``: each row's sample number (``initial_state``). Returns one
+    result per row.
     """
     options = options or options_for(model)
     if (options.init == "encoder") != (start is not None):
@@ -233,6 +246,8 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     batch = lr_images.shape[0]
     if len(seeds) != batch:
         raise ValueError(f"need one seed per image: {len(seeds)} seeds for {batch} images")
+    if samples is not None and len(samples) != batch:
+        raise ValueError(f"need one sample number per image: {len(samples)} for {batch} images")
     target = lr_images.to(device=device, dtype=torch.float32)
     lr_size = tuple(target.shape[-2:])
     eps_rows = torch.as_tensor(options.eps, dtype=torch.float32, device=device)
@@ -240,7 +255,7 @@ def search(model: LoadedGenerator, lr_images: torch.Tensor, seeds, options: Sear
     aim_rows = eps_rows * (1 - options.eps_margin)  # where the consistency terms stop pulling
     terms = losses.parse_loss(options.loss)
 
-    latent, noise, _ = initial_state(model, seeds, options, device, start)  # trainable maps: requires_grad
+    latent, noise, _ = initial_state(model, seeds, options, device, start, samples)  # trainable maps: requires_grad
     rows = _Rows(latent, noise, torch.arange(batch, device=device), options.learning_rate, options.noise_lr_scale)
 
     res = model.generator.resolution

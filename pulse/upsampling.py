@@ -75,8 +75,9 @@ class BatchUpsampler:
     def _batch_rows(self, settings) -> int:
         raise NotImplementedError
 
-    def _make(self, lrs: torch.Tensor, seeds: list[int], eps: tuple[float, ...], settings,
+    def _make(self, lrs: torch.Tensor, seeds: list[int], samples: list[int], eps: tuple[float, ...], settings,
               on_step: Callable[[int, int], None] | None) -> list[Made]:
+        """One batch: an image per row of ``lrs``, each with its seed and its sample number (0: an input's first)."""
         raise NotImplementedError
 
     def _lr_operator(self, settings) -> str:
@@ -161,7 +162,7 @@ class BatchUpsampler:
         del rows[: len(chunk)]
         started = time.perf_counter()
         made = self._make(torch.stack([inputs[i].lr for i, _ in chunk]), [seed + k for _, k in chunk],
-                          tuple(inputs[i].eps for i, _ in chunk), settings, on_step)
+                          [k for _, k in chunk], tuple(inputs[i].eps for i, _ in chunk), settings, on_step)
         seconds = (time.perf_counter() - started) / len(chunk)
         operator = self._lr_operator(settings)
         for (i, k), one in zip(chunk, made):

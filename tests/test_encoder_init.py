@@ -63,6 +63,41 @@ def test_each_sample_starts_near_the_encoders_latent_but_from_its_own_seed(tiny_
         search(model, torch.rand(1, 3, 8, 8), [0], SearchOptions(init="encoder", steps=1))
 
 
+def test_samples_after_the_first_keep_the_coarse_rows_and_draw_the_finer_ones_from_their_seed(tiny_generator_file):
+    model = load_generator(tiny_generator_file)
+    n_styles = model.generator.n_styles
+    guess = torch.randn(1, 1, model.generator.style_dim).expand(2, -1, -1)
+    options = SearchOptions(init="encoder", guided_rows=2)
+    latent, _, _ = initial_state(model, [5, 6], options, "cpu", start=guess, samples=[0, 1])
+    first_alone, _, _ = initial_state(model, [5], options, "cpu", start=guess[:1])
+    torch.testing.assert_close(latent[0], first_alone[0])  # the first sample: the encoder's face, every row guided
+    direction = guess[0, 0] / guess[0, 0].norm()
+    cosines = latent[1].detach() @ direction / latent[1].detach().norm(dim=-1)
+    assert (cosines[:2] > 0.9).all() and (cosines[2:].abs() < 0.3).all(), cosines
+    random_start, _, _ = initial_state(model, [6], SearchOptions(), "cpu")  # the same seed, started at random
+    torch.testing.assert_close(latent[1, 2:], random_start[0, 2:] * model.generator.style_dim ** 0.5
+                               / random_start[0, 2:].norm(dim=-1, keepdim=True))
+    all_guided, _, _ = initial_state(model, [6], SearchOptions(init="encoder", guided_rows=n_styles), "cpu",
+                                     start=guess[:1], samples=[1])
+    assert (all_guided.detach() @ direction / all_guided.detach().norm(dim=-1) > 0.9).all()
+    with pytest.raises(ValueError, match="guided_rows must be >= 0"):
+        SearchOptions(guided_rows=-1)
+
+
+def test_samples_after_the_first_differ_more_than_with_every_row_guided(tiny_generator_file, tiny_encoder_file):
+    upsampler = Upsampler(tiny_generator_file, device="cpu", encoder=tiny_encoder_file)
+    lr = drawn_lr(tiny_generator_file, 1)[0]
+
+    def apart(**options):  # mean pixel distance between the samples after the first
+        results = upsampler.run([lr], scale=4, samples=3, seed=0, steps=1, **options)[0]
+        pixels = [torch.from_numpy(np.asarray(r.image, dtype=np.float32)) for r in results]
+        return (pixels[1] - pixels[2]).abs().mean(), pixels[0]
+
+    (varied, first), (alike, first_too) = apart(), apart(guided_rows=load_generator(tiny_generator_file).generator.n_styles)
+    assert varied > 1.5 * alike, (varied, alike)
+    assert torch.equal(first, first_too)  # the first sample does not depend on the other samples' starts
+
+
 def test_the_api_starts_from_the_given_encoder_with_its_settings_and_samples_still_differ(tiny_generator_file,
                                                                                         tiny_encoder_file):
     upsampler = Upsampler(tiny_generator_file, device="cpu", encoder=tiny_encoder_file)

@@ -210,6 +210,10 @@ def _search_option_table():
          "train-encoder`; far fewer steps), random = a random point as PULSE"),
         ("spread", ("--spread",), dict(type=click.FloatRange(0)),
          "With --init encoder: how far each sample's seed moves its start from the encoder's latent (samples differ)"),
+        ("guided_rows", ("--guided-rows",), dict(type=click.IntRange(0)),
+         "With --init encoder: samples after the first keep this many of the coarsest style rows (pose, face shape) "
+         "from the encoder's latent and draw the finer ones from their own seed, as a random start does, so they "
+         "differ; the first sample stays the encoder's face"),
     )
 
 

@@ -203,8 +203,8 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
 
 # the options that only steer the search: an error when given with a method that does not search
 SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "schedule", "noise", "trainable_noise_layers",
-                     "noise_lr_scale", "tile_latent", "early_stop", "precision", "degradation", "init", "spread", "encoder",
-                     "compile_generator", "save_intermediate")
+                     "noise_lr_scale", "tile_latent", "early_stop", "precision", "degradation", "init", "spread", "guided_rows",
+                     "encoder", "compile_generator", "save_intermediate")
 
 
 @contextmanager

@@ -156,7 +156,8 @@ def test_search_settings_not_given_come_from_the_generator_file(tmp_path, tiny_g
 # for each setting a user may choose: a value a generator file can recommend, other than the reference's
 RECOMMENDED = {"steps": 4, "eps": 5e-3, "eps_margin": 0.3, "loss": "100*L2+1*L1+0.02*GEOCROSS", "learning_rate": 0.2,
                "schedule": "fixed", "noise": "fixed", "trainable_noise_layers": 2, "noise_lr_scale": 3.0, "tile_latent": True,
-               "early_stop": True, "precision": "bf16", "degradation": "box", "spread": 0.1}
+               "early_stop": True, "precision": "bf16", "degradation": "box", "spread": 0.1,
+               "guided_rows": 2}
 CHOSEN_BY_THE_ENCODER = {"init"}  # where a search starts: whether an encoder is installed, not the generator's say
 
 
