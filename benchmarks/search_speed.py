@@ -89,8 +89,8 @@ def main():
           f"{', compiled' if args.compile else ''}; {len(faces) // args.samples} faces of {args.data.name}"
           f"{f' x {args.samples} samples' if args.samples > 1 else ''}"
           f"{f'; encoder: {Path(encoder.source).name}' if encoder else ''}")
-    print(f"| start | steps | early stop | batch | warm-up s | s / {unit} | {unit}s / s | steps / {unit} | within eps | "
-          "peak memory |")
+    print(f"| start | steps | early stop | batch | warm-up s | s / {unit} | {unit}s / s | steps / {unit} | "
+          "within eps | peak memory |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for batch in map(int, args.batches.split(",")):
         for init in inits:

@@ -93,7 +93,8 @@ def test_samples_after_the_first_differ_more_than_with_every_row_guided(tiny_gen
         pixels = [torch.from_numpy(np.asarray(r.image, dtype=np.float32)) for r in results]
         return (pixels[1] - pixels[2]).abs().mean(), pixels[0]
 
-    (varied, first), (alike, first_too) = apart(), apart(guided_rows=load_generator(tiny_generator_file).generator.n_styles)
+    every_row = load_generator(tiny_generator_file).generator.n_styles
+    (varied, first), (alike, first_too) = apart(), apart(guided_rows=every_row)
     assert varied > 1.5 * alike, (varied, alike)
     assert torch.equal(first, first_too)  # the first sample does not depend on the other samples' starts
 

@@ -58,7 +58,8 @@ def _comparison(lr, results, scale: float, method: str):
               help="Folder for the results and report.jsonl.")
 @scale_option("Output size = input size x scale.")
 @click.option("--samples", default=1, show_default=True, type=int, help="Different faces per input.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Sample k of every input uses seed + k.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Sample k of every input uses seed + k (from an encoder, sample 0 is its face: --guided-rows).")
 @click.option("--batch-size", default="auto", show_default=True,
               help="Faces x samples searched at once: a number, or auto (8 on a CPU; on a GPU, what fits in memory).")
 @device_option()
@@ -203,8 +204,8 @@ def run(ctx, input_path, output_dir, scale, samples, seed, batch_size, device, m
 
 # the options that only steer the search: an error when given with a method that does not search
 SEARCH_PARAMETERS = ("steps", "eps_margin", "loss", "learning_rate", "schedule", "noise", "trainable_noise_layers",
-                     "noise_lr_scale", "tile_latent", "early_stop", "precision", "degradation", "init", "spread", "guided_rows",
-                     "encoder", "compile_generator", "save_intermediate")
+                     "noise_lr_scale", "tile_latent", "early_stop", "precision", "degradation", "init", "spread",
+                     "guided_rows", "encoder", "compile_generator", "save_intermediate")
 
 
 @contextmanager
