@@ -12,10 +12,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from pulse.evaluation.evaluate import load_face
+from pulse.evaluation.evaluate import bicubic_output, load_face
 from pulse.evaluation.metrics import psnr
 from pulse.imageio import find_images, pil_to_tensor, tensor_to_pil
-from pulse.resample import resize
 from pulse.sampling import captioned, labelled_grid
 from pulse.training.degrade import degradation_generator
 from pulse.weights.resolve import open_sr_model
@@ -40,7 +39,7 @@ def main() -> None:
         degraded = load_face(path, size, args.scale, degradation=degradation_generator(args.seed, index))
         for kind, face in (("clean", clean), ("degraded", degraded)):
             row = [tensor_to_pil(face.lr).resize((size, size), Image.Resampling.NEAREST),
-                   tensor_to_pil(resize(face.lr[None], size)[0].clamp(0, 1))]
+                   tensor_to_pil(bicubic_output(face, size).image)]
             for network in networks:
                 out = network.super_resolve(face.lr[None])[0]
                 score = psnr(out, face.hr)

@@ -46,8 +46,6 @@ KINDS = (*GENERATOR_KINDS, "sr-model", "encoder", "landmarks")
 
 
 SR_METHODS = ("srresnet", "srgan")  # the feed-forward methods: the pixel-loss network, the adversarial one
-
-
 SR_INPUTS = ("clean", "degraded")  # what an sr-model was trained on: pulse's bicubic LR, or photo-like degraded LR
 
 
