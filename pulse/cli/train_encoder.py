@@ -53,7 +53,12 @@ SEARCH_DEFAULT_HELP = ("Search setting recommended from this encoder's start (re
               help="Aligned real faces (folder, zip shard or image; repeatable) for the LR-consistency term.")
 @click.option("--real-weight", type=float,
               help="Weight of the real faces' LR consistency through the frozen generator, 0 for none [default: 0]")
+@click.option("--real-hr-weight", type=float,
+              help="Weight of the real faces' reconstruction (pixel L1 of the face the encoder's latent draws "
+                   "against the real face), 0 for none [default: 0]")
 @click.option("--real-batch", type=int, help=f"Real faces per step {_default('real_batch')}")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True),
+              help="Start from this encoder file's network (fine-tuning; same generator, its architecture).")
 @click.option("--search-default", "search_defaults", multiple=True, metavar="FIELD=VALUE", callback=_search_defaults,
               help=SEARCH_DEFAULT_HELP)
 @click.option("--seed", type=int, help=f"Random seed {_default('seed')}")
@@ -74,6 +79,7 @@ def train_encoder_command(ctx, resume, **options):
     Examples:
       pulse train-encoder --generator pulse-faces-128 --scale 8 --output runs/enc8
       pulse train-encoder --resume runs/enc8/latest.ckpt
+      pulse train-encoder --generator pulse-faces-128 --init enc8.pt --real-data faces/ --real-hr-weight 1 ...
       pulse train-encoder export runs/enc8/latest.ckpt --output enc8.pt --half --search-default steps=20
 
     The run folder gets latest.ckpt (always complete), log.jsonl (loss; per checkpoint the cosine to the true

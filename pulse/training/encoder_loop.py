@@ -6,9 +6,11 @@ output onto the search variable of that face: the Gaussianised mapping output (`
 on the sphere. The draws come from a generator seeded by (seed, step), so a checkpoint (weights, optimiser, step)
 resumes exactly.
 
-Optionally (``real_data`` and ``real_weight``), real faces too: their LR goes through the encoder and the frozen
-generator, and the rendered face's downscale is pulled towards the LR (the search's consistency term), so the
-encoder also sees real inputs and not only the generator's own.
+Optionally (``real_data`` with ``real_weight`` and/or ``real_hr_weight``), real faces too: their LR goes through
+the encoder and the frozen generator, and the rendered face's downscale is pulled towards the LR (the search's
+consistency term), so the encoder also sees real inputs and not only the generator's own; and the rendered face
+itself towards the real face (pixel L1, the reconstruction term of pSp and In-Domain GAN Inversion), so the start
+is the person the LR came from as far as the generator can draw them, not only a face with the same 16 px shadow.
 
 A run folder holds ``latest.ckpt``, ``log.jsonl`` (loss, and at each checkpoint the mean cosine to the true
 latent and the LR-PSNR of the encoder's own face on fixed held-out draws) and at the end ``encoder.pt``.
@@ -26,7 +28,8 @@ import torch.nn.functional as F
 from ..devices import select_device
 from ..errors import PulseError
 from ..imageio import psnr_from_mse, quantize
-from ..models.encoder import DEFAULT_CHANNELS, EncoderConfig, LatentEncoder, on_sphere, save_encoder
+from ..models.encoder import (DEFAULT_CHANNELS, EncoderConfig, LatentEncoder, load_encoder, on_sphere,
+                              read_encoder_file, save_encoder)
 from ..models.generator_file import MAPPING_SLOPE, LoadedGenerator
 from ..resample import resize
 from ..search import latent_to_w, parse_search_defaults
@@ -55,7 +58,9 @@ class EncoderTrainConfig:
     kimg: float = 100.0  # thousands of generated faces
     real_data: list[str] = field(default_factory=list)
     real_weight: float = 0.0  # weight of the real faces' LR-consistency term (0: generated faces only)
+    real_hr_weight: float = 0.0  # weight of the real faces' reconstruction term (pixel L1 at full size)
     real_batch: int = 8
+    init: str = ""  # an encoder file whose network starts the run (fine-tuning it); "": fresh weights
     search_defaults: dict = field(default_factory=dict)  # written into encoder.pt (``--search-default``)
     seed: int = 0
     checkpoint_every: float = 2.0  # kimg
@@ -66,19 +71,24 @@ class EncoderTrainConfig:
         self.generator, self.out = str(self.generator), str(self.out)
         self.real_data = [str(p) for p in self.real_data]
         checks = [("batch", self.batch > 0), ("lr", self.lr > 0), ("kimg", self.kimg > 0),
-                  ("real_weight", self.real_weight >= 0), ("real_batch", self.real_batch > 0),
+                  ("real_weight", self.real_weight >= 0), ("real_hr_weight", self.real_hr_weight >= 0),
+                  ("real_batch", self.real_batch > 0),
                   ("hidden", self.hidden > 0), ("channels", bool(self.channels) and min(self.channels) > 0),
                   ("checkpoint_every", self.checkpoint_every > 0), ("log_every", self.log_every > 0),
                   ("device", self.device in ("auto", "cpu", "cuda"))]
         for name, ok in checks:
             if not ok:
                 raise PulseError(f"--{name.replace('_', '-')} {getattr(self, name)}: out of range")
-        if self.real_weight > 0 and not self.real_data:
-            raise PulseError("--real-weight needs --real-data (a folder of aligned faces)")
+        if self.uses_real_faces and not self.real_data:
+            raise PulseError("--real-weight and --real-hr-weight need --real-data (a folder of aligned faces)")
         try:
             parse_search_defaults(f"{k}={v}" for k, v in self.search_defaults.items())
         except ValueError as err:
             raise PulseError(f"--search-default {err}")
+
+    @property
+    def uses_real_faces(self) -> bool:
+        return self.real_weight > 0 or self.real_hr_weight > 0
 
 
 def resolve_encoder_config(given: dict, checkpoint: dict | None = None, origin: str = "") -> EncoderTrainConfig:
@@ -106,12 +116,16 @@ def generated_pairs(model: LoadedGenerator, count: int, lr_size: int, rng: torch
     return quantize(resize(face.clamp(0, 1), lr_size)), search_latent(model, w)
 
 
-def render_lr(model: LoadedGenerator, latent: torch.Tensor, lr_size: int) -> torch.Tensor:
-    """The face a latent (B, 1, dim) draws with zero noise, downscaled as the search does (differentiable)."""
+def render(model: LoadedGenerator, latent: torch.Tensor) -> torch.Tensor:
+    """The face in [0, 1] a latent (B, 1, dim) draws with zero noise (differentiable)."""
     g = model.generator
     noise = [torch.zeros(latent.size(0), 1, h, w, device=latent.device) for h, w in g.noise_shapes()]
-    face = (model.synthesize(latent_to_w(model, latent), noise).float() + 1) / 2
-    return resize(face, lr_size)
+    return (model.synthesize(latent_to_w(model, latent), noise).float() + 1) / 2
+
+
+def render_lr(model: LoadedGenerator, latent: torch.Tensor, lr_size: int) -> torch.Tensor:
+    """That face downscaled as the search does (differentiable)."""
+    return resize(render(model, latent), lr_size)
 
 
 class EncoderTrainer:
@@ -131,7 +145,7 @@ class EncoderTrainer:
                                                    config.hidden)).to(self.device).train()
         self.opt = torch.optim.Adam(self.encoder.parameters(), lr=config.lr)
         self.real = self.real_order = None
-        if config.real_weight > 0:
+        if config.uses_real_faces:
             self.real = FaceData(config.real_data, resolution, 8 << 30, report=report)
             self.real_order = DataOrder(len(self.real), config.seed)
         self.held_out = generated_pairs(model, HELD_OUT, self.lr_size, torch.Generator().manual_seed(HELD_OUT_SEED))
@@ -140,6 +154,8 @@ class EncoderTrainer:
         self.run_info = {"name": Path(config.out).name, "generator": config.generator, "commands": []}
         if checkpoint is not None:
             self._restore(checkpoint)
+        elif config.init:
+            self._init_from(config.init)
         self.run_info["commands"].append({"from_kimg": self.nimg / 1000, "command": command})
         self._sums: dict[str, list] = {}
 
@@ -150,10 +166,12 @@ class EncoderTrainer:
         stats = {"latent": (self.encoder(lr)[:, 0] - target).pow(2).mean()}
         loss = stats["latent"]
         if self.real is not None:
-            real_lr = quantize(resize(self.real.take(self.real_order, cfg.real_batch, self.device).float() / 255,
-                                      self.lr_size))
-            stats["real_lr"] = (render_lr(self.model, self.encoder(real_lr), self.lr_size) - real_lr).pow(2).mean()
-            loss = loss + cfg.real_weight * stats["real_lr"]
+            real_hr = self.real.take(self.real_order, cfg.real_batch, self.device).float() / 255
+            real_lr = quantize(resize(real_hr, self.lr_size))
+            face = render(self.model, self.encoder(real_lr))
+            stats["real_lr"] = (resize(face, self.lr_size) - real_lr).pow(2).mean()
+            stats["real_hr"] = (face - real_hr).abs().mean()
+            loss = loss + cfg.real_weight * stats["real_lr"] + cfg.real_hr_weight * stats["real_hr"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -192,6 +210,15 @@ class EncoderTrainer:
             "run": self.run_info,
         })
 
+    def _init_from(self, path):
+        """The network of an encoder file made for this generator (its architecture fixed the run's options)."""
+        loaded = load_encoder(path, self.device)
+        if loaded.generator_sha256 != self.generator_sha256:
+            raise PulseError(f"--init {path}: an encoder for another generator (sha256 "
+                             f"{loaded.generator_sha256[:12]}…, not {self.generator_sha256[:12]}…)")
+        self.encoder.load_state_dict(loaded.model.state_dict())
+        self.run_info["init"] = str(path)
+
     def _restore(self, checkpoint: dict):
         if checkpoint["generator_sha256"] != self.generator_sha256:
             raise PulseError(f"the checkpoint's encoder was trained for another generator (sha256 "
@@ -207,7 +234,7 @@ class EncoderTrainer:
         self.nimg, self.step, self.wall_before = progress["nimg"], progress["step"], progress["wall_s"]
         if self.real_order is not None and checkpoint.get("real_data"):
             self.real_order.load_state_dict(checkpoint["real_data"])
-        self.run_info["commands"] = list(checkpoint["run"]["commands"])
+        self.run_info.update({k: v for k, v in checkpoint["run"].items() if k in ("commands", "init")})
 
     def export(self, path) -> Path:
         return save_encoder(path, self.encoder.eval(), self.generator_sha256, self.config.scale,
@@ -243,9 +270,12 @@ class EncoderTrainer:
 
 def encoder_metadata(config: EncoderTrainConfig, run_info: dict, nimg: int) -> dict:
     """What an encoder file says about where it came from."""
-    real = (f" + {config.real_weight:g} x LR consistency through the generator on real faces ({len(config.real_data)} "
-            f"source(s))" if config.real_weight > 0 else "")
-    return {"name": run_info["name"], "generator": run_info["generator"], "kimg": round(nimg / 1000, 3),
+    terms = [f"{weight:g} x {name}" for weight, name in ((config.real_weight, "LR consistency"),
+                                                          (config.real_hr_weight, "reconstruction")) if weight > 0]
+    real = (f" + {' + '.join(terms)} through the generator on real faces ({len(config.real_data)} source(s))"
+            if terms else "")
+    origin = {"init": run_info["init"]} if "init" in run_info else {}
+    return {"name": run_info["name"], "generator": run_info["generator"], "kimg": round(nimg / 1000, 3), **origin,
             "trainer": f"pulse train-encoder: latent regression on the generator's own faces{real}",
             "training_commands": run_info["commands"]}
 
@@ -267,6 +297,23 @@ def export_encoder_checkpoint(checkpoint_path, out, search_defaults: dict | None
                         metadata, half=half)
 
 
+def init_options(given: dict) -> dict:
+    """``--init ENCODER_FILE``: the architecture and scale come from the file, one given that contradicts it is an
+    error; so do its search settings unless ``--search-default`` is given."""
+    path = given.get("init")
+    if not path:
+        return given
+    payload = read_encoder_file(path)
+    fixed = {"scale": payload["scale"], "channels": list(payload["config"]["channels"]),
+             "hidden": payload["config"]["hidden"]}
+    for key, value in fixed.items():
+        if given.get(key) not in (None, (), []) and given[key] != value:
+            raise PulseError(f"--init {path}: its network has {key}={value}, but this run asks for {given[key]}")
+    if given.get("search_defaults") is None:
+        fixed["search_defaults"] = dict(payload["search_defaults"])
+    return {**given, **fixed}
+
+
 def train_encoder(given: dict, resume=None, command: str = "", report=lambda line: None) -> Path:
     """Run (or continue) an encoder training run from explicitly given options; returns the encoder file."""
     from ..models.generator_file import load_generator
@@ -274,6 +321,8 @@ def train_encoder(given: dict, resume=None, command: str = "", report=lambda lin
     from ..weights.resolve import resolve_generator
 
     checkpoint = load_encoder_checkpoint(resume) if resume else None
+    if checkpoint is None:
+        given = init_options(given)
     config = resolve_encoder_config(given, checkpoint, origin=str(resume or ""))
     out = Path(config.out)
     refuse_second_run(out, checkpoint is not None)

@@ -55,8 +55,8 @@ def test_a_run_refuses_to_start_over_another_or_resume_for_another_generator(tin
         train_encoder({"generator": str(tmp_path / "other.pt")}, resume=tmp_path / "run" / "latest.ckpt")
 
 
-def test_real_faces_add_an_lr_consistency_term_through_the_generator(tiny_generator_file, tiny_encoder_options,
-                                                                     blob, read_log, tmp_path):
+def test_real_faces_add_lr_consistency_and_reconstruction_terms_through_the_generator(
+        tiny_generator_file, tiny_encoder_options, blob, read_log, tmp_path):
     import numpy as np
 
     faces = tmp_path / "faces"
@@ -64,13 +64,51 @@ def test_real_faces_add_an_lr_consistency_term_through_the_generator(tiny_genera
     rng = np.random.default_rng(0)
     for i in range(6):
         blob(rng).save(faces / f"{i}.png")
-    _run(tiny_generator_file, tmp_path / "run", dict(tiny_encoder_options, kimg=0.128, checkpoint_every=0.128,
-                                                     log_every=0.064), real_data=[str(faces)], real_weight=1.0,
-         real_batch=4)
-    lines = [line for line in read_log(tmp_path / "run") if "real_lr" in line]
-    assert lines and all(line["real_lr"] > 0 for line in lines)
-    with pytest.raises(PulseError, match="--real-weight needs --real-data"):
-        _run(tiny_generator_file, tmp_path / "other", tiny_encoder_options, real_weight=1.0)
+    short = dict(tiny_encoder_options, kimg=0.128, checkpoint_every=0.128, log_every=0.064)
+    runs = {}
+    for name, weights in (("lr", {"real_weight": 1.0}), ("hr", {"real_hr_weight": 1.0}),
+                          ("both", {"real_weight": 1.0, "real_hr_weight": 1.0})):
+        path = _run(tiny_generator_file, tmp_path / name, short, real_data=[str(faces)], real_batch=4, **weights)
+        lines = [line for line in read_log(tmp_path / name) if "real_lr" in line]
+        assert lines and all(line["real_lr"] > 0 and line["real_hr"] > 0 for line in lines)
+        runs[name] = load_encoder(path)
+    assert "1 x reconstruction" in runs["hr"].metadata["trainer"]
+    assert "1 x LR consistency + 1 x reconstruction" in runs["both"].metadata["trainer"]
+    # each term moves the weights: the three runs saw the same draws and faces, and end apart
+    first = {k: v for k, v in runs["lr"].model.state_dict().items()}
+    for other in ("hr", "both"):
+        assert any(not torch.equal(first[k], v) for k, v in runs[other].model.state_dict().items())
+    for weights in ({"real_weight": 1.0}, {"real_hr_weight": 1.0}):
+        with pytest.raises(PulseError, match="--real-weight and --real-hr-weight need --real-data"):
+            _run(tiny_generator_file, tmp_path / "other", tiny_encoder_options, **weights)
+
+
+def test_init_fine_tunes_an_encoder_file_of_the_same_generator(tiny_encoder_file, tiny_generator_file,
+                                                               tiny_generator, tiny_encoder_options, tmp_path):
+    from pulse.models.generator_file import gaussian_fit, save_generator
+
+    given = load_encoder(tiny_encoder_file)
+    # architecture and scale come from the file: the options that would contradict it are left out
+    short = {k: v for k, v in tiny_encoder_options.items() if k not in ("scale", "channels", "hidden")}
+    short.update(kimg=0.032, checkpoint_every=0.032, lr=1e-12)
+    tuned = load_encoder(_run(tiny_generator_file, tmp_path / "tuned", short, init=str(tiny_encoder_file)))
+    assert (tuned.scale, tuned.model.config, tuned.search_defaults) == (given.scale, given.model.config,
+                                                                         given.search_defaults)
+    for name, value in given.model.state_dict().items():  # a vanishing learning rate: the file's weights
+        torch.testing.assert_close(tuned.model.state_dict()[name], value, rtol=0, atol=1e-6)
+    assert tuned.metadata["init"] == str(tiny_encoder_file)
+    resumed = train_encoder({"kimg": 0.064}, resume=tmp_path / "tuned" / "latest.ckpt")
+    assert load_encoder(resumed).metadata["init"] == str(tiny_encoder_file)
+
+    mine = _run(tiny_generator_file, tmp_path / "mine", short, init=str(tiny_encoder_file),
+                search_defaults={"steps": 7})
+    assert load_encoder(mine).search_defaults == {"steps": 7}
+    with pytest.raises(PulseError, match="its network has hidden=128, but this run asks for 32"):
+        _run(tiny_generator_file, tmp_path / "wide", short, init=str(tiny_encoder_file), hidden=32)
+    other = tiny_generator(seed=1)
+    save_generator(tmp_path / "other.pt", other, gaussian_fit(other.mapping, other.style_dim, samples=1000), {})
+    with pytest.raises(PulseError, match="an encoder for another generator"):
+        _run(tmp_path / "other.pt", tmp_path / "mismatch", short, init=str(tiny_encoder_file))
 
 
 def test_a_stylegan2_generator_gets_an_encoder_too(tmp_path, tiny_encoder_options):
