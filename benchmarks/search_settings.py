@@ -27,12 +27,11 @@ import time
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from pulse.evaluation.evaluate import Face, make_face
-from pulse.evaluation.metrics import SAME_PERSON_DISTANCE, detect_face, face_embedding, lpips
+from pulse.evaluation.metrics import SAME_PERSON_DISTANCE, detect_face, distance_to, face_embedding, lpips
 from pulse.imageio import pil_to_tensor
 from pulse.models.encoder import load_encoder
 from pulse.search import SearchOptions, parse_search_defaults, search
@@ -93,7 +92,7 @@ def main():
                 results += search(model, batch, seeds, options, start=start)
         seconds = (time.perf_counter() - started) / len(results)
         truths = [(h, e) for _ in range(args.seeds) for h, e in zip(hr, hr_embeddings)]
-        distances = [float(np.linalg.norm(face_embedding(r.image) - e)) for r, (_, e) in zip(results, truths)]
+        distances = [distance_to(r.image, e) for r, (_, e) in zip(results, truths)]
         ok = sum(r.success for r in results)
         every_source = sources * args.seeds
         by_source = " ".join(f"{s} {sum(r.success for r, t in zip(results, every_source) if t == s)}/"

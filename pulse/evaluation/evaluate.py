@@ -135,7 +135,7 @@ def _lr_consistency(face: Face, out: Output, ctx: Context) -> dict:
 
 
 def _identity(face: Face, out: Output, ctx: Context) -> dict:
-    distance = float(np.linalg.norm(metrics.face_embedding(out.image) - ctx.hr_embedding))
+    distance = metrics.distance_to(out.image, ctx.hr_embedding)
     return dict(identity_distance=distance, same_identity=distance < metrics.SAME_PERSON_DISTANCE)
 
 

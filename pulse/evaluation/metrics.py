@@ -172,9 +172,15 @@ def face_embedding(img: torch.Tensor) -> np.ndarray:
     return np.asarray(recognizer.compute_face_descriptor(arr, shape, 0), dtype=np.float64)
 
 
+def distance_to(img: torch.Tensor, descriptor: np.ndarray) -> float:
+    """Euclidean distance of the face's dlib descriptor to a known one (a true face's, computed once for many
+    outputs); < SAME_PERSON_DISTANCE means 'same person'."""
+    return float(np.linalg.norm(face_embedding(img) - descriptor))
+
+
 def identity_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """Euclidean distance between the faces' dlib descriptors; < SAME_PERSON_DISTANCE means 'same person'."""
-    return float(np.linalg.norm(face_embedding(a) - face_embedding(b)))
+    return distance_to(a, face_embedding(b))
 
 
 @lru_cache(maxsize=1)

@@ -213,16 +213,17 @@ class EncoderTrainer:
     def _init_from(self, path):
         """The network of an encoder file made for this generator (its architecture fixed the run's options)."""
         loaded = load_encoder(path, self.device)
-        if loaded.generator_sha256 != self.generator_sha256:
-            raise PulseError(f"--init {path}: an encoder for another generator (sha256 "
-                             f"{loaded.generator_sha256[:12]}…, not {self.generator_sha256[:12]}…)")
+        self._refuse_other_generator(loaded.generator_sha256, f"--init {path}: an encoder")
         self.encoder.load_state_dict(loaded.model.state_dict())
         self.run_info["init"] = str(path)
 
+    def _refuse_other_generator(self, sha256: str, what: str):
+        if sha256 != self.generator_sha256:
+            raise PulseError(f"{what} for another generator (sha256 {sha256[:12]}…, not "
+                             f"{self.generator_sha256[:12]}…)")
+
     def _restore(self, checkpoint: dict):
-        if checkpoint["generator_sha256"] != self.generator_sha256:
-            raise PulseError(f"the checkpoint's encoder was trained for another generator (sha256 "
-                             f"{checkpoint['generator_sha256'][:12]}…, not {self.generator_sha256[:12]}…)")
+        self._refuse_other_generator(checkpoint["generator_sha256"], "the checkpoint's encoder was trained")
         try:
             self.encoder.load_state_dict(checkpoint["encoder"])
             self.opt.load_state_dict(checkpoint["opt"])
