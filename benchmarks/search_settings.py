@@ -72,7 +72,10 @@ def main():
     sources = [f.name.split("_")[0] for f in faces]
     print(f"{args.generator}: {len(faces)} faces of {args.shard.name}, {lr.shape[-1]} -> "
           f"{model.generator.resolution} px, 1 sample each, {args.seeds} seed(s) a face")
-    hr_embeddings = [face_embedding(h) for h in hr]
+    # face k of the results is face k % N of the shard, over every seed
+    truth_hr = list(hr) * args.seeds
+    truth_embeddings = [face_embedding(h) for h in hr] * args.seeds
+    every_source = sources * args.seeds
     print("| setting | within eps | LR-PSNR (dB) | LPIPS | dlib distance | same person | detected as face "
           "| within eps by source | s / face |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
@@ -91,15 +94,13 @@ def main():
                 seeds = [repetition * len(faces) + j for j in range(i, min(i + BATCH, len(faces)))]
                 results += search(model, batch, seeds, options, start=start)
         seconds = (time.perf_counter() - started) / len(results)
-        truths = [(h, e) for _ in range(args.seeds) for h, e in zip(hr, hr_embeddings)]
-        distances = [distance_to(r.image, e) for r, (_, e) in zip(results, truths)]
+        distances = [distance_to(r.image, e) for r, e in zip(results, truth_embeddings)]
         ok = sum(r.success for r in results)
-        every_source = sources * args.seeds
         by_source = " ".join(f"{s} {sum(r.success for r, t in zip(results, every_source) if t == s)}/"
                              f"{every_source.count(s)}" for s in sorted(set(sources)))
         print(f"| {setting} | {ok}/{len(results)} ({100 * ok / len(results):.0f} %) | "
               f"{statistics.mean(r.lr_psnr for r in results):.2f} | "
-              f"{statistics.mean(lpips(r.image, h) for r, (h, _) in zip(results, truths)):.3f} | "
+              f"{statistics.mean(lpips(r.image, h) for r, h in zip(results, truth_hr)):.3f} | "
               f"{statistics.mean(distances):.3f} | "
               f"{sum(d < SAME_PERSON_DISTANCE for d in distances)}/{len(results)} | "
               f"{sum(detect_face(r.image) for r in results)}/{len(results)} | {by_source} | {seconds:.2f} |",
